@@ -1,0 +1,228 @@
+//! Choosing where tensors live — once, at the edge (the CLI), from `runtime.backend`.
+//!
+//! - `cpu`: burn's `flex` backend (pure Rust, multi-threaded).
+//! - `wgpu`: burn's wgpu backend on the adapter wgpu picks; an error if none initializes.
+//! - `auto`: wgpu only on a hardware GPU adapter over Vulkan, Metal or DX12, else `cpu`. wgpu is
+//!   probed in a child process with a time limit first: on a machine with Mesa's OpenGL but no
+//!   Vulkan driver it picks llvmpipe (a software rasterizer, very slow) and can deadlock, so a
+//!   probe that hangs, fails, or finds a CPU or GL adapter selects the CPU backend.
+
+use crate::recipe::BackendChoice;
+use anyhow::{anyhow, bail, Context, Result};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The hidden command line that runs the probe in a child process.
+pub const PROBE_COMMAND: &str = "__probe-wgpu";
+const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// What a wgpu adapter says of itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    pub name: String,
+    /// Graphics API: Vulkan, Metal, Dx12, Gl, BrowserWebGpu.
+    pub api: String,
+    /// DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other.
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl AdapterInfo {
+    /// A real GPU over an API that burn's wgpu kernels run well on.
+    pub fn is_hardware(&self) -> bool {
+        matches!(
+            self.device_type.as_str(),
+            "DiscreteGpu" | "IntegratedGpu" | "VirtualGpu"
+        ) && matches!(self.api.as_str(), "Vulkan" | "Metal" | "Dx12")
+    }
+}
+
+/// The chosen device and how to name it in reports.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    /// Plain (non-autodiff) device; training wraps it with `autodiff()`.
+    pub device: Device,
+    /// `wgpu` or `cpu (flex)`.
+    pub backend: String,
+    /// The adapter (GPU) or processor (CPU) the backend runs on.
+    pub adapter: String,
+    /// Why `auto` chose what it chose.
+    pub reason: String,
+    pub is_gpu: bool,
+}
+
+/// How `auto` may look for a GPU.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Run `exe __probe-wgpu` with a time limit (the CLI passes its own executable).
+    ChildProcess(PathBuf),
+    /// Do not probe: `auto` means the CPU backend (library use, tests).
+    Skip,
+}
+
+/// Use at most `threads` CPU threads (0: all). Must run before the first tensor operation.
+pub fn limit_threads(threads: usize) {
+    if threads > 0 {
+        // Read once by rayon when its global pool starts, which the CPU backend uses.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
+pub fn cpu() -> Compute {
+    Compute {
+        device: Device::flex(),
+        backend: "cpu (burn flex)".into(),
+        adapter: crate::store::machine::Machine::detect().cpu,
+        reason: String::new(),
+        is_gpu: false,
+    }
+}
+
+fn wgpu_in_process() -> Result<Compute> {
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup()
+        .map_err(|e| anyhow!("no wgpu adapter could be initialized: {e}"))?;
+    let info = adapter_info(&setup.adapter.get_info());
+    Ok(Compute {
+        device,
+        backend: "wgpu".into(),
+        adapter: format!("{} ({}, {})", info.name, info.api, info.device_type),
+        reason: String::new(),
+        is_gpu: info.is_hardware(),
+    })
+}
+
+fn adapter_info(info: &burn::tensor::wgpu::wgpu::AdapterInfo) -> AdapterInfo {
+    AdapterInfo {
+        name: info.name.clone(),
+        api: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+    }
+}
+
+/// The body of `kdrun __probe-wgpu`: print the adapter wgpu selects as one JSON line.
+pub fn probe_main() -> Result<()> {
+    let (_, setup) = Device::wgpu_options()
+        .init_with_setup()
+        .map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "{}",
+        serde_json::to_string(&adapter_info(&setup.adapter.get_info()))?
+    );
+    Ok(())
+}
+
+/// Run the probe in a child process; `Err` says why no adapter was found.
+pub fn probe_child(exe: &PathBuf) -> Result<AdapterInfo> {
+    let mut child = Command::new(exe)
+        .arg(PROBE_COMMAND)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let start = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if start.elapsed() > PROBE_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the wgpu probe did not answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "no wgpu adapter: {}",
+            err.lines().last().unwrap_or("probe failed").trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("unreadable probe answer {line:?}"))
+}
+
+/// Resolve `runtime.backend` to a device.
+pub fn select(choice: BackendChoice, probe: &Probe) -> Result<Compute> {
+    match choice {
+        BackendChoice::Cpu => Ok(cpu()),
+        BackendChoice::Wgpu => {
+            let c = wgpu_in_process()?;
+            if !c.is_gpu {
+                eprintln!(
+                    "warning: runtime.backend = \"wgpu\" runs on {}, which is not a hardware GPU; \
+                     expect it to be slow (runtime.backend = \"cpu\" is faster there)",
+                    c.adapter
+                );
+            }
+            Ok(c)
+        }
+        BackendChoice::Auto => {
+            let exe = match probe {
+                Probe::ChildProcess(exe) => exe,
+                Probe::Skip => {
+                    let mut c = cpu();
+                    c.reason = "auto: GPU probe skipped".into();
+                    return Ok(c);
+                }
+            };
+            match probe_child(exe) {
+                Ok(info) if info.is_hardware() => {
+                    let mut c = wgpu_in_process()?;
+                    c.reason = format!("auto: hardware GPU adapter {}", info.name);
+                    Ok(c)
+                }
+                Ok(info) => {
+                    let mut c = cpu();
+                    c.reason = format!(
+                        "auto: wgpu offered only {} ({}, {}), not a hardware GPU",
+                        info.name, info.api, info.device_type
+                    );
+                    Ok(c)
+                }
+                Err(e) => {
+                    let mut c = cpu();
+                    c.reason = format!("auto: {e}");
+                    Ok(c)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hardware_adapters_count() {
+        let mut a = AdapterInfo {
+            name: "NVIDIA H100".into(),
+            api: "Vulkan".into(),
+            device_type: "DiscreteGpu".into(),
+            driver: String::new(),
+        };
+        assert!(a.is_hardware());
+        a.api = "Gl".into();
+        assert!(!a.is_hardware());
+        a.api = "Vulkan".into();
+        a.device_type = "Cpu".into();
+        assert!(
+            !a.is_hardware(),
+            "llvmpipe/lavapipe report a Cpu device type"
+        );
+    }
+}

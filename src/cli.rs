@@ -1,0 +1,169 @@
+//! The command line: raw arguments (clap) → validated settings → a run.
+
+use crate::backend::{self, Probe, PROBE_COMMAND};
+use crate::pipeline;
+use crate::recipe::{self, SetArg};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kdrun",
+    version,
+    about = "Knowledge-distillation experiment runner: train a BERT teacher, distil it into a BiLSTM student, report what was gained and lost.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  kdrun recipes/tnews.toml\n  kdrun recipes/tnews.toml --set teacher.epochs=3 --set distill.soft_loss=kl\n  kdrun check recipes/tnews.toml --set 'data.classes=[\"car\",\"game\"]'"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Recipe to run (TOML); same as `kdrun run RECIPE`.
+    recipe: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a recipe: train the teacher and both students, evaluate, write the report.
+    Run(RecipeArgs),
+    /// Validate a recipe and print it fully resolved (exit 0 if valid, 1 if not).
+    Check(RecipeArgs),
+    #[command(name = PROBE_COMMAND, hide = true)]
+    ProbeWgpu,
+}
+
+#[derive(Debug, Args)]
+struct RecipeArgs {
+    /// Recipe file (TOML).
+    recipe: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Debug, Clone, Args)]
+struct Overrides {
+    /// Override a recipe key, e.g. `--set teacher.epochs=3`; the value is read as TOML, else as
+    /// a string. Repeatable; later ones win. Also: KDRUN_SECTION__KEY=value in the environment.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Override runtime.backend.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Wgpu,
+    Cpu,
+}
+
+impl Overrides {
+    /// The `--set` layer, with `--backend` as the last word on runtime.backend.
+    fn sets(&self) -> Result<Vec<SetArg>, String> {
+        let mut sets = self
+            .set
+            .iter()
+            .map(|s| recipe::parse_set(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(b) = self.backend {
+            let name = match b {
+                BackendArg::Auto => "auto",
+                BackendArg::Wgpu => "wgpu",
+                BackendArg::Cpu => "cpu",
+            };
+            sets.push(recipe::parse_set(&format!("runtime.backend=\"{name}\""))?);
+        }
+        Ok(sets)
+    }
+}
+
+fn load(args: &RecipeArgs) -> Result<recipe::LoadedRecipe, String> {
+    let sets = args.overrides.sets()?;
+    recipe::load(&args.recipe, &sets).map_err(|e| e.to_string())
+}
+
+fn check(args: &RecipeArgs) -> ExitCode {
+    match load(args) {
+        Ok(loaded) => {
+            println!("# {} (resolved)", loaded.path.display());
+            print!("{}", loaded.resolved_toml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &RecipeArgs) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    backend::limit_threads(loaded.recipe.runtime.threads);
+    let probe = match std::env::current_exe() {
+        Ok(exe) => Probe::ChildProcess(exe),
+        Err(_) => Probe::Skip,
+    };
+    let compute = match backend::select(loaded.recipe.runtime.backend, &probe) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: runtime.backend: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match pipeline::run(&loaded, &compute) {
+        Ok(out) => {
+            println!();
+            for m in &out.results.models {
+                println!(
+                    "{:<40} accuracy {:.4}  macro-F1 {:.4}  {:>10.0} samples/s",
+                    m.label, m.report.accuracy, m.report.macro_avg.f1, m.timing.samples_per_sec
+                );
+            }
+            println!(
+                "\nreport: {}\nrun folder: {}\ntotal time: {:.1} min",
+                out.report_dir.join("index.html").display(),
+                out.run_dir.display(),
+                out.results.total_seconds / 60.0
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Entry point of the `kdrun` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match (&cli.command, &cli.recipe) {
+        (Some(Command::Run(args)), _) => run(args),
+        (Some(Command::Check(args)), _) => check(args),
+        (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        (None, Some(recipe)) => run(&RecipeArgs {
+            recipe: recipe.clone(),
+            overrides: cli.overrides.clone(),
+        }),
+        (None, None) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Token ids → padded batches on a device, and the order batches are drawn in.
+//!
+//! Batches are padded on the right to the longest example *in the batch*; training batches are
+//! drawn from length buckets (shuffle, sort pools of 50 batches by length, shuffle the batches),
+//! so little time goes into padding while every epoch still sees a fresh order.
+
+use super::vocab::{CharVocab, CLS, PAD, SEP};
+use super::Example;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// Which model reads the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `[CLS] tokens [SEP]`, with segment ids and an attention mask (BERT).
+    Teacher,
+    /// The bare tokens (BiLSTM).
+    Student,
+}
+
+/// One tokenized example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub id: u32,
+    pub tokens: Vec<u32>,
+    pub label: usize,
+}
+
+/// A padded batch.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// Example ids, in batch row order.
+    pub ids: Vec<u32>,
+    /// `[batch, time]` token ids, padded with `[PAD]`.
+    pub tokens: Tensor<2, Int>,
+    /// `[batch, time]`: 1.0 on tokens, 0.0 on padding.
+    pub mask: Tensor<2>,
+    /// Unpadded length of each row.
+    pub lengths: Vec<usize>,
+    /// `[batch]` class indices.
+    pub labels: Tensor<1, Int>,
+}
+
+impl TokenBatch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Turns examples into encoded items and items into batches for one kind of model.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    pub kind: InputKind,
+    pub max_len: usize,
+}
+
+impl Batcher {
+    pub fn new(kind: InputKind, max_len: usize) -> Self {
+        Self { kind, max_len }
+    }
+
+    /// Tokenize and truncate. The teacher's sequences carry `[CLS]` and `[SEP]` within `max_len`.
+    pub fn encode(&self, vocab: &CharVocab, examples: &[Example]) -> Vec<Encoded> {
+        examples
+            .iter()
+            .map(|e| Encoded {
+                id: e.id,
+                tokens: self.wrap(vocab.encode(&e.text)),
+                label: e.label,
+            })
+            .collect()
+    }
+
+    fn wrap(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        match self.kind {
+            InputKind::Teacher => {
+                ids.truncate(self.max_len - 2);
+                let mut out = Vec::with_capacity(ids.len() + 2);
+                out.push(CLS);
+                out.extend(ids);
+                out.push(SEP);
+                out
+            }
+            InputKind::Student => {
+                ids.truncate(self.max_len);
+                ids
+            }
+        }
+    }
+
+    /// Pad `items` into one batch on `device`.
+    pub fn batch(&self, items: &[&Encoded], device: &Device) -> TokenBatch {
+        let b = items.len();
+        let t = items
+            .iter()
+            .map(|e| e.tokens.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut tokens = vec![PAD as i64; b * t];
+        let mut mask = vec![0f32; b * t];
+        for (r, e) in items.iter().enumerate() {
+            for (c, &tok) in e.tokens.iter().enumerate() {
+                tokens[r * t + c] = tok as i64;
+                mask[r * t + c] = 1.0;
+            }
+        }
+        let labels: Vec<i64> = items.iter().map(|e| e.label as i64).collect();
+        TokenBatch {
+            ids: items.iter().map(|e| e.id).collect(),
+            tokens: Tensor::from_data(TensorData::new(tokens, [b, t]), device),
+            mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+            lengths: items.iter().map(|e| e.tokens.len()).collect(),
+            labels: Tensor::from_data(TensorData::new(labels, [b]), device),
+        }
+    }
+}
+
+/// Batches of item indices for one training epoch: shuffled, bucketed by length.
+pub fn train_order(lengths: &[usize], batch_size: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..lengths.len()).collect();
+    idx.shuffle(rng);
+    let pool = batch_size * 50;
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for chunk in idx.chunks_mut(pool) {
+        chunk.sort_by_key(|&i| lengths[i]);
+        batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Batches of item indices for inference: sorted by length (least padding); callers put
+/// predictions back by index.
+pub fn eval_order(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..lengths.len()).collect();
+    idx.sort_by_key(|&i| lengths[i]);
+    idx.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn teacher_inputs_are_wrapped_and_truncated() {
+        let vocab = CharVocab::build(["abcdef"], 1, true);
+        let ex = [Example {
+            id: 7,
+            text: "abcdef".into(),
+            label: 1,
+        }];
+        let t = Batcher::new(InputKind::Teacher, 5).encode(&vocab, &ex);
+        assert_eq!(t[0].tokens.len(), 5);
+        assert_eq!(t[0].tokens[0], CLS);
+        assert_eq!(t[0].tokens[4], SEP);
+        let s = Batcher::new(InputKind::Student, 5).encode(&vocab, &ex);
+        assert_eq!(s[0].tokens.len(), 5);
+        assert_eq!(s[0].id, 7);
+    }
+
+    #[test]
+    fn batch_pads_and_masks() {
+        let device = Device::flex();
+        let a = Encoded {
+            id: 1,
+            tokens: vec![5, 6, 7],
+            label: 0,
+        };
+        let b = Encoded {
+            id: 2,
+            tokens: vec![8],
+            label: 1,
+        };
+        let batch = Batcher::new(InputKind::Student, 10).batch(&[&a, &b], &device);
+        assert_eq!(batch.tokens.dims(), [2, 3]);
+        let toks: Vec<i64> = batch
+            .tokens
+            .to_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        assert_eq!(toks, vec![5, 6, 7, 8, 0, 0]);
+        let mask: Vec<f32> = batch.mask.to_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(mask, vec![1., 1., 1., 1., 0., 0.]);
+        assert_eq!(batch.lengths, vec![3, 1]);
+    }
+
+    #[test]
+    fn train_order_covers_every_item_once() {
+        let lengths: Vec<usize> = (0..1000).map(|i| i % 37).collect();
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        let order = train_order(&lengths, 32, &mut rng);
+        let mut all: Vec<usize> = order.concat();
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert!(order.iter().all(|b| b.len() <= 32));
+    }
+}

@@ -1,0 +1,170 @@
+//! Character tokenization with a vocabulary built from the training text.
+//!
+//! Text is normalized first: full-width ASCII forms (U+FF01–U+FF5E) become their half-width
+//! twins, whitespace is dropped, and letters are lower-cased if the recipe says so. Each remaining
+//! character is one token; characters rarer than `min_count` in the training text become `[UNK]`.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const PAD: u32 = 0;
+pub const UNK: u32 = 1;
+pub const CLS: u32 = 2;
+pub const SEP: u32 = 3;
+pub const MASK: u32 = 4;
+const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharVocab {
+    tokens: Vec<String>,
+    index: HashMap<char, u32>,
+    lowercase: bool,
+}
+
+/// The characters of `text` after normalization.
+pub fn normalize_chars(text: &str, lowercase: bool) -> impl Iterator<Item = char> + '_ {
+    text.chars()
+        .map(|c| match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            0x3000 => ' ',
+            _ => c,
+        })
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .flat_map(move |c| {
+            let lower: Vec<char> = if lowercase {
+                c.to_lowercase().collect()
+            } else {
+                vec![c]
+            };
+            lower.into_iter()
+        })
+}
+
+impl CharVocab {
+    /// Build from training texts: special tokens first, then characters by descending count
+    /// (ties by code point, so the vocabulary is the same for the same texts).
+    pub fn build<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        min_count: usize,
+        lowercase: bool,
+    ) -> Self {
+        let mut counts: HashMap<char, usize> = HashMap::new();
+        for t in texts {
+            for c in normalize_chars(t, lowercase) {
+                *counts.entry(c).or_default() += 1;
+            }
+        }
+        let mut chars: Vec<(char, usize)> = counts
+            .into_iter()
+            .filter(|(_, n)| *n >= min_count)
+            .collect();
+        chars.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
+        let mut index = HashMap::new();
+        for (c, _) in chars {
+            index.insert(c, tokens.len() as u32);
+            tokens.push(c.to_string());
+        }
+        Self {
+            tokens,
+            index,
+            lowercase,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.len() <= SPECIALS.len()
+    }
+
+    pub fn token(&self, id: u32) -> &str {
+        &self.tokens[id as usize]
+    }
+
+    /// Token ids of `text`, one per character (no special tokens); an empty text gives `[UNK]`.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let ids: Vec<u32> = normalize_chars(text, self.lowercase)
+            .map(|c| self.index.get(&c).copied().unwrap_or(UNK))
+            .collect();
+        if ids.is_empty() {
+            vec![UNK]
+        } else {
+            ids
+        }
+    }
+
+    /// Write one token per line (BERT's `vocab.txt` layout).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = self.tokens.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Read a vocabulary written by [`CharVocab::save`].
+    pub fn load(path: &Path, lowercase: bool) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let tokens: Vec<String> = text.lines().map(str::to_string).collect();
+        for (i, s) in SPECIALS.iter().enumerate() {
+            if tokens.get(i).map(String::as_str) != Some(*s) {
+                bail!("{}:{}: expected special token {s}", path.display(), i + 1);
+            }
+        }
+        let mut index = HashMap::new();
+        for (i, t) in tokens.iter().enumerate().skip(SPECIALS.len()) {
+            let mut cs = t.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c), None) => {
+                    index.insert(c, i as u32);
+                }
+                _ => bail!(
+                    "{}:{}: expected one character, found {t:?}",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        Ok(Self {
+            tokens,
+            index,
+            lowercase,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_by_frequency_and_encodes() {
+        let v = CharVocab::build(["aab", "ab c", "Ｂ"], 1, true);
+        // a:3, b:3 (one from the full-width Ｂ lower-cased), c:1; ties by code point.
+        assert_eq!(v.len(), 5 + 3);
+        assert_eq!(v.token(5), "a");
+        assert_eq!(v.token(6), "b");
+        assert_eq!(v.token(7), "c");
+        assert_eq!(v.encode("A b"), vec![5, 6]);
+        assert_eq!(v.encode("z"), vec![UNK]);
+        assert_eq!(v.encode("  "), vec![UNK]);
+    }
+
+    #[test]
+    fn min_count_drops_rare_chars() {
+        let v = CharVocab::build(["车车房", "车"], 2, true);
+        assert_eq!(v.encode("车房"), vec![5, UNK]);
+    }
+
+    #[test]
+    fn save_load_roundtrip() {
+        let v = CharVocab::build(["体育新闻", "汽车"], 1, true);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        v.save(f.path()).unwrap();
+        let w = CharVocab::load(f.path(), true).unwrap();
+        assert_eq!(v, w);
+    }
+}

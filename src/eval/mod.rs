@@ -1,0 +1,53 @@
+//! Evaluation: predictions on the test split, sklearn-style scores, inference timing.
+
+pub mod metrics;
+pub mod timing;
+
+use crate::data::batch::{eval_order, Batcher, Encoded};
+use crate::models::Classifier;
+use anyhow::{anyhow, Result};
+use burn::tensor::Device;
+
+pub use metrics::{ClassScores, ClassificationReport};
+pub use timing::{time_inference, InferenceTiming};
+
+/// Predicted class of each item (argmax of the logits), in item order. `model` should be in
+/// inference mode (`Module::valid`) and `device` its (non-autodiff) device.
+pub fn predict<M: Classifier>(
+    model: &M,
+    batcher: &Batcher,
+    items: &[Encoded],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<usize>> {
+    let lengths: Vec<usize> = items.iter().map(|e| e.tokens.len()).collect();
+    let mut out = vec![0usize; items.len()];
+    for idx in eval_order(&lengths, batch_size) {
+        let batch_items: Vec<&Encoded> = idx.iter().map(|&i| &items[i]).collect();
+        let batch = batcher.batch(&batch_items, device);
+        let predicted: Vec<i64> = model
+            .logits(&batch)
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
+        for (slot, p) in idx.iter().zip(predicted) {
+            out[*slot] = p as usize;
+        }
+    }
+    Ok(out)
+}
+
+/// Share of items whose prediction equals their label.
+pub fn accuracy(items: &[Encoded], predicted: &[usize]) -> f64 {
+    if items.is_empty() {
+        return 0.0;
+    }
+    let correct = items
+        .iter()
+        .zip(predicted)
+        .filter(|(e, p)| e.label == **p)
+        .count();
+    correct as f64 / items.len() as f64
+}

@@ -1,0 +1,84 @@
+//! Inference time over the test split. Batches are padded and placed on the device first (not
+//! timed); one untimed pass warms up (kernel compilation and autotuning on a GPU); then each of
+//! `repeats` passes is timed batch by batch, reading the predictions back so the device has
+//! finished. The fastest pass is reported.
+
+use crate::data::batch::{eval_order, Batcher, Encoded, TokenBatch};
+use crate::models::Classifier;
+use anyhow::{anyhow, Result};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceTiming {
+    pub batch_size: usize,
+    pub samples: usize,
+    pub batches: usize,
+    pub repeats: usize,
+    /// Wall time of the fastest pass over all batches, seconds.
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    /// Mean wall time of one batch in the fastest pass, milliseconds.
+    pub batch_latency_ms: f64,
+    /// Slowest batch of the fastest pass, milliseconds.
+    pub max_batch_latency_ms: f64,
+}
+
+fn run_batch<M: Classifier>(model: &M, batch: &TokenBatch) -> Result<()> {
+    model
+        .logits(batch)
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
+    Ok(())
+}
+
+pub fn time_inference<M: Classifier>(
+    model: &M,
+    batcher: &Batcher,
+    items: &[Encoded],
+    batch_size: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<InferenceTiming> {
+    let lengths: Vec<usize> = items.iter().map(|e| e.tokens.len()).collect();
+    let batches: Vec<TokenBatch> = eval_order(&lengths, batch_size)
+        .iter()
+        .map(|idx| {
+            let b: Vec<&Encoded> = idx.iter().map(|&i| &items[i]).collect();
+            batcher.batch(&b, device)
+        })
+        .collect();
+    for b in &batches {
+        run_batch(model, b)?;
+    }
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for _ in 0..repeats.max(1) {
+        let mut latencies = Vec::with_capacity(batches.len());
+        let start = Instant::now();
+        for b in &batches {
+            let t0 = Instant::now();
+            run_batch(model, b)?;
+            latencies.push(t0.elapsed().as_secs_f64());
+        }
+        let total = start.elapsed().as_secs_f64();
+        if best.as_ref().is_none_or(|(t, _)| total < *t) {
+            best = Some((total, latencies));
+        }
+    }
+    let (seconds, latencies) = best.expect("at least one pass");
+    let n = latencies.len().max(1) as f64;
+    Ok(InferenceTiming {
+        batch_size,
+        samples: items.len(),
+        batches: batches.len(),
+        repeats: repeats.max(1),
+        seconds,
+        samples_per_sec: items.len() as f64 / seconds.max(1e-12),
+        batch_latency_ms: latencies.iter().sum::<f64>() / n * 1e3,
+        max_batch_latency_ms: latencies.iter().cloned().fold(0.0, f64::max) * 1e3,
+    })
+}

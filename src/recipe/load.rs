@@ -1,0 +1,313 @@
+//! Layered loading: defaults < recipe file < `KDRUN_*` environment < `--set`.
+
+use super::error::{nearest, Problem, RecipeError};
+use super::sections::{Recipe, PATH_KEYS};
+use super::validate::validate;
+use figment::error::Kind;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use std::path::{Component, Path, PathBuf};
+
+/// Prefix of recipe environment variables: `KDRUN_SECTION__KEY=value`.
+pub const ENV_PREFIX: &str = "KDRUN_";
+
+/// One `--set key=value` from the command line. The value is read as TOML (`3`, `0.5`,
+/// `["car","game"]`, `"text"`), else taken as a plain string (`--set data.format=csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetArg {
+    /// The argument as given, for error messages.
+    pub raw: String,
+    pub key: String,
+    pub value: toml::Value,
+}
+
+/// Parse `key=value`.
+pub fn parse_set(raw: &str) -> Result<SetArg, String> {
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("`--set {raw}`: expected key=value, e.g. teacher.epochs=3"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!(
+            "`--set {raw}`: `{key}` is not a dotted recipe key such as teacher.epochs"
+        ));
+    }
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok(SetArg {
+        raw: raw.to_string(),
+        key: key.to_string(),
+        value: parsed,
+    })
+}
+
+impl Provider for SetArg {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.raw))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let value = Value::serialize(&self.value)?;
+        let nested = figment::util::nest(&self.key, value);
+        let dict = nested
+            .into_dict()
+            .ok_or_else(|| figment::Error::from(format!("`--set {}`: bad key", self.raw)))?;
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// A recipe after layering, validation and path resolution.
+#[derive(Debug, Clone)]
+pub struct LoadedRecipe {
+    pub recipe: Recipe,
+    /// The recipe file.
+    pub path: PathBuf,
+    /// The resolved recipe as TOML (what `kdrun check` prints and each run saves).
+    pub resolved_toml: String,
+}
+
+/// Load `path` with the environment and `sets` layered over it.
+pub fn load(path: &Path, sets: &[SetArg]) -> Result<LoadedRecipe, RecipeError> {
+    load_with_env(path, sets, true)
+}
+
+/// As [`load`]; `use_env = false` ignores `KDRUN_*` variables (tests).
+pub fn load_with_env(
+    path: &Path,
+    sets: &[SetArg],
+    use_env: bool,
+) -> Result<LoadedRecipe, RecipeError> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        return Err(RecipeError::single(
+            shown,
+            None,
+            "recipe file not found (expected a TOML file)",
+        ));
+    }
+    let path = absolute(path);
+    let recipe_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+
+    let mut figment =
+        Figment::from(Serialized::defaults(Recipe::default())).merge(Toml::file_exact(&path));
+    if use_env {
+        // Only SECTION__KEY variables: a stray KDRUN_SOMETHING is not a recipe key.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+    }
+    for set in sets {
+        figment = figment.merge(set.clone());
+    }
+
+    let mut recipe: Recipe = figment.extract().map_err(|e| from_figment(e, &shown))?;
+
+    if recipe.name.is_empty() {
+        recipe.name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recipe".into());
+    }
+    resolve_paths(&mut recipe, &figment, &recipe_dir);
+
+    let problems = validate(&recipe);
+    if !problems.is_empty() {
+        return Err(RecipeError {
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    source: source_of(&figment, key, &shown),
+                    key: Some(key.to_string()),
+                    message,
+                })
+                .collect(),
+        });
+    }
+
+    let resolved_toml = toml::to_string_pretty(&recipe).map_err(|e| {
+        RecipeError::single(shown.clone(), None, format!("cannot print recipe: {e}"))
+    })?;
+    Ok(LoadedRecipe {
+        recipe,
+        path,
+        resolved_toml,
+    })
+}
+
+/// Where the value of `key` came from, for error messages.
+fn source_of(figment: &Figment, key: &str, recipe_path: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(md) => describe(md, key, recipe_path),
+        None => recipe_path.to_string(),
+    }
+}
+
+fn describe(md: &Metadata, key: &str, recipe_path: &str) -> String {
+    if let Some(Source::File(p)) = &md.source {
+        return p.display().to_string();
+    }
+    if md.name.contains("environment") {
+        let keys: Vec<&str> = key.split('.').collect();
+        return format!(
+            "environment variable {}",
+            md.interpolate(&Profile::Default, &keys)
+        );
+    }
+    if md.name.starts_with("--set") {
+        return md.name.to_string();
+    }
+    format!("{recipe_path} (built-in default)")
+}
+
+/// Relative paths resolve against the folder of the file that set them; defaults against the
+/// recipe's folder; values from the environment or `--set` against the working directory.
+fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    for key in PATH_KEYS {
+        let base = match figment.find_metadata(key) {
+            Some(md) => match &md.source {
+                Some(Source::File(p)) => p.parent().unwrap_or(recipe_dir).to_path_buf(),
+                _ if md.name.contains("environment") || md.name.starts_with("--set") => cwd.clone(),
+                _ => recipe_dir.to_path_buf(),
+            },
+            None => recipe_dir.to_path_buf(),
+        };
+        let slot = match *key {
+            "data.train" => &mut recipe.data.train,
+            "data.test" => &mut recipe.data.test,
+            "report.dir" => &mut recipe.report.dir,
+            "runtime.store" => &mut recipe.runtime.store,
+            other => unreachable!("PATH_KEYS names {other} without a slot"),
+        };
+        if slot.is_relative() {
+            *slot = normalize(&base.join(&*slot));
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        normalize(path)
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        normalize(&cwd.join(path))
+    }
+}
+
+/// Lexical normalization: drops `.` and folds `..` (no file-system access).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn from_figment(err: figment::Error, recipe_path: &str) -> RecipeError {
+    let problems = err
+        .into_iter()
+        .map(|e| {
+            let mut key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|md| describe(md, &key, recipe_path))
+                .unwrap_or_else(|| recipe_path.to_string());
+            let message = match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    if !key.ends_with(field.as_str()) {
+                        key = if key.is_empty() {
+                            field.clone()
+                        } else {
+                            format!("{key}.{field}")
+                        };
+                    }
+                    let prefix = key
+                        .rsplit_once('.')
+                        .map(|(p, _)| format!("{p}."))
+                        .unwrap_or_default();
+                    match nearest(field, expected) {
+                        Some(s) => format!("unknown key; did you mean `{prefix}{s}`?"),
+                        None => format!(
+                            "unknown key; valid keys here: {}",
+                            expected
+                                .iter()
+                                .map(|s| format!("{prefix}{s}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }
+                }
+                Kind::UnknownVariant(value, expected) => {
+                    let hint = nearest(value, expected)
+                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                        .unwrap_or_default();
+                    format!(
+                        "unknown value \"{value}\"; expected one of {}{hint}",
+                        expected
+                            .iter()
+                            .map(|s| format!("\"{s}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("expected {expected}, found {actual}")
+                }
+                Kind::InvalidValue(actual, expected) => {
+                    format!("expected {expected}, found {actual}")
+                }
+                Kind::Message(m) => m.clone(),
+                other => other.to_string(),
+            };
+            Problem {
+                source,
+                key: (!key.is_empty()).then_some(key),
+                message,
+            }
+        })
+        .collect();
+    RecipeError { problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_are_toml_else_strings() {
+        let s = parse_set("teacher.epochs=3").unwrap();
+        assert_eq!(s.value, toml::Value::Integer(3));
+        let s = parse_set("data.format=csv").unwrap();
+        assert_eq!(s.value, toml::Value::String("csv".into()));
+        let s = parse_set(r#"data.classes=["car","game"]"#).unwrap();
+        assert_eq!(
+            s.value,
+            toml::Value::Array(vec!["car".into(), "game".into()])
+        );
+        assert!(parse_set("noequals").is_err());
+        assert!(parse_set("a..b=1").is_err());
+    }
+
+    #[test]
+    fn normalize_folds_parent_dirs() {
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The recipe: what a run does, read from TOML in layers.
+//!
+//! Layers, lowest first: built-in defaults < the recipe file < `KDRUN_*` environment variables
+//! (`KDRUN_TEACHER__EPOCHS=3`, sections and keys joined by a double underscore) < `--set key=value`
+//! on the command line. [`load`] merges them with figment, deserializes into [`Recipe`] (unknown
+//! keys and wrong types are errors), checks value ranges ([`validate`]) and resolves relative paths
+//! against the folder of the layer that set them ([`resolve`]).
+
+mod error;
+mod load;
+mod sections;
+mod validate;
+
+pub use error::RecipeError;
+pub use load::{load, load_with_env, normalize, parse_set, LoadedRecipe, SetArg, ENV_PREFIX};
+pub use sections::*;

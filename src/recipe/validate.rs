@@ -1,0 +1,202 @@
+//! Value ranges that serde's types cannot express.
+
+use super::sections::Recipe;
+
+/// Every out-of-range value, as (dotted key, what was expected and what was found).
+pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let mut check = |key: &'static str, ok: bool, expected: &str, found: String| {
+        if !ok {
+            problems.push((key, format!("expected {expected}, found {found}")));
+        }
+    };
+    let unit_open = |x: f64| (0.0..1.0).contains(&x);
+
+    check(
+        "name",
+        !r.name.is_empty() && !r.name.contains(['/', '\\']) && r.name != "." && r.name != "..",
+        "a non-empty name without path separators",
+        format!("{:?}", r.name),
+    );
+
+    let d = &r.data;
+    check(
+        "data.valid_fraction",
+        d.valid_fraction > 0.0 && d.valid_fraction <= 0.5,
+        "a fraction in (0, 0.5]",
+        d.valid_fraction.to_string(),
+    );
+    check(
+        "data.max_len",
+        (4..=512).contains(&d.max_len),
+        "an integer in 4..=512",
+        d.max_len.to_string(),
+    );
+    check(
+        "data.min_count",
+        d.min_count >= 1,
+        "an integer ≥ 1",
+        d.min_count.to_string(),
+    );
+    let mut seen = std::collections::HashSet::new();
+    let dup = d.classes.iter().find(|c| !seen.insert(c.as_str()));
+    check(
+        "data.classes",
+        dup.is_none(),
+        "distinct class names or codes",
+        format!("{:?} twice", dup.cloned().unwrap_or_default()),
+    );
+
+    let t = &r.teacher;
+    check(
+        "teacher.layers",
+        t.layers >= 1,
+        "an integer ≥ 1",
+        t.layers.to_string(),
+    );
+    check(
+        "teacher.hidden",
+        t.hidden >= 1,
+        "an integer ≥ 1",
+        t.hidden.to_string(),
+    );
+    check(
+        "teacher.heads",
+        t.heads >= 1 && t.hidden % t.heads.max(1) == 0,
+        "an integer ≥ 1 that divides teacher.hidden",
+        format!("{} (hidden {})", t.heads, t.hidden),
+    );
+    check(
+        "teacher.epochs",
+        t.epochs >= 1,
+        "an integer ≥ 1",
+        t.epochs.to_string(),
+    );
+    check(
+        "teacher.lr",
+        t.lr > 0.0 && t.lr.is_finite(),
+        "a positive number",
+        t.lr.to_string(),
+    );
+    check(
+        "teacher.batch_size",
+        t.batch_size >= 1,
+        "an integer ≥ 1",
+        t.batch_size.to_string(),
+    );
+    check(
+        "teacher.warmup",
+        unit_open(t.warmup),
+        "a fraction in [0, 1)",
+        t.warmup.to_string(),
+    );
+    check(
+        "teacher.dropout",
+        unit_open(t.dropout),
+        "a probability in [0, 1)",
+        t.dropout.to_string(),
+    );
+    check(
+        "teacher.weight_decay",
+        t.weight_decay >= 0.0,
+        "a number ≥ 0",
+        t.weight_decay.to_string(),
+    );
+
+    let s = &r.student;
+    check(
+        "student.embedding_dim",
+        s.embedding_dim >= 1,
+        "an integer ≥ 1",
+        s.embedding_dim.to_string(),
+    );
+    check(
+        "student.hidden",
+        s.hidden >= 1,
+        "an integer ≥ 1",
+        s.hidden.to_string(),
+    );
+    check(
+        "student.fc_hidden",
+        s.fc_hidden >= 1,
+        "an integer ≥ 1",
+        s.fc_hidden.to_string(),
+    );
+    check(
+        "student.epochs",
+        s.epochs >= 1,
+        "an integer ≥ 1",
+        s.epochs.to_string(),
+    );
+    check(
+        "student.lr",
+        s.lr > 0.0 && s.lr.is_finite(),
+        "a positive number",
+        s.lr.to_string(),
+    );
+    check(
+        "student.batch_size",
+        s.batch_size >= 1,
+        "an integer ≥ 1",
+        s.batch_size.to_string(),
+    );
+    check(
+        "student.warmup",
+        unit_open(s.warmup),
+        "a fraction in [0, 1)",
+        s.warmup.to_string(),
+    );
+    check(
+        "student.dropout",
+        unit_open(s.dropout),
+        "a probability in [0, 1)",
+        s.dropout.to_string(),
+    );
+    check(
+        "student.weight_decay",
+        s.weight_decay >= 0.0,
+        "a number ≥ 0",
+        s.weight_decay.to_string(),
+    );
+
+    let k = &r.distill;
+    check(
+        "distill.alpha",
+        k.alpha >= 0.0 && k.alpha.is_finite(),
+        "a weight ≥ 0",
+        k.alpha.to_string(),
+    );
+    check(
+        "distill.soft_weight",
+        k.soft_weight.is_finite(),
+        "a weight ≥ 0 (or negative for 1 − alpha)",
+        k.soft_weight.to_string(),
+    );
+    check(
+        "distill.temperature",
+        k.temperature > 0.0 && k.temperature.is_finite(),
+        "a positive number",
+        k.temperature.to_string(),
+    );
+    check(
+        "distill.alpha",
+        k.alpha > 0.0 || k.soft_weight() > 0.0,
+        "alpha or soft_weight above 0 (the distilled student needs a loss)",
+        format!("alpha {} and soft weight {}", k.alpha, k.soft_weight()),
+    );
+
+    let rep = &r.report;
+    check(
+        "report.timing_batch",
+        rep.timing_batch >= 1,
+        "an integer ≥ 1",
+        rep.timing_batch.to_string(),
+    );
+    check(
+        "report.timing_repeats",
+        rep.timing_repeats >= 1,
+        "an integer ≥ 1",
+        rep.timing_repeats.to_string(),
+    );
+    problems
+}

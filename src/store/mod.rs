@@ -1,0 +1,104 @@
+//! The store: one folder per run under `runtime.store`, written as each stage finishes so that a
+//! failed or interrupted run keeps what it had done. Every file is written to a temporary name
+//! and renamed into place, so a file in a run folder is always whole.
+
+pub mod machine;
+pub mod results;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use results::{ModelResult, RunResults};
+
+/// A run's folder: `<store>/<recipe name>/<UTC time>/`.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+/// `2026-11-27T22-42-56Z`: RFC 3339 seconds with `-` for `:` (valid on every file system).
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace(':', "-")
+}
+
+impl RunDir {
+    pub fn create(store: &Path, recipe_name: &str) -> Result<Self> {
+        let base = store.join(recipe_name);
+        std::fs::create_dir_all(&base).with_context(|| {
+            format!("cannot create run store {} (runtime.store)", base.display())
+        })?;
+        let stamp = timestamp(SystemTime::now());
+        let mut path = base.join(&stamp);
+        let mut n = 1;
+        while path.exists() {
+            n += 1;
+            path = base.join(format!("{stamp}-{n}"));
+        }
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write_text(&self, name: &str, text: &str) -> Result<PathBuf> {
+        write_atomic(&self.file(name), text.as_bytes())
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
+        self.write_text(name, &serde_json::to_string_pretty(value)?)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = temp_name(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+/// A sibling of `path` for writing before the rename.
+pub fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Write with `write` to a temporary sibling of `path`, then rename into place.
+pub fn write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let tmp = temp_name(path);
+    write(&tmp)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_dirs_are_distinct_and_writes_whole() {
+        let store = tempfile::tempdir().unwrap();
+        let a = RunDir::create(store.path(), "r").unwrap();
+        let b = RunDir::create(store.path(), "r").unwrap();
+        assert_ne!(a.path, b.path);
+        let p = a.write_text("x.txt", "hello").unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "hello");
+        let leftovers: Vec<_> = std::fs::read_dir(&a.path)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

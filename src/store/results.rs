@@ -1,0 +1,72 @@
+//! What a run found, as saved in `results.json`: enough to re-render every report without
+//! retraining.
+
+use super::machine::Machine;
+use crate::data::Class;
+use crate::eval::{ClassificationReport, InferenceTiming};
+use crate::train::EpochRecord;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One evaluated model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// `teacher`, `student` or `distilled`.
+    pub key: String,
+    /// Display name, e.g. "Teacher (BERT)".
+    pub label: String,
+    pub params: usize,
+    pub trainable_params: usize,
+    pub report: ClassificationReport,
+    pub timing: InferenceTiming,
+    pub train_seconds: f64,
+    pub best_epoch: usize,
+    pub best_valid_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Examples per class in each split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    pub recipe_name: String,
+    pub title: String,
+    pub started: String,
+    pub finished: String,
+    pub total_seconds: f64,
+    pub kdrun_version: String,
+    pub git_commit: Option<String>,
+    pub backend: String,
+    pub adapter: String,
+    pub backend_reason: String,
+    pub machine: Machine,
+    pub classes: Vec<Class>,
+    pub counts: SplitCounts,
+    pub vocab_size: usize,
+    pub teacher_logit_rows: usize,
+    /// The resolved recipe, TOML.
+    pub recipe_toml: String,
+    /// The run's folder in the store.
+    pub run_dir: String,
+    pub models: Vec<ModelResult>,
+}
+
+impl RunResults {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a kdrun results file", path.display()))
+    }
+
+    pub fn model(&self, key: &str) -> Option<&ModelResult> {
+        self.models.iter().find(|m| m.key == key)
+    }
+}

@@ -1,0 +1,280 @@
+//! Training: one loop for every model (AdamW, linear warm-up/decay, best epoch on validation),
+//! and the teacher- and student-specific set-ups around it.
+
+pub mod progress;
+pub mod schedule;
+pub mod student;
+pub mod teacher;
+
+use crate::data::batch::{train_order, Batcher, Encoded, TokenBatch};
+use crate::eval::{accuracy, predict};
+use crate::models::Classifier;
+use anyhow::{bail, Result};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use progress::Progress;
+use rand::SeedableRng;
+use schedule::LinearSchedule;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How one model is trained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSettings {
+    /// Stage name for progress lines (`teacher`, `student`, `distilled`).
+    pub stage: String,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub warmup: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+/// One finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// A trained model: the epoch with the best validation accuracy.
+#[derive(Debug, Clone)]
+pub struct Fitted<M> {
+    pub model: M,
+    pub best_epoch: usize,
+    pub best_valid_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+    pub seconds: f64,
+}
+
+/// Train `model` on `train`, keeping the epoch that scores best on `valid`.
+///
+/// `device` is the autodiff device the model lives on; validation runs on its inner device in
+/// inference mode. `loss` maps a batch (and the model) to the scalar to minimize.
+pub fn fit<M, L>(
+    mut model: M,
+    batcher: &Batcher,
+    train: &[Encoded],
+    valid: &[Encoded],
+    device: &Device,
+    settings: &FitSettings,
+    loss: L,
+) -> Result<Fitted<M>>
+where
+    M: Classifier,
+    L: Fn(&M, &TokenBatch) -> Result<Tensor<1>>,
+{
+    let start = Instant::now();
+    let inner = device.clone().inner();
+    let lengths: Vec<usize> = train.iter().map(|e| e.tokens.len()).collect();
+    let steps_per_epoch = train.len().div_ceil(settings.batch_size);
+    let schedule = LinearSchedule::new(
+        settings.lr,
+        settings.warmup,
+        settings.epochs * steps_per_epoch,
+    );
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(settings.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(
+            settings
+                .grad_clip
+                .map(|c| GradientClippingConfig::Norm(c as f32)),
+        )
+        .init();
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(settings.seed);
+    let progress = Progress::new(&settings.stage, settings.epochs, steps_per_epoch);
+
+    let mut best: Option<(M, usize, f64)> = None;
+    let mut history = Vec::with_capacity(settings.epochs);
+    let mut step = 0usize;
+    for epoch in 0..settings.epochs {
+        let epoch_start = Instant::now();
+        let mut loss_sum = 0.0f64;
+        let mut loss_count = 0usize;
+        for (i, idx) in train_order(&lengths, settings.batch_size, &mut rng)
+            .into_iter()
+            .enumerate()
+        {
+            let items: Vec<&Encoded> = idx.iter().map(|&j| &train[j]).collect();
+            let batch = batcher.batch(&items, device);
+            let value = loss(&model, &batch)?;
+            // Reading the loss waits for the device; every 10th step is enough to watch it.
+            let read = (i % 10 == 0).then(|| value.clone().into_scalar::<f32>() as f64);
+            if let Some(v) = read {
+                if !v.is_finite() {
+                    progress.finish();
+                    bail!(
+                        "{}: loss is {v} at epoch {} step {} — training diverged; lower the learning rate",
+                        settings.stage,
+                        epoch + 1,
+                        i + 1
+                    );
+                }
+                loss_sum += v;
+                loss_count += 1;
+            }
+            let grads = GradientsParams::from_grads(value.backward(), &model);
+            model = optim.step(schedule.at(step), model, grads);
+            step += 1;
+            progress.step(epoch, read);
+        }
+        let valid_model = model.valid();
+        let predicted = predict(
+            &valid_model,
+            batcher,
+            valid,
+            settings.batch_size.max(256),
+            &inner,
+        )?;
+        let valid_accuracy = accuracy(valid, &predicted);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / loss_count.max(1) as f64,
+            valid_accuracy,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        let improved = best
+            .as_ref()
+            .is_none_or(|(_, _, acc)| valid_accuracy > *acc);
+        progress.epoch(&format!(
+            "epoch {}/{}: train loss {:.4}, valid accuracy {:.4}{} ({:.1} s)",
+            record.epoch,
+            settings.epochs,
+            record.train_loss,
+            valid_accuracy,
+            if improved { " *" } else { "" },
+            record.seconds
+        ));
+        if improved {
+            best = Some((model.clone(), record.epoch, valid_accuracy));
+        }
+        history.push(record);
+    }
+    progress.finish();
+    let (model, best_epoch, best_valid_accuracy) = best.expect("at least one epoch");
+    Ok(Fitted {
+        model,
+        best_epoch,
+        best_valid_accuracy,
+        history,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::InputKind;
+    use crate::data::{CharVocab, Example};
+    use crate::distill::{cross_entropy, DistillLoss};
+    use crate::models::{BertConfig, BiLstmClassifier};
+    use crate::recipe::StudentSection;
+
+    /// Two classes told apart by their characters, with a shared noise character.
+    fn toy(n: usize) -> Vec<Example> {
+        (0..n)
+            .map(|i| {
+                let label = i % 2;
+                let pool = if label == 0 {
+                    "甲乙丙丁"
+                } else {
+                    "子丑寅卯"
+                };
+                let chars: Vec<char> = pool.chars().collect();
+                let text: String = (0..3 + i % 4)
+                    .map(|j| if j == 1 { '的' } else { chars[(i + j) % 4] })
+                    .collect();
+                Example {
+                    id: i as u32,
+                    text,
+                    label,
+                }
+            })
+            .collect()
+    }
+
+    fn settings(stage: &str, epochs: usize, lr: f64) -> FitSettings {
+        FitSettings {
+            stage: stage.into(),
+            epochs,
+            lr,
+            batch_size: 8,
+            warmup: 0.0,
+            weight_decay: 0.0,
+            grad_clip: Some(1.0),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn teacher_loss_decreases_and_learns() {
+        let data = toy(128);
+        let vocab = CharVocab::build(data.iter().map(|e| e.text.as_str()), 1, true);
+        let batcher = Batcher::new(InputKind::Teacher, 16);
+        let items = batcher.encode(&vocab, &data);
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let config = BertConfig::new(
+            vocab.len(),
+            16,
+            1,
+            2,
+            32,
+            16,
+            0.0,
+            &["a".into(), "b".into()],
+        );
+        let fitted = fit(
+            config.init_classifier(&device),
+            &batcher,
+            &items,
+            &items,
+            &device,
+            &settings("teacher", 8, 2e-3),
+            |m, b| Ok(cross_entropy(m.logits(b), b.labels.clone())),
+        )
+        .unwrap();
+        let h = &fitted.history;
+        assert!(h.last().unwrap().train_loss < h[0].train_loss, "{h:?}");
+        assert!(fitted.best_valid_accuracy > 0.9, "{h:?}");
+    }
+
+    #[test]
+    fn student_loss_decreases_and_learns() {
+        let data = toy(128);
+        let vocab = CharVocab::build(data.iter().map(|e| e.text.as_str()), 1, true);
+        let batcher = Batcher::new(InputKind::Student, 16);
+        let items = batcher.encode(&vocab, &data);
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let s = StudentSection {
+            embedding_dim: 8,
+            hidden: 8,
+            fc_hidden: 8,
+            dropout: 0.0,
+            ..StudentSection::default()
+        };
+        let loss = DistillLoss::hard_only();
+        let fitted = fit(
+            BiLstmClassifier::new(&s, vocab.len(), 2, &device),
+            &batcher,
+            &items,
+            &items,
+            &device,
+            &settings("student", 8, 1e-2),
+            |m, b| Ok(loss.forward(m.logits(b), b.labels.clone(), None)),
+        )
+        .unwrap();
+        let h = &fitted.history;
+        assert!(h.last().unwrap().train_loss < h[0].train_loss, "{h:?}");
+        assert!(fitted.best_valid_accuracy > 0.9, "{h:?}");
+    }
+}

@@ -1,0 +1,176 @@
+//! The binary as a user meets it: help, check, exit codes, and one whole tiny run.
+
+use std::path::Path;
+use std::process::Command;
+
+fn kdrun() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kdrun"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Keep a developer's KDRUN_* variables out of the tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KDRUN_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn help_lists_commands() {
+    let out = kdrun().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("check") && text.contains("run") && text.contains("--set"),
+        "{text}"
+    );
+    let out = kdrun().args(["check", "--help"]).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_prints_the_resolved_recipe() {
+    let out = kdrun()
+        .args([
+            "check",
+            "recipes/tnews.toml",
+            "--set",
+            "teacher.epochs=9",
+            "--backend",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("epochs = 9"), "{text}");
+    assert!(text.contains("backend = \"cpu\""), "{text}");
+    assert!(text.contains("name = \"tnews\""), "{text}");
+    // Paths are resolved (absolute).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        text.contains(&root.join("data/tnews/train.json").display().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_fails_with_exit_1_on_a_bad_recipe() {
+    let out = kdrun()
+        .args(["check", "recipes/tnews.toml", "--set", "student.hiden=3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("student.hiden") && err.contains("student.hidden"),
+        "{err}"
+    );
+    let out = kdrun()
+        .args(["check", "no/such/recipe.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_data_file_is_a_clear_error() {
+    let store = tempfile::tempdir().unwrap();
+    let out = kdrun()
+        .args([
+            "recipes/quick.toml",
+            "--set",
+            "data.train=nowhere/train.json",
+        ])
+        .args([
+            "--set",
+            &format!("runtime.store={}", store.path().display()),
+        ])
+        .args(["--set", &format!("report.dir={}", store.path().display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nowhere/train.json") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quick_recipe_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    let reports = tmp.path().join("reports");
+    let out = kdrun()
+        .arg("recipes/quick.toml")
+        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args(["--set", &format!("report.dir={}", reports.display())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let dir = reports.join("quick");
+    for f in [
+        "index.html",
+        "README.md",
+        "comparison.csv",
+        "per_class_teacher.csv",
+        "confusion_distilled.csv",
+        "data.csv",
+        "history.csv",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    // The comparison table holds the three models' rows with accuracies in [0, 1].
+    let csv = std::fs::read_to_string(dir.join("comparison.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    for (row, name) in rows.iter().zip(["Teacher", "Student alone", "\"Distilled"]) {
+        assert!(row.starts_with(name), "{row}");
+        // The label may be quoted (it holds a comma); accuracy is the field after it.
+        let after_label = row
+            .rsplit_once("\",")
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| row.split_once(',').unwrap().1);
+        let acc: f64 = after_label.split(',').next().unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{row}");
+    }
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        html.contains("Teacher (BERT)")
+            && html.contains("macro avg")
+            && html.contains("weighted avg")
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained page"
+    );
+    let md = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(md.contains("| story |") || md.contains("| story "), "{md}");
+
+    // The run folder keeps the resolved recipe and every artifact.
+    let runs: Vec<_> = std::fs::read_dir(store.join("quick")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    for f in [
+        "recipe.toml",
+        "results.json",
+        "teacher_logits.csv",
+        "vocab.txt",
+        "teacher.bpk",
+        "student.bpk",
+        "distilled.bpk",
+        "teacher_config.json",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f} in {}", run.display());
+    }
+    let logits = std::fs::read_to_string(run.join("teacher_logits.csv")).unwrap();
+    // 30 per class × 5 classes, 20% held out: 120 training examples have logits.
+    assert_eq!(logits.lines().count(), 1 + 120);
+}
