@@ -30,6 +30,9 @@ enum Command {
     Run(RecipeArgs),
     /// Validate a recipe and print it fully resolved (exit 0 if valid, 1 if not).
     Check(RecipeArgs),
+    /// Run a Hugging Face BERT checkpoint on token ids and write its outputs as JSON
+    /// (embedding_output, last_hidden_state, logits), to compare with transformers.
+    Forward(ForwardArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
 }
@@ -40,6 +43,20 @@ struct RecipeArgs {
     recipe: PathBuf,
     #[command(flatten)]
     overrides: Overrides,
+}
+
+#[derive(Debug, Args)]
+struct ForwardArgs {
+    /// Checkpoint folder: config.json, model.safetensors or pytorch_model.bin.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Inputs as JSON: {"inputs": {"input_ids": {"shape": [b, t], "data": [...]}, "attention_mask": ..., "token_type_ids": ...}}
+    /// (a conformance fixture's reference.json works as it is).
+    #[arg(long)]
+    input: PathBuf,
+    /// Write the outputs here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -143,12 +160,32 @@ fn run(args: &RecipeArgs) -> ExitCode {
     }
 }
 
+fn forward(args: &ForwardArgs) -> ExitCode {
+    let device = burn::tensor::Device::flex();
+    let result = crate::models::hf::forward::forward_folder(&args.checkpoint, &args.input, &device)
+        .and_then(|json| match &args.output {
+            Some(path) => crate::store::write_atomic(path, json.as_bytes()).map(|_| ()),
+            None => {
+                println!("{json}");
+                Ok(())
+            }
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `kdrun` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match (&cli.command, &cli.recipe) {
         (Some(Command::Run(args)), _) => run(args),
         (Some(Command::Check(args)), _) => check(args),
+        (Some(Command::Forward(args)), _) => forward(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

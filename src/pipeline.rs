@@ -3,16 +3,18 @@
 
 use crate::backend::Compute;
 use crate::data::batch::{Batcher, Encoded, InputKind};
-use crate::data::{CharVocab, Dataset};
+use crate::data::{CharVocab, Dataset, TextEncoder};
 use crate::distill::{DistillLoss, TeacherLogits};
 use crate::eval::{predict, time_inference, ClassificationReport};
-use crate::models::Classifier;
+use crate::models::{bert, Classifier};
 use crate::recipe::{LoadedRecipe, Recipe};
 use crate::report;
 use crate::store::machine::Machine;
 use crate::store::results::SplitCounts;
 use crate::store::{timestamp, write_atomic, ModelResult, RunDir, RunResults};
+use crate::train::pretrain::{pretrain, Masker, PretrainReport};
 use crate::train::progress::note;
+use crate::train::teacher::TeacherSetup;
 use crate::train::{student, teacher, Fitted};
 use anyhow::{anyhow, Context, Result};
 use burn::module::Module;
@@ -43,10 +45,12 @@ fn save_model<M: Module>(model: &M, path: &Path) -> Result<()> {
 }
 
 /// Score `model` (inference mode) on the test items and time it.
+#[allow(clippy::too_many_arguments)]
 fn evaluate<M: Classifier>(
     key: &str,
     label: &str,
     fitted: &Fitted<M>,
+    trainable_params: usize,
     batcher: &Batcher,
     test: &[Encoded],
     classes: usize,
@@ -80,7 +84,7 @@ fn evaluate<M: Classifier>(
         key: key.into(),
         label: label.into(),
         params,
-        trainable_params: params,
+        trainable_params,
         report,
         timing,
         train_seconds: fitted.seconds,
@@ -88,6 +92,67 @@ fn evaluate<M: Classifier>(
         best_valid_accuracy: fitted.best_valid_accuracy,
         history: fitted.history.clone(),
     })
+}
+
+/// The further pre-training corpus: the training file's texts (all classes, validation split
+/// excluded) and the recipe's extra files, one sentence per line; a seeded share is held out.
+fn further_pretrain(
+    r: &Recipe,
+    setup: &TeacherSetup,
+    data: &Dataset,
+    mlm: bert::mlm::BertMaskedLm,
+    device: &burn::tensor::Device,
+) -> Result<(bert::mlm::BertMaskedLm, PretrainReport)> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let p = &r.teacher.pretrain;
+    let mut texts: Vec<String> = data.unlabeled.clone();
+    for f in &p.extra {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("teacher.pretrain.extra: cannot read {}", f.display()))?;
+        texts.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
+    texts.shuffle(&mut rng);
+    let jieba = p.whole_word.then(jieba_rs::Jieba::new);
+    let sequences = texts
+        .iter()
+        .map(|t| {
+            setup
+                .tokenizer
+                .mlm_sequence(t, r.data.max_len, jieba.as_ref())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n_held =
+        ((sequences.len() as f64 * p.holdout).round() as usize).clamp(1, sequences.len() / 2);
+    let (heldout, corpus) = sequences.split_at(n_held);
+    note(&format!(
+        "pretrain: {} sequences ({} held out), {} masking",
+        corpus.len(),
+        heldout.len(),
+        if p.whole_word { "whole-word" } else { "token" }
+    ));
+    let masker = Masker {
+        mask_prob: p.mask_prob,
+        mask_id: setup.tokenizer.mask_id(),
+        vocab_size: setup.tokenizer.vocab_size() as u32,
+        special_ids: setup.tokenizer.special_ids(),
+    };
+    pretrain(
+        mlm,
+        corpus,
+        heldout,
+        &masker,
+        setup.tokenizer.pad_id(),
+        p,
+        r.runtime.seed,
+        device,
+    )
 }
 
 /// Run a loaded recipe on `compute`.
@@ -127,21 +192,76 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     );
     vocab.save(&run_dir.file("vocab.txt"))?;
     let ad = compute.device.clone().autodiff();
+    let mut notes: Vec<String> = Vec::new();
 
-    // Teacher.
-    let tb = Batcher::new(InputKind::Teacher, r.data.max_len);
+    // Teacher: from scratch or a checkpoint, optionally further pre-trained, then fine-tuned.
+    let setup = teacher::setup(r, &vocab, &data.class_names())?;
+    let tb = Batcher::for_encoder(InputKind::Teacher, r.data.max_len, &setup.tokenizer);
     let (t_train, t_valid, t_test) = (
-        tb.encode(&vocab, &data.train),
-        tb.encode(&vocab, &data.valid),
-        tb.encode(&vocab, &data.test),
+        tb.encode(&setup.tokenizer, &data.train)?,
+        tb.encode(&setup.tokenizer, &data.valid)?,
+        tb.encode(&setup.tokenizer, &data.test)?,
     );
-    let config = teacher::bert_config(r, vocab.len(), &data.class_names());
-    let fitted_teacher = teacher::train_teacher(r, &config, &tb, &t_train, &t_valid, &ad)?;
     write_atomic(
         &run_dir.file("teacher_config.json"),
-        serde_json::to_string_pretty(&config)?.as_bytes(),
+        serde_json::to_string_pretty(&setup.config)?.as_bytes(),
     )?;
+    let mut say = |stage: &str, ns: Vec<String>| {
+        for n in ns {
+            note(&format!("{stage}: {n}"));
+            notes.push(format!("{stage}: {n}"));
+        }
+    };
+    let mut pretrain_report = None;
+    ad.seed(r.runtime.seed);
+    let start_model = if r.teacher.pretrain.enabled() {
+        let (mlm, ns) = setup.masked_lm(&ad)?;
+        say("pretrain", ns);
+        let (mlm, report) = further_pretrain(r, &setup, &data, mlm, &ad)?;
+        run_dir.write_json("pretrain.json", &report)?;
+        pretrain_report = Some(report);
+        setup.classifier_over(mlm, &ad)
+    } else {
+        let (model, ns) = setup.classifier(&ad)?;
+        say("teacher", ns);
+        model
+    };
+    let (start_model, teacher_trainable) = teacher::apply_freeze(start_model, r.teacher.freeze)?;
+    let fitted_teacher =
+        teacher::fine_tune(r, "teacher", start_model, &tb, &t_train, &t_valid, &ad)?;
     save_model(&fitted_teacher.model, &run_dir.file("teacher.bpk"))?;
+    if r.teacher.export {
+        let dir = run_dir.file("teacher_hf");
+        bert::export::save_folder(
+            &dir,
+            &setup.config,
+            "BertForSequenceClassification",
+            &setup.tokenizer.vocab(),
+            &fitted_teacher.model.valid().hf_tensors()?,
+        )?;
+        note(&format!(
+            "teacher: saved as a Hugging Face folder in {}",
+            dir.display()
+        ));
+    }
+    // The same teacher without further pre-training, for comparison.
+    let baseline = if r.teacher.pretrain.enabled() && r.teacher.pretrain.compare {
+        ad.seed(r.runtime.seed);
+        let (model, _) = setup.classifier(&ad)?;
+        let (model, trainable) = teacher::apply_freeze(model, r.teacher.freeze)?;
+        let fitted = teacher::fine_tune(
+            r,
+            "teacher (no pretraining)",
+            model,
+            &tb,
+            &t_train,
+            &t_valid,
+            &ad,
+        )?;
+        Some((fitted, trainable))
+    } else {
+        None
+    };
 
     // Teacher logits over the training examples, by id.
     let teacher_model = fitted_teacher.model.valid();
@@ -149,11 +269,11 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     logits.save(&run_dir.file("teacher_logits.csv"))?;
 
     // Students: alone, then distilled — same initialization, same batch order.
-    let sb = Batcher::new(InputKind::Student, r.data.max_len);
+    let sb = Batcher::for_encoder(InputKind::Student, r.data.max_len, &vocab);
     let (s_train, s_valid, s_test) = (
-        sb.encode(&vocab, &data.train),
-        sb.encode(&vocab, &data.valid),
-        sb.encode(&vocab, &data.test),
+        sb.encode(&vocab, &data.train)?,
+        sb.encode(&vocab, &data.valid)?,
+        sb.encode(&vocab, &data.test)?,
     );
     let alone = student::train_student(
         r,
@@ -192,38 +312,64 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
         },
         r.distill.temperature
     );
-    let models = vec![
-        evaluate(
-            "teacher",
-            "Teacher (BERT)",
-            &fitted_teacher,
+    let teacher_label = match (&setup.checkpoint, r.teacher.pretrain.enabled()) {
+        (Some(_), true) => "Teacher (BERT checkpoint + MLM)",
+        (Some(_), false) => "Teacher (BERT checkpoint)",
+        (None, true) => "Teacher (BERT + MLM)",
+        (None, false) => "Teacher (BERT)",
+    };
+    let mut models = vec![evaluate(
+        "teacher",
+        teacher_label,
+        &fitted_teacher,
+        teacher_trainable,
+        &tb,
+        &t_test,
+        k,
+        r,
+        compute,
+    )?];
+    if let Some((fitted, trainable)) = &baseline {
+        let label = if setup.checkpoint.is_some() {
+            "Teacher (BERT checkpoint, no MLM)"
+        } else {
+            "Teacher (BERT, no MLM)"
+        };
+        models.push(evaluate(
+            "teacher_base",
+            label,
+            fitted,
+            *trainable,
             &tb,
             &t_test,
             k,
             r,
             compute,
-        )?,
-        evaluate(
-            "student",
-            "Student alone (BiLSTM)",
-            &alone,
-            &sb,
-            &s_test,
-            k,
-            r,
-            compute,
-        )?,
-        evaluate(
-            "distilled",
-            &distill_label,
-            &distilled,
-            &sb,
-            &s_test,
-            k,
-            r,
-            compute,
-        )?,
-    ];
+        )?);
+    }
+    let student_params = alone.model.num_params();
+    models.push(evaluate(
+        "student",
+        "Student alone (BiLSTM)",
+        &alone,
+        student_params,
+        &sb,
+        &s_test,
+        k,
+        r,
+        compute,
+    )?);
+    models.push(evaluate(
+        "distilled",
+        &distill_label,
+        &distilled,
+        student_params,
+        &sb,
+        &s_test,
+        k,
+        r,
+        compute,
+    )?);
 
     let count = |xs: &[crate::data::Example]| {
         (0..k)
@@ -253,7 +399,10 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
             test: count(&data.test),
         },
         vocab_size: vocab.len(),
+        teacher_vocab_size: setup.tokenizer.vocab_size(),
         teacher_logit_rows: logits.len(),
+        pretrain: pretrain_report,
+        notes,
         recipe_toml: loaded.resolved_toml.clone(),
         run_dir: run_dir.path.display().to_string(),
         models,

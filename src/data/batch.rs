@@ -4,8 +4,8 @@
 //! drawn from length buckets (shuffle, sort pools of 50 batches by length, shuffle the batches),
 //! so little time goes into padding while every epoch still sees a fresh order.
 
-use super::vocab::{CharVocab, CLS, PAD, SEP};
 use super::Example;
+use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -52,45 +52,52 @@ impl TokenBatch {
     }
 }
 
+/// Anything that turns text into a model's token ids: kdrun's character vocabulary, or a
+/// checkpoint's own tokenizer.
+pub trait TextEncoder {
+    /// Ids of `text` as a `kind` model reads them (the teacher's with `[CLS]` … `[SEP]`), at most
+    /// `max_len` of them, never none.
+    fn encode_text(&self, text: &str, kind: InputKind, max_len: usize) -> Result<Vec<u32>>;
+    /// The padding id.
+    fn pad_id(&self) -> u32;
+    /// How many ids there are.
+    fn vocab_size(&self) -> usize;
+}
+
 /// Turns examples into encoded items and items into batches for one kind of model.
 #[derive(Debug, Clone)]
 pub struct Batcher {
     pub kind: InputKind,
     pub max_len: usize,
+    pub pad_id: u32,
 }
 
 impl Batcher {
-    pub fn new(kind: InputKind, max_len: usize) -> Self {
-        Self { kind, max_len }
+    pub fn new(kind: InputKind, max_len: usize, pad_id: u32) -> Self {
+        Self {
+            kind,
+            max_len,
+            pad_id,
+        }
     }
 
-    /// Tokenize and truncate. The teacher's sequences carry `[CLS]` and `[SEP]` within `max_len`.
-    pub fn encode(&self, vocab: &CharVocab, examples: &[Example]) -> Vec<Encoded> {
+    /// A batcher padding with `encoder`'s padding id.
+    pub fn for_encoder(kind: InputKind, max_len: usize, encoder: &dyn TextEncoder) -> Self {
+        Self::new(kind, max_len, encoder.pad_id())
+    }
+
+    /// Tokenize and truncate every example.
+    pub fn encode(&self, encoder: &dyn TextEncoder, examples: &[Example]) -> Result<Vec<Encoded>> {
         examples
             .iter()
-            .map(|e| Encoded {
-                id: e.id,
-                tokens: self.wrap(vocab.encode(&e.text)),
-                label: e.label,
+            .map(|e| {
+                Ok(Encoded {
+                    id: e.id,
+                    tokens: encoder.encode_text(&e.text, self.kind, self.max_len)?,
+                    label: e.label,
+                })
             })
             .collect()
-    }
-
-    fn wrap(&self, mut ids: Vec<u32>) -> Vec<u32> {
-        match self.kind {
-            InputKind::Teacher => {
-                ids.truncate(self.max_len - 2);
-                let mut out = Vec::with_capacity(ids.len() + 2);
-                out.push(CLS);
-                out.extend(ids);
-                out.push(SEP);
-                out
-            }
-            InputKind::Student => {
-                ids.truncate(self.max_len);
-                ids
-            }
-        }
     }
 
     /// Pad `items` into one batch on `device`.
@@ -102,7 +109,7 @@ impl Batcher {
             .max()
             .unwrap_or(1)
             .max(1);
-        let mut tokens = vec![PAD as i64; b * t];
+        let mut tokens = vec![self.pad_id as i64; b * t];
         let mut mask = vec![0f32; b * t];
         for (r, e) in items.iter().enumerate() {
             for (c, &tok) in e.tokens.iter().enumerate() {
@@ -146,6 +153,7 @@ pub fn eval_order(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::vocab::{CharVocab, CLS, SEP};
     use rand::SeedableRng;
 
     #[test]
@@ -156,11 +164,15 @@ mod tests {
             text: "abcdef".into(),
             label: 1,
         }];
-        let t = Batcher::new(InputKind::Teacher, 5).encode(&vocab, &ex);
+        let t = Batcher::for_encoder(InputKind::Teacher, 5, &vocab)
+            .encode(&vocab, &ex)
+            .unwrap();
         assert_eq!(t[0].tokens.len(), 5);
         assert_eq!(t[0].tokens[0], CLS);
         assert_eq!(t[0].tokens[4], SEP);
-        let s = Batcher::new(InputKind::Student, 5).encode(&vocab, &ex);
+        let s = Batcher::for_encoder(InputKind::Student, 5, &vocab)
+            .encode(&vocab, &ex)
+            .unwrap();
         assert_eq!(s[0].tokens.len(), 5);
         assert_eq!(s[0].id, 7);
     }
@@ -178,7 +190,7 @@ mod tests {
             tokens: vec![8],
             label: 1,
         };
-        let batch = Batcher::new(InputKind::Student, 10).batch(&[&a, &b], &device);
+        let batch = Batcher::new(InputKind::Student, 10, 0).batch(&[&a, &b], &device);
         assert_eq!(batch.tokens.dims(), [2, 3]);
         let toks: Vec<i64> = batch
             .tokens

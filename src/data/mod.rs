@@ -1,15 +1,19 @@
 //! Data: files → polars frames → class filter, downsampling and splits → tokens → batches.
 
 pub mod batch;
+pub mod hf_tokenizer;
 pub mod read;
 pub mod select;
+pub mod tokenizer;
 pub mod vocab;
 
 use crate::recipe::DataSection;
 use anyhow::Result;
 use polars::prelude::*;
 
-pub use batch::{Batcher, InputKind, TokenBatch};
+pub use batch::{Batcher, InputKind, TextEncoder, TokenBatch};
+pub use hf_tokenizer::HfTokenizer;
+pub use tokenizer::{MlmSequence, TeacherTokenizer};
 pub use vocab::CharVocab;
 
 /// A class kept by the recipe: its label value in the files and its display name.
@@ -36,6 +40,9 @@ pub struct Dataset {
     pub train: Vec<Example>,
     pub valid: Vec<Example>,
     pub test: Vec<Example>,
+    /// Every text of the training file (all classes, before downsampling) except the validation
+    /// split's: the default further pre-training corpus. The test file never contributes.
+    pub unlabeled: Vec<String>,
 }
 
 impl Dataset {

@@ -104,7 +104,9 @@ fn keep(rows: Vec<Row>, classes: &[Class]) -> Vec<Example> {
 /// Build the splits from the read train and test frames.
 pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result<Dataset> {
     let classes = resolve_classes(&data.classes, train, data)?;
-    let all_train = keep(rows(train)?, &classes);
+    let train_rows = rows(train)?;
+    let texts: Vec<(u32, String)> = train_rows.iter().map(|r| (r.id, r.text.clone())).collect();
+    let all_train = keep(train_rows, &classes);
     let test = keep(rows(test)?, &classes);
     if test.is_empty() {
         bail!(
@@ -142,11 +144,18 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
     }
     train_split.sort_by_key(|e| e.id);
     valid_split.sort_by_key(|e| e.id);
+    let held_out: std::collections::HashSet<u32> = valid_split.iter().map(|e| e.id).collect();
+    let unlabeled = texts
+        .into_iter()
+        .filter(|(id, _)| !held_out.contains(id))
+        .map(|(_, t)| t)
+        .collect();
     Ok(Dataset {
         classes,
         train: train_split,
         valid: valid_split,
         test,
+        unlabeled,
     })
 }
 

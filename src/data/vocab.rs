@@ -4,6 +4,7 @@
 //! twins, whitespace is dropped, and letters are lower-cased if the recipe says so. Each remaining
 //! character is one token; characters rarer than `min_count` in the training text become `[UNK]`.
 
+use super::batch::{InputKind, TextEncoder};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,6 +78,11 @@ impl CharVocab {
         self.tokens.len()
     }
 
+    /// The tokens in id order.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tokens.len() <= SPECIALS.len()
     }
@@ -133,6 +139,35 @@ impl CharVocab {
             index,
             lowercase,
         })
+    }
+}
+
+impl TextEncoder for CharVocab {
+    /// The teacher's ids are `[CLS]` chars `[SEP]`; the student's the bare chars.
+    fn encode_text(&self, text: &str, kind: InputKind, max_len: usize) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text);
+        Ok(match kind {
+            InputKind::Teacher => {
+                ids.truncate(max_len.saturating_sub(2).max(1));
+                let mut out = Vec::with_capacity(ids.len() + 2);
+                out.push(CLS);
+                out.extend(ids);
+                out.push(SEP);
+                out
+            }
+            InputKind::Student => {
+                ids.truncate(max_len.max(1));
+                ids
+            }
+        })
+    }
+
+    fn pad_id(&self) -> u32 {
+        PAD
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.len()
     }
 }
 

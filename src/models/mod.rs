@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod bilstm;
+pub mod hf;
 
 use crate::data::{InputKind, TokenBatch};
 use burn::module::Module;

@@ -1,7 +1,7 @@
 //! Layered loading: defaults < recipe file < `KDRUN_*` environment < `--set`.
 
 use super::error::{nearest, Problem, RecipeError};
-use super::sections::{Recipe, PATH_KEYS};
+use super::sections::{Recipe, PATH_KEYS, PATH_LIST_KEYS};
 use super::validate::validate;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -169,24 +169,40 @@ fn describe(md: &Metadata, key: &str, recipe_path: &str) -> String {
 /// recipe's folder; values from the environment or `--set` against the working directory.
 fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let base_of = |key: &str| match figment.find_metadata(key) {
+        Some(md) => match &md.source {
+            Some(Source::File(p)) => p.parent().unwrap_or(recipe_dir).to_path_buf(),
+            _ if md.name.contains("environment") || md.name.starts_with("--set") => cwd.clone(),
+            _ => recipe_dir.to_path_buf(),
+        },
+        None => recipe_dir.to_path_buf(),
+    };
+    let resolve = |slot: &mut PathBuf, base: &Path| {
+        // An empty path means "none" (e.g. no checkpoint) and stays empty.
+        if slot.is_relative() && !slot.as_os_str().is_empty() {
+            *slot = normalize(&base.join(&*slot));
+        }
+    };
     for key in PATH_KEYS {
-        let base = match figment.find_metadata(key) {
-            Some(md) => match &md.source {
-                Some(Source::File(p)) => p.parent().unwrap_or(recipe_dir).to_path_buf(),
-                _ if md.name.contains("environment") || md.name.starts_with("--set") => cwd.clone(),
-                _ => recipe_dir.to_path_buf(),
-            },
-            None => recipe_dir.to_path_buf(),
-        };
+        let base = base_of(key);
         let slot = match *key {
             "data.train" => &mut recipe.data.train,
             "data.test" => &mut recipe.data.test,
             "report.dir" => &mut recipe.report.dir,
             "runtime.store" => &mut recipe.runtime.store,
+            "teacher.checkpoint" => &mut recipe.teacher.checkpoint,
             other => unreachable!("PATH_KEYS names {other} without a slot"),
         };
-        if slot.is_relative() {
-            *slot = normalize(&base.join(&*slot));
+        resolve(slot, &base);
+    }
+    for key in PATH_LIST_KEYS {
+        let base = base_of(key);
+        let list = match *key {
+            "teacher.pretrain.extra" => &mut recipe.teacher.pretrain.extra,
+            other => unreachable!("PATH_LIST_KEYS names {other} without a slot"),
+        };
+        for slot in list.iter_mut() {
+            resolve(slot, &base);
         }
     }
 }

@@ -117,11 +117,84 @@ pub enum TeacherArch {
     Bert,
 }
 
-/// The teacher: a BERT encoder trained from scratch, then selected on validation accuracy.
+/// Which teacher parameters fine-tuning leaves unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Freeze {
+    /// Everything trains.
+    None,
+    /// The embeddings stay fixed.
+    Embeddings,
+    /// `{ all-but-last = K }`: only the last K encoder layers, the pooler and the head train.
+    AllButLast(usize),
+}
+
+/// Further pre-training of the teacher with masked-LM before fine-tuning (off while `steps` and
+/// `epochs` are both 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainSection {
+    /// Optimizer steps (used when `epochs` is 0).
+    pub steps: usize,
+    /// Passes over the corpus (overrides `steps` when above 0).
+    pub epochs: usize,
+    /// Share of tokens selected for prediction; of those 80 % become `[MASK]`, 10 % a random
+    /// token, 10 % stay.
+    pub mask_prob: f64,
+    /// Select whole words (jieba-rs segmentation) instead of single tokens.
+    pub whole_word: bool,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub warmup: f64,
+    pub weight_decay: f64,
+    /// Extra corpus files, one sentence per line, beside the training texts.
+    pub extra: Vec<PathBuf>,
+    /// Share of the corpus held out to report masked-LM loss and accuracy before and after.
+    pub holdout: f64,
+    /// Also fine-tune a teacher without further pre-training (same seed and sizes), for the
+    /// report's comparison.
+    pub compare: bool,
+}
+
+impl Default for PretrainSection {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            epochs: 0,
+            mask_prob: 0.15,
+            whole_word: false,
+            lr: 5e-4,
+            batch_size: 64,
+            warmup: 0.06,
+            weight_decay: 0.01,
+            extra: Vec::new(),
+            holdout: 0.02,
+            compare: true,
+        }
+    }
+}
+
+impl PretrainSection {
+    pub fn enabled(&self) -> bool {
+        self.steps > 0 || self.epochs > 0
+    }
+}
+
+/// The teacher: a BERT encoder trained from scratch or loaded from a Hugging Face checkpoint,
+/// optionally further pre-trained with masked-LM, then fine-tuned and selected on validation
+/// accuracy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherSection {
     pub arch: TeacherArch,
+    /// A Hugging Face BERT folder (config.json, vocab.txt or tokenizer.json, model.safetensors or
+    /// pytorch_model.bin). Empty: train from scratch with the sizes below and a character
+    /// vocabulary.
+    pub checkpoint: PathBuf,
+    pub freeze: Freeze,
+    pub pretrain: PretrainSection,
+    /// Save the fine-tuned teacher as a Hugging Face folder in the run folder.
+    pub export: bool,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
@@ -141,6 +214,10 @@ impl Default for TeacherSection {
     fn default() -> Self {
         Self {
             arch: TeacherArch::Bert,
+            checkpoint: PathBuf::new(),
+            freeze: Freeze::None,
+            pretrain: PretrainSection::default(),
+            export: true,
             layers: 2,
             hidden: 128,
             heads: 2,
@@ -326,4 +403,13 @@ impl Default for RuntimeSection {
 
 /// The recipe keys that hold paths; they are resolved against the folder of the layer that set
 /// them.
-pub const PATH_KEYS: &[&str] = &["data.train", "data.test", "report.dir", "runtime.store"];
+pub const PATH_KEYS: &[&str] = &[
+    "data.train",
+    "data.test",
+    "report.dir",
+    "runtime.store",
+    "teacher.checkpoint",
+];
+
+/// Recipe keys that hold lists of paths, resolved like [`PATH_KEYS`].
+pub const PATH_LIST_KEYS: &[&str] = &["teacher.pretrain.extra"];

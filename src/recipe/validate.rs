@@ -103,6 +103,64 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         t.weight_decay.to_string(),
     );
 
+    if let super::sections::Freeze::AllButLast(k) = t.freeze {
+        check(
+            "teacher.freeze",
+            k >= 1 && (!t.checkpoint.as_os_str().is_empty() || k <= t.layers),
+            "{ all-but-last = K } with 1 ≤ K ≤ the number of layers",
+            format!("K = {k}"),
+        );
+    }
+    let p = &t.pretrain;
+    if p.enabled() {
+        check(
+            "teacher.pretrain.mask_prob",
+            p.mask_prob > 0.0 && p.mask_prob < 1.0,
+            "a probability in (0, 1)",
+            p.mask_prob.to_string(),
+        );
+        check(
+            "teacher.pretrain.lr",
+            p.lr > 0.0 && p.lr.is_finite(),
+            "a positive number",
+            p.lr.to_string(),
+        );
+        check(
+            "teacher.pretrain.batch_size",
+            p.batch_size >= 1,
+            "an integer ≥ 1",
+            p.batch_size.to_string(),
+        );
+        check(
+            "teacher.pretrain.warmup",
+            unit_open(p.warmup),
+            "a fraction in [0, 1)",
+            p.warmup.to_string(),
+        );
+        check(
+            "teacher.pretrain.holdout",
+            p.holdout > 0.0 && p.holdout <= 0.5,
+            "a fraction in (0, 0.5]",
+            p.holdout.to_string(),
+        );
+    }
+    if !t.checkpoint.as_os_str().is_empty() {
+        check(
+            "teacher.checkpoint",
+            t.checkpoint.join("config.json").is_file(),
+            "a Hugging Face checkpoint folder with config.json",
+            t.checkpoint.display().to_string(),
+        );
+    }
+    for f in &p.extra {
+        check(
+            "teacher.pretrain.extra",
+            f.is_file(),
+            "existing text files",
+            format!("{} (not found)", f.display()),
+        );
+    }
+
     let s = &r.student;
     check(
         "student.embedding_dim",

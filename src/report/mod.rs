@@ -48,12 +48,28 @@ pub struct Page {
     pub models: Vec<ModelPage>,
     pub data: Table,
     pub vocab_size: usize,
+    pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
+    pub pretrain: Option<PretrainPage>,
+    pub notes: Vec<String>,
     pub history: Table,
     pub timing_note: String,
     pub recipe_toml: String,
     pub run_dir: String,
     pub csv_files: Vec<String>,
+}
+
+/// Further pre-training, formatted.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainPage {
+    pub steps: usize,
+    pub corpus: usize,
+    pub heldout: usize,
+    pub minutes: String,
+    pub loss_before: String,
+    pub loss_after: String,
+    pub accuracy_before: String,
+    pub accuracy_after: String,
 }
 
 /// A run's report: its tables and its formatted page.
@@ -137,7 +153,19 @@ impl Report {
             models,
             data: Table::from_df(&frames.data),
             vocab_size: results.vocab_size,
+            teacher_vocab_size: results.teacher_vocab_size,
             teacher_logit_rows: results.teacher_logit_rows,
+            pretrain: results.pretrain.as_ref().map(|p| PretrainPage {
+                steps: p.steps,
+                corpus: p.corpus,
+                heldout: p.heldout,
+                minutes: format!("{:.1}", p.seconds / 60.0),
+                loss_before: format!("{:.4}", p.before.loss),
+                loss_after: format!("{:.4}", p.after.loss),
+                accuracy_before: format!("{:.4}", p.before.accuracy),
+                accuracy_after: format!("{:.4}", p.after.accuracy),
+            }),
+            notes: results.notes.clone(),
             history: Table::from_df(&frames.history),
             timing_note,
             recipe_toml: results.recipe_toml.clone(),

@@ -4,6 +4,7 @@
 use super::machine::Machine;
 use crate::data::Class;
 use crate::eval::{ClassificationReport, InferenceTiming};
+use crate::train::pretrain::PretrainReport;
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -49,8 +50,15 @@ pub struct RunResults {
     pub machine: Machine,
     pub classes: Vec<Class>,
     pub counts: SplitCounts,
+    /// The students' character vocabulary.
     pub vocab_size: usize,
+    /// The teacher's vocabulary (the same characters, or a checkpoint's WordPiece vocabulary).
+    pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
+    /// Further pre-training of the teacher, if the recipe asked for it.
+    pub pretrain: Option<PretrainReport>,
+    /// What loading and training said once (skipped checkpoint heads, new heads, …).
+    pub notes: Vec<String>,
     /// The resolved recipe, TOML.
     pub recipe_toml: String,
     /// The run's folder in the store.

@@ -1,6 +1,7 @@
 //! Training: one loop for every model (AdamW, linear warm-up/decay, best epoch on validation),
 //! and the teacher- and student-specific set-ups around it.
 
+pub mod pretrain;
 pub mod progress;
 pub mod schedule;
 pub mod student;
@@ -218,8 +219,8 @@ mod tests {
     fn teacher_loss_decreases_and_learns() {
         let data = toy(128);
         let vocab = CharVocab::build(data.iter().map(|e| e.text.as_str()), 1, true);
-        let batcher = Batcher::new(InputKind::Teacher, 16);
-        let items = batcher.encode(&vocab, &data);
+        let batcher = Batcher::for_encoder(InputKind::Teacher, 16, &vocab);
+        let items = batcher.encode(&vocab, &data).unwrap();
         let device = Device::flex().autodiff();
         device.seed(3);
         let config = BertConfig::new(
@@ -251,8 +252,8 @@ mod tests {
     fn student_loss_decreases_and_learns() {
         let data = toy(128);
         let vocab = CharVocab::build(data.iter().map(|e| e.text.as_str()), 1, true);
-        let batcher = Batcher::new(InputKind::Student, 16);
-        let items = batcher.encode(&vocab, &data);
+        let batcher = Batcher::for_encoder(InputKind::Student, 16, &vocab);
+        let items = batcher.encode(&vocab, &data).unwrap();
         let device = Device::flex().autodiff();
         device.seed(3);
         let s = StudentSection {

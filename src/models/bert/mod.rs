@@ -5,6 +5,10 @@
 //! renames are Rust's: `self` → `self_attn` and `LayerNorm` → `layer_norm`. Post-LN layers,
 //! exact (erf) GELU, additive attention mask, tanh pooler over the first token.
 
+pub mod export;
+pub mod load;
+pub mod mlm;
+
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::{
@@ -115,7 +119,7 @@ impl BertConfig {
         self.id2label.len()
     }
 
-    fn activation(&self) -> ActivationConfig {
+    pub(crate) fn activation(&self) -> ActivationConfig {
         match self.hidden_act.as_str() {
             "relu" => ActivationConfig::Relu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => ActivationConfig::GeluApproximate,
@@ -123,7 +127,7 @@ impl BertConfig {
         }
     }
 
-    fn linear(&self, d_in: usize, d_out: usize, device: &Device) -> Linear {
+    pub(crate) fn linear(&self, d_in: usize, d_out: usize, device: &Device) -> Linear {
         LinearConfig::new(d_in, d_out)
             .with_initializer(Initializer::Normal {
                 mean: 0.0,
@@ -132,7 +136,7 @@ impl BertConfig {
             .init(device)
     }
 
-    fn embedding(&self, n: usize, device: &Device) -> Embedding {
+    pub(crate) fn embedding(&self, n: usize, device: &Device) -> Embedding {
         EmbeddingConfig::new(n, self.hidden_size)
             .with_initializer(Initializer::Normal {
                 mean: 0.0,
@@ -141,7 +145,7 @@ impl BertConfig {
             .init(device)
     }
 
-    fn layer_norm(&self, device: &Device) -> LayerNorm {
+    pub(crate) fn layer_norm(&self, device: &Device) -> LayerNorm {
         LayerNormConfig::new(self.hidden_size)
             .with_epsilon(self.layer_norm_eps)
             .init(device)

@@ -1,0 +1,222 @@
+//! `kdrun forward`: run a checkpoint on given token ids and write what transformers reports
+//! (`embedding_output` = `hidden_states[0]`, `last_hidden_state`, `logits`), in the JSON layout of
+//! the conformance fixtures, so a user can compare kdrun with transformers on their own
+//! checkpoint.
+//!
+//! Input: `{"inputs": {"input_ids": T, "attention_mask": T, "token_type_ids": T}}` (or the inner
+//! object alone) where `T = {"shape": [batch, time], "data": [row-major numbers]}`;
+//! `attention_mask` defaults to ones and `token_type_ids` to zeros.
+
+use super::{Checkpoint, Weights};
+use crate::models::bert::mlm::BertMaskedLm;
+use crate::models::bert::{BertClassifier, BertConfig, BertModel};
+use anyhow::{anyhow, bail, Context, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A tensor in the fixtures' JSON layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl JsonTensor {
+    fn from_tensor<const D: usize>(t: Tensor<D>) -> Result<Self> {
+        let shape = t.dims().to_vec();
+        let data = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow!("cannot read output: {e:?}"))?;
+        Ok(Self {
+            shape,
+            data: data.into_iter().map(|v| v as f64).collect(),
+        })
+    }
+
+    /// Largest absolute difference to `other` (infinite if the shapes differ).
+    pub fn max_abs_diff(&self, other: &JsonTensor) -> f64 {
+        if self.shape != other.shape || self.data.len() != other.data.len() {
+            return f64::INFINITY;
+        }
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Token ids and masks of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    pub input_ids: JsonTensor,
+    pub attention_mask: JsonTensor,
+    pub token_type_ids: JsonTensor,
+}
+
+impl Inputs {
+    /// Read an inputs file (a fixture's `reference.json` works as it is).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: not JSON: {e}", path.display()))?;
+        let obj = v.get("inputs").unwrap_or(&v);
+        let get = |key: &str| -> Result<Option<JsonTensor>> {
+            obj.get(key)
+                .map(|t| {
+                    serde_json::from_value::<JsonTensor>(t.clone()).map_err(|e| {
+                        anyhow!(
+                            "{}: `{key}` is not {{\"shape\": [..], \"data\": [..]}}: {e}",
+                            path.display()
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let input_ids =
+            get("input_ids")?.ok_or_else(|| anyhow!("{}: no `input_ids`", path.display()))?;
+        if input_ids.shape.len() != 2
+            || input_ids.shape.iter().product::<usize>() != input_ids.data.len()
+        {
+            bail!(
+                "{}: `input_ids` must be [batch, time] with batch × time values",
+                path.display()
+            );
+        }
+        let ones = JsonTensor {
+            shape: input_ids.shape.clone(),
+            data: vec![1.0; input_ids.data.len()],
+        };
+        let zeros = JsonTensor {
+            shape: input_ids.shape.clone(),
+            data: vec![0.0; input_ids.data.len()],
+        };
+        let attention_mask = get("attention_mask")?.unwrap_or(ones);
+        let token_type_ids = get("token_type_ids")?.unwrap_or(zeros);
+        for (name, t) in [
+            ("attention_mask", &attention_mask),
+            ("token_type_ids", &token_type_ids),
+        ] {
+            if t.shape != input_ids.shape {
+                bail!(
+                    "{}: `{name}` has shape {:?}, `input_ids` {:?}",
+                    path.display(),
+                    t.shape,
+                    input_ids.shape
+                );
+            }
+        }
+        Ok(Self {
+            input_ids,
+            attention_mask,
+            token_type_ids,
+        })
+    }
+
+    fn int(t: &JsonTensor, device: &Device) -> Tensor<2, Int> {
+        let data: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
+        Tensor::from_data(TensorData::new(data, [t.shape[0], t.shape[1]]), device)
+    }
+
+    fn float(t: &JsonTensor, device: &Device) -> Tensor<2> {
+        let data: Vec<f32> = t.data.iter().map(|v| *v as f32).collect();
+        Tensor::from_data(TensorData::new(data, [t.shape[0], t.shape[1]]), device)
+    }
+}
+
+/// The head a checkpoint carries, read from its tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// `classifier.*`: `BertForSequenceClassification` with this many labels.
+    Classifier(usize),
+    /// `cls.predictions.*`: `BertForMaskedLM` / `BertForPreTraining`.
+    MaskedLm,
+    /// No head: `BertModel`.
+    None,
+}
+
+pub fn detect_head(w: &Weights) -> Head {
+    if let Some(shape) = w.shape("classifier.weight") {
+        Head::Classifier(shape[0])
+    } else if w.contains("cls.predictions.transform.dense.weight") {
+        Head::MaskedLm
+    } else {
+        Head::None
+    }
+}
+
+/// Run the model `config` + `weights` describe on `inputs`; outputs by transformers' names.
+pub fn forward(
+    config: &BertConfig,
+    weights: &Weights,
+    inputs: &Inputs,
+    device: &Device,
+) -> Result<BTreeMap<String, JsonTensor>> {
+    let ids = Inputs::int(&inputs.input_ids, device);
+    let types = Inputs::int(&inputs.token_type_ids, device);
+    let mask = Inputs::float(&inputs.attention_mask, device);
+    let [_, t] = ids.dims();
+    if t > config.max_position_embeddings {
+        bail!(
+            "inputs have {t} tokens, the model at most {} (max_position_embeddings)",
+            config.max_position_embeddings
+        );
+    }
+    let mut out = BTreeMap::new();
+    let (encoder, logits) = match detect_head(weights) {
+        Head::Classifier(labels) => {
+            let (model, _) = BertClassifier::load(config, weights, labels, device)?;
+            let (logits, enc) = model.forward_all(ids, types, mask);
+            (enc, Some(JsonTensor::from_tensor(logits)?))
+        }
+        Head::MaskedLm => {
+            let (model, _) = BertMaskedLm::load(config, weights, device)?;
+            let (logits, enc) = model.forward_all(ids, types, mask);
+            (enc, Some(JsonTensor::from_tensor(logits)?))
+        }
+        Head::None => {
+            let mut notes = Vec::new();
+            let prefix = super::super::bert::load::encoder_prefix(weights);
+            let model = BertModel::load(config, weights, prefix, device, &mut notes)?;
+            let unused = weights.unused();
+            if !unused.is_empty() {
+                bail!(
+                    "{}: unexpected tensor(s): {}",
+                    weights.source.display(),
+                    unused.join(", ")
+                );
+            }
+            let enc = model.forward(ids, types, mask);
+            out.insert(
+                "pooler_output".into(),
+                JsonTensor::from_tensor(enc.pooled.clone())?,
+            );
+            (enc, None)
+        }
+    };
+    out.insert(
+        "embedding_output".into(),
+        JsonTensor::from_tensor(encoder.embedding_output)?,
+    );
+    out.insert(
+        "last_hidden_state".into(),
+        JsonTensor::from_tensor(encoder.last_hidden_state)?,
+    );
+    if let Some(l) = logits {
+        out.insert("logits".into(), l);
+    }
+    Ok(out)
+}
+
+/// `kdrun forward --checkpoint DIR --input FILE`: the outputs as JSON text.
+pub fn forward_folder(dir: &Path, input: &Path, device: &Device) -> Result<String> {
+    let ckpt = Checkpoint::open(dir)?;
+    let inputs = Inputs::load(input)?;
+    let out = forward(&ckpt.config, &ckpt.weights, &inputs, device)?;
+    Ok(serde_json::to_string(&out)?)
+}

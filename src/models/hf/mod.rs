@@ -1,0 +1,49 @@
+//! Hugging Face checkpoint folders: `config.json` and weights (`model.safetensors` or
+//! `pytorch_model.bin`). The folder's tokenizer is read by `data::hf_tokenizer`.
+
+pub mod forward;
+pub mod weights;
+
+use crate::models::bert::BertConfig;
+use anyhow::{anyhow, Context, Result};
+use std::path::{Path, PathBuf};
+
+pub use weights::{RawTensor, Weights};
+
+/// An opened checkpoint folder.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+    pub weights: Weights,
+}
+
+impl Checkpoint {
+    /// Read `config.json` and the weights of `dir` (the tokenizer is opened separately, only where
+    /// text is tokenized).
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            anyhow::bail!("checkpoint folder {} not found", dir.display());
+        }
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read (a checkpoint folder needs config.json)",
+                path.display()
+            )
+        })?;
+        let config: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: not a BERT config: {e}", path.display()))?;
+        if config.model_type != "bert" {
+            anyhow::bail!(
+                "{}: model_type is {:?}; kdrun loads BERT checkpoints (model_type \"bert\")",
+                path.display(),
+                config.model_type
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            weights: Weights::open(dir)?,
+        })
+    }
+}

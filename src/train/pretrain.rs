@@ -1,0 +1,379 @@
+//! Further pre-training of the teacher with masked-LM (Devlin et al. 2019, §3.1): a share
+//! `mask_prob` of the tokens (or of the words, with whole-word masking) is selected; a selected
+//! token becomes `[MASK]` 80 % of the time, a random token 10 %, and stays 10 %; the model
+//! predicts the original tokens at the selected positions (cross-entropy there only).
+
+use super::progress::Progress;
+use super::schedule::LinearSchedule;
+use crate::data::batch::train_order;
+use crate::data::MlmSequence;
+use crate::distill::cross_entropy;
+use crate::models::bert::mlm::BertMaskedLm;
+use crate::recipe::PretrainSection;
+use anyhow::{anyhow, bail, Result};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::ChaCha8Rng;
+use rand::{Rng, RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// How sequences are masked.
+#[derive(Debug, Clone)]
+pub struct Masker {
+    pub mask_prob: f64,
+    pub mask_id: u32,
+    pub vocab_size: u32,
+    pub special_ids: Vec<u32>,
+}
+
+/// One masked sequence: the model's input ids, and the positions to predict with their targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Masked {
+    pub input: Vec<u32>,
+    pub positions: Vec<usize>,
+    pub targets: Vec<u32>,
+}
+
+impl Masker {
+    /// Select groups with probability `mask_prob` (at least one per sequence), then replace each
+    /// selected token 80/10/10.
+    pub fn mask(&self, seq: &MlmSequence, rng: &mut impl Rng) -> Masked {
+        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, g) in seq.groups.iter().enumerate() {
+            if let Some(g) = g {
+                if !self.special_ids.contains(&seq.ids[i]) {
+                    groups.entry(*g).or_default().push(i);
+                }
+            }
+        }
+        let mut positions: Vec<usize> = Vec::new();
+        for members in groups.values() {
+            if rng.random::<f64>() < self.mask_prob {
+                positions.extend(members);
+            }
+        }
+        if positions.is_empty() && !groups.is_empty() {
+            let k = rng.random_range(0..groups.len());
+            positions.extend(groups.values().nth(k).expect("k < len"));
+        }
+        positions.sort_unstable();
+        let mut input = seq.ids.clone();
+        let targets: Vec<u32> = positions.iter().map(|&p| seq.ids[p]).collect();
+        for &p in &positions {
+            let r: f64 = rng.random();
+            if r < 0.8 {
+                input[p] = self.mask_id;
+            } else if r < 0.9 {
+                input[p] = self.random_token(rng);
+            }
+        }
+        Masked {
+            input,
+            positions,
+            targets,
+        }
+    }
+
+    fn random_token(&self, rng: &mut impl Rng) -> u32 {
+        loop {
+            let t = rng.random_range(0..self.vocab_size);
+            if !self.special_ids.contains(&t) {
+                return t;
+            }
+        }
+    }
+}
+
+/// A padded masked-LM batch.
+struct MlmBatch {
+    input: Tensor<2, Int>,
+    mask: Tensor<2>,
+    /// Flattened `row * time + position` of every prediction.
+    positions: Tensor<1, Int>,
+    targets: Tensor<1, Int>,
+}
+
+fn batch(items: &[Masked], pad: u32, device: &Device) -> MlmBatch {
+    let b = items.len();
+    let t = items.iter().map(|m| m.input.len()).max().unwrap_or(1);
+    let mut input = vec![pad as i64; b * t];
+    let mut mask = vec![0f32; b * t];
+    let mut positions = Vec::new();
+    let mut targets = Vec::new();
+    for (r, m) in items.iter().enumerate() {
+        for (c, &id) in m.input.iter().enumerate() {
+            input[r * t + c] = id as i64;
+            mask[r * t + c] = 1.0;
+        }
+        for (&p, &target) in m.positions.iter().zip(&m.targets) {
+            positions.push((r * t + p) as i64);
+            targets.push(target as i64);
+        }
+    }
+    let n = positions.len();
+    MlmBatch {
+        input: Tensor::from_data(TensorData::new(input, [b, t]), device),
+        mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+        positions: Tensor::from_data(TensorData::new(positions, [n]), device),
+        targets: Tensor::from_data(TensorData::new(targets, [n]), device),
+    }
+}
+
+/// Logits at the batch's prediction positions `[predictions, vocab]`.
+fn predict(model: &BertMaskedLm, b: &MlmBatch) -> Tensor<2> {
+    let out = model
+        .bert
+        .forward(b.input.clone(), b.input.zeros_like(), b.mask.clone());
+    let [bs, t, h] = out.last_hidden_state.dims();
+    let hidden = out
+        .last_hidden_state
+        .reshape([bs * t, h])
+        .select(0, b.positions.clone());
+    model
+        .cls
+        .forward_rows(hidden, model.bert.embeddings.word_embeddings.weight.val())
+}
+
+/// Masked-LM loss and accuracy on a held-out slice.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MlmScores {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub predictions: usize,
+}
+
+/// Score `model` (inference mode) on `heldout`, masked with a fixed seed so that "before" and
+/// "after" see the same masks.
+pub fn evaluate(
+    model: &BertMaskedLm,
+    heldout: &[MlmSequence],
+    masker: &Masker,
+    pad: u32,
+    device: &Device,
+) -> Result<MlmScores> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    let masked: Vec<Masked> = heldout.iter().map(|s| masker.mask(s, &mut rng)).collect();
+    let mut loss_sum = 0.0;
+    let mut correct = 0usize;
+    let mut total = 0usize;
+    for chunk in masked.chunks(128) {
+        let b = batch(chunk, pad, device);
+        let n = chunk.iter().map(|m| m.positions.len()).sum::<usize>();
+        let logits = predict(model, &b);
+        let loss: f32 = cross_entropy(logits.clone(), b.targets.clone()).into_scalar();
+        let hits: Vec<i64> = logits
+            .argmax(1)
+            .reshape([n])
+            .equal(b.targets)
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
+        loss_sum += loss as f64 * n as f64;
+        correct += hits.iter().filter(|h| **h != 0).count();
+        total += n;
+    }
+    Ok(MlmScores {
+        loss: loss_sum / total.max(1) as f64,
+        accuracy: correct as f64 / total.max(1) as f64,
+        predictions: total,
+    })
+}
+
+/// What further pre-training did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainReport {
+    pub steps: usize,
+    pub corpus: usize,
+    pub heldout: usize,
+    pub seconds: f64,
+    pub before: MlmScores,
+    pub after: MlmScores,
+    /// (step, mean training loss over the steps since the last entry).
+    pub curve: Vec<(usize, f64)>,
+}
+
+/// Pre-train `model` (on the autodiff `device`) on `corpus`; score it on `heldout` before and after.
+pub fn pretrain(
+    mut model: BertMaskedLm,
+    corpus: &[MlmSequence],
+    heldout: &[MlmSequence],
+    masker: &Masker,
+    pad: u32,
+    p: &PretrainSection,
+    seed: u64,
+    device: &Device,
+) -> Result<(BertMaskedLm, PretrainReport)> {
+    if corpus.is_empty() {
+        bail!("teacher.pretrain: the corpus is empty");
+    }
+    let start = Instant::now();
+    let inner = device.clone().inner();
+    let before = evaluate(&model.valid(), heldout, masker, pad, &inner)?;
+    let steps_per_epoch = corpus.len().div_ceil(p.batch_size);
+    let steps = if p.epochs > 0 {
+        p.epochs * steps_per_epoch
+    } else {
+        p.steps
+    };
+    let schedule = LinearSchedule::new(p.lr, p.warmup, steps);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(p.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let lengths: Vec<usize> = corpus.iter().map(|s| s.ids.len()).collect();
+    let progress = Progress::new("pretrain", 1, steps);
+    let mut order: Vec<Vec<usize>> = Vec::new();
+    let mut curve = Vec::new();
+    let (mut window_sum, mut window_n) = (0.0f64, 0usize);
+    let report_every = (steps / 20).max(1);
+    for step in 0..steps {
+        if order.is_empty() {
+            order = train_order(&lengths, p.batch_size, &mut rng);
+            order.reverse();
+        }
+        let idx = order.pop().expect("refilled above");
+        let masked: Vec<Masked> = idx
+            .iter()
+            .map(|&i| masker.mask(&corpus[i], &mut rng))
+            .collect();
+        let b = batch(&masked, pad, device);
+        let loss = cross_entropy(predict(&model, &b), b.targets.clone());
+        let read = (step % 10 == 0).then(|| loss.clone().into_scalar::<f32>() as f64);
+        if let Some(v) = read {
+            if !v.is_finite() {
+                progress.finish();
+                bail!(
+                    "pretrain: loss is {v} at step {} — lower teacher.pretrain.lr",
+                    step + 1
+                );
+            }
+            window_sum += v;
+            window_n += 1;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(schedule.at(step), model, grads);
+        progress.step(0, read);
+        if (step + 1) % report_every == 0 || step + 1 == steps {
+            let mean = window_sum / window_n.max(1) as f64;
+            curve.push((step + 1, mean));
+            (window_sum, window_n) = (0.0, 0);
+        }
+    }
+    progress.finish();
+    let after = evaluate(&model.valid(), heldout, masker, pad, &inner)?;
+    progress.epoch(&format!(
+        "{steps} steps: held-out masked-LM loss {:.4} → {:.4}, accuracy {:.4} → {:.4} ({:.1} s)",
+        before.loss,
+        after.loss,
+        before.accuracy,
+        after.accuracy,
+        start.elapsed().as_secs_f64()
+    ));
+    Ok((
+        model,
+        PretrainReport {
+            steps,
+            corpus: corpus.len(),
+            heldout: heldout.len(),
+            seconds: start.elapsed().as_secs_f64(),
+            before,
+            after,
+            curve,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masker() -> Masker {
+        Masker {
+            mask_prob: 0.15,
+            mask_id: 4,
+            vocab_size: 1000,
+            special_ids: vec![0, 1, 2, 3, 4],
+        }
+    }
+
+    fn seq(n: usize) -> MlmSequence {
+        let mut ids = vec![2];
+        ids.extend((0..n).map(|i| 5 + (i as u32 % 900)));
+        ids.push(3);
+        let mut groups = vec![None];
+        groups.extend((0..n).map(|i| Some(i as u32)));
+        groups.push(None);
+        MlmSequence { ids, groups }
+    }
+
+    #[test]
+    fn masking_rates_match_80_10_10() {
+        let m = masker();
+        let s = seq(200);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (mut selected, mut masked, mut random, mut kept, mut tokens) = (0, 0, 0, 0, 0);
+        for _ in 0..500 {
+            let out = m.mask(&s, &mut rng);
+            tokens += 200;
+            for (&p, &t) in out.positions.iter().zip(&out.targets) {
+                assert_ne!(p, 0, "[CLS] is never selected");
+                assert_ne!(p, 201, "[SEP] is never selected");
+                selected += 1;
+                match out.input[p] {
+                    4 => masked += 1,
+                    x if x == t => kept += 1,
+                    _ => random += 1,
+                }
+            }
+        }
+        let rate = selected as f64 / tokens as f64;
+        assert!((rate - 0.15).abs() < 0.01, "selection rate {rate}");
+        let f = |n: usize| n as f64 / selected as f64;
+        assert!((f(masked) - 0.8).abs() < 0.02, "mask {}", f(masked));
+        // A random replacement can draw the original token (1 in 995): counted as kept.
+        assert!((f(random) - 0.1).abs() < 0.015, "random {}", f(random));
+        assert!((f(kept) - 0.1).abs() < 0.015, "kept {}", f(kept));
+    }
+
+    #[test]
+    fn whole_words_are_masked_together_and_masking_is_seeded() {
+        let m = Masker {
+            mask_prob: 0.5,
+            ..masker()
+        };
+        let mut s = seq(12);
+        // Words of two tokens: groups 0,0,1,1,…
+        for (i, g) in s.groups.iter_mut().enumerate().skip(1).take(12) {
+            *g = Some(((i - 1) / 2) as u32);
+        }
+        let a = m.mask(&s, &mut ChaCha8Rng::seed_from_u64(9));
+        let b = m.mask(&s, &mut ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(a, b);
+        assert!(!a.positions.is_empty());
+        for p in &a.positions {
+            let partner = if (p - 1) % 2 == 0 { p + 1 } else { p - 1 };
+            assert!(a.positions.contains(&partner), "{:?}", a.positions);
+        }
+    }
+
+    #[test]
+    fn short_sequences_always_get_a_prediction() {
+        let m = Masker {
+            mask_prob: 0.01,
+            ..masker()
+        };
+        let s = seq(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..50 {
+            assert_eq!(m.mask(&s, &mut rng).positions, vec![1]);
+        }
+    }
+}
