@@ -139,20 +139,12 @@ fn further_pretrain(
     ));
     let masker = Masker {
         mask_prob: p.mask_prob,
+        pad_id: setup.tokenizer.pad_id(),
         mask_id: setup.tokenizer.mask_id(),
         vocab_size: setup.tokenizer.vocab_size() as u32,
         special_ids: setup.tokenizer.special_ids(),
     };
-    pretrain(
-        mlm,
-        corpus,
-        heldout,
-        &masker,
-        setup.tokenizer.pad_id(),
-        p,
-        r.runtime.seed,
-        device,
-    )
+    pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)
 }
 
 /// Run a loaded recipe on `compute`.

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 pub enum TeacherTokenizer {
     Chars(CharVocab),
-    WordPiece(HfTokenizer),
+    WordPiece(Box<HfTokenizer>),
 }
 
 /// A sequence for masked-LM: ids with `[CLS]`/`[SEP]`, and for each token the group it is masked

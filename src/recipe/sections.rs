@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A whole recipe. `name` defaults to the recipe file's stem.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Recipe {
     /// Names the report folder (`<report.dir>/<name>/`) and the run folder in the store.
@@ -16,20 +16,6 @@ pub struct Recipe {
     pub distill: DistillSection,
     pub report: ReportSection,
     pub runtime: RuntimeSection,
-}
-
-impl Default for Recipe {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            data: DataSection::default(),
-            teacher: TeacherSection::default(),
-            student: StudentSection::default(),
-            distill: DistillSection::default(),
-            report: ReportSection::default(),
-            runtime: RuntimeSection::default(),
-        }
-    }
 }
 
 /// Input file layout.

@@ -62,7 +62,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
     check(
         "teacher.heads",
-        t.heads >= 1 && t.hidden % t.heads.max(1) == 0,
+        t.heads >= 1 && t.hidden.is_multiple_of(t.heads.max(1)),
         "an integer ≥ 1 that divides teacher.hidden",
         format!("{} (hidden {})", t.heads, t.hidden),
     );

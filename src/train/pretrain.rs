@@ -25,6 +25,8 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Masker {
     pub mask_prob: f64,
+    /// Padding id of batches.
+    pub pad_id: u32,
     pub mask_id: u32,
     pub vocab_size: u32,
     pub special_ids: Vec<u32>,
@@ -152,9 +154,9 @@ pub fn evaluate(
     model: &BertMaskedLm,
     heldout: &[MlmSequence],
     masker: &Masker,
-    pad: u32,
     device: &Device,
 ) -> Result<MlmScores> {
+    let pad = masker.pad_id;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
     let masked: Vec<Masked> = heldout.iter().map(|s| masker.mask(s, &mut rng)).collect();
     let mut loss_sum = 0.0;
@@ -204,17 +206,17 @@ pub fn pretrain(
     corpus: &[MlmSequence],
     heldout: &[MlmSequence],
     masker: &Masker,
-    pad: u32,
     p: &PretrainSection,
     seed: u64,
     device: &Device,
 ) -> Result<(BertMaskedLm, PretrainReport)> {
+    let pad = masker.pad_id;
     if corpus.is_empty() {
         bail!("teacher.pretrain: the corpus is empty");
     }
     let start = Instant::now();
     let inner = device.clone().inner();
-    let before = evaluate(&model.valid(), heldout, masker, pad, &inner)?;
+    let before = evaluate(&model.valid(), heldout, masker, &inner)?;
     let steps_per_epoch = corpus.len().div_ceil(p.batch_size);
     let steps = if p.epochs > 0 {
         p.epochs * steps_per_epoch
@@ -268,7 +270,7 @@ pub fn pretrain(
         }
     }
     progress.finish();
-    let after = evaluate(&model.valid(), heldout, masker, pad, &inner)?;
+    let after = evaluate(&model.valid(), heldout, masker, &inner)?;
     progress.epoch(&format!(
         "{steps} steps: held-out masked-LM loss {:.4} → {:.4}, accuracy {:.4} → {:.4} ({:.1} s)",
         before.loss,
@@ -298,6 +300,7 @@ mod tests {
     fn masker() -> Masker {
         Masker {
             mask_prob: 0.15,
+            pad_id: 0,
             mask_id: 4,
             vocab_size: 1000,
             special_ids: vec![0, 1, 2, 3, 4],

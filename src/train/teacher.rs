@@ -65,7 +65,7 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
         .map(|(i, n)| (i.to_string(), n.clone()))
         .collect();
     Ok(TeacherSetup {
-        tokenizer: TeacherTokenizer::WordPiece(tokenizer),
+        tokenizer: TeacherTokenizer::WordPiece(Box::new(tokenizer)),
         config,
         checkpoint: Some(checkpoint),
     })
