@@ -3,17 +3,20 @@
 
 use crate::backend::Compute;
 use crate::data::batch::{Batcher, Encoded, InputKind};
-use crate::data::{CharVocab, Dataset, TextEncoder};
+use crate::data::vectors::{embedding_matrix, Coverage, Vectors};
+use crate::data::{CharVocab, Dataset, StudentVocab, TextEncoder, WordVocab};
+use crate::distill::augment::{self, AugmentRates, PosPool};
 use crate::distill::{DistillLoss, TeacherLogits};
 use crate::eval::{predict, time_inference, ClassificationReport};
 use crate::models::{bert, Classifier};
-use crate::recipe::{LoadedRecipe, Recipe};
+use crate::recipe::{LoadedRecipe, Recipe, StudentTokens};
 use crate::report;
 use crate::store::machine::Machine;
 use crate::store::results::SplitCounts;
 use crate::store::{timestamp, write_atomic, ModelResult, RunDir, RunResults};
 use crate::train::pretrain::{pretrain, Masker, PretrainReport};
 use crate::train::progress::note;
+use crate::train::student::StudentInit;
 use crate::train::teacher::TeacherSetup;
 use crate::train::{student, teacher, Fitted};
 use anyhow::{anyhow, Context, Result};
@@ -147,6 +150,132 @@ fn further_pretrain(
     pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)
 }
 
+/// The students' embedding matrix from `student.vectors`, and how much of the vocabulary it
+/// covers.
+fn student_embeddings(
+    r: &Recipe,
+    vocab: &StudentVocab,
+    train: &[Encoded],
+) -> Result<(Option<Vec<f32>>, Option<Coverage>)> {
+    let path = &r.student.vectors;
+    if path.as_os_str().is_empty() {
+        return Ok((None, None));
+    }
+    let wanted: std::collections::HashSet<String> = vocab.tokens()[5..].iter().cloned().collect();
+    let vectors = Vectors::load(path, Some(&wanted))?;
+    if vectors.dim != r.student.embedding_dim {
+        anyhow::bail!(
+            "student.vectors: {} has {}-d vectors but student.embedding_dim = {} (set it to {})",
+            path.display(),
+            vectors.dim,
+            r.student.embedding_dim,
+            vectors.dim
+        );
+    }
+    let mut counts = vec![0usize; vocab.len()];
+    for e in train {
+        for &t in &e.tokens {
+            counts[t as usize] += 1;
+        }
+    }
+    let (matrix, coverage) = embedding_matrix(
+        vocab.tokens(),
+        &counts,
+        &vectors,
+        r.student.oov_init,
+        r.runtime.seed,
+    );
+    note(&format!(
+        "student: vectors for {} of {} {} types ({:.1} %) and {:.1} % of training tokens, from {}",
+        coverage.types_found,
+        coverage.types,
+        vocab.unit(),
+        100.0 * coverage.types_found as f64 / coverage.types.max(1) as f64,
+        100.0 * coverage.tokens_found as f64 / coverage.tokens.max(1) as f64,
+        path.display()
+    ));
+    Ok((Some(matrix), Some(coverage)))
+}
+
+/// Ids of synthetic examples start here, above every row number of a file.
+const SYNTHETIC_IDS: u32 = 1 << 31;
+
+/// Tang et al.'s augmented examples of the training split, labelled by the teacher: their
+/// logits are added to `logits` (soft targets), their argmax is their hard label. Also writes
+/// `transfer_set.csv` (id, source id, text).
+#[allow(clippy::too_many_arguments)]
+fn augmented_examples(
+    r: &Recipe,
+    data: &Dataset,
+    setup: &TeacherSetup,
+    student_vocab: &StudentVocab,
+    teacher_model: &bert::BertClassifier,
+    tb: &Batcher,
+    device: &burn::tensor::Device,
+    logits: &mut TeacherLogits,
+    run_dir: &RunDir,
+) -> Result<Vec<Encoded>> {
+    use rand::SeedableRng;
+    let a = &r.distill.augment;
+    let tagged: Vec<(u32, augment::Tagged)> = data
+        .train
+        .iter()
+        .map(|e| (e.id, augment::tag(&e.text, r.data.lowercase)))
+        .collect();
+    let pool = PosPool::build(tagged.iter().map(|(_, t)| t));
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x0a06_0e17);
+    let rates = AugmentRates {
+        p_mask: a.p_mask,
+        p_pos: a.p_pos,
+        p_ng: a.p_ng,
+    };
+    let synthetic = augment::transfer_set(&tagged, &pool, rates, a.n_iter, &mut rng);
+    let teacher_items = synthetic
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(Encoded {
+                id: SYNTHETIC_IDS + i as u32,
+                tokens: setup.tokenizer.encode_pieces(&s.pieces, r.data.max_len)?,
+                label: 0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let synthetic_logits = TeacherLogits::compute(teacher_model, tb, &teacher_items, 256, device)?;
+    let items: Vec<Encoded> = synthetic
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = SYNTHETIC_IDS + i as u32;
+            Encoded {
+                id,
+                tokens: student_vocab.encode_pieces(&s.pieces, r.data.max_len),
+                label: synthetic_logits.argmax(id).unwrap_or(0),
+            }
+        })
+        .collect();
+    logits.extend(synthetic_logits);
+    let mut table = polars::df!(
+        "id" => items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "source" => synthetic.iter().map(|s| s.source).collect::<Vec<_>>(),
+        "teacher_label" => items.iter().map(|e| e.label as u32).collect::<Vec<_>>(),
+        "text" => synthetic.iter().map(|s| augment::render(&s.pieces)).collect::<Vec<_>>(),
+    )?;
+    crate::store::write_with(&run_dir.file("transfer_set.csv"), |tmp| {
+        use polars::prelude::{CsvWriter, SerWriter};
+        let mut f = std::fs::File::create(tmp)?;
+        CsvWriter::new(&mut f).finish(&mut table)?;
+        Ok(())
+    })?;
+    note(&format!(
+        "transfer set: {} training examples + {} synthetic ones ({} rounds each, duplicates dropped), labelled by the teacher",
+        data.train.len(),
+        items.len(),
+        a.n_iter
+    ));
+    Ok(items)
+}
+
 /// Run a loaded recipe on `compute`.
 pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     let clock = Instant::now();
@@ -260,18 +389,65 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     let logits = TeacherLogits::compute(&teacher_model, &tb, &t_train, 256, &compute.device)?;
     logits.save(&run_dir.file("teacher_logits.csv"))?;
 
-    // Students: alone, then distilled — same initialization, same batch order.
-    let sb = Batcher::for_encoder(InputKind::Student, r.data.max_len, &vocab);
+    // Students: characters or words, random or pretrained embeddings; alone, then distilled —
+    // same initialization, same batch order.
+    let student_vocab = match r.student.tokens {
+        StudentTokens::Char => StudentVocab::Chars(vocab.clone()),
+        StudentTokens::Word => StudentVocab::Words(WordVocab::build(
+            data.train.iter().map(|e| e.text.as_str()),
+            r.data.min_count,
+            r.student.max_vocab,
+            r.data.lowercase,
+        )),
+    };
+    write_atomic(
+        &run_dir.file("student_vocab.txt"),
+        (student_vocab.tokens().join("\n") + "\n").as_bytes(),
+    )?;
+    let sb = Batcher::for_encoder(InputKind::Student, r.data.max_len, &student_vocab);
     let (s_train, s_valid, s_test) = (
-        sb.encode(&vocab, &data.train)?,
-        sb.encode(&vocab, &data.valid)?,
-        sb.encode(&vocab, &data.test)?,
+        sb.encode(&student_vocab, &data.train)?,
+        sb.encode(&student_vocab, &data.valid)?,
+        sb.encode(&student_vocab, &data.test)?,
     );
+    note(&format!(
+        "student: {} {} tokens",
+        student_vocab.len(),
+        student_vocab.unit()
+    ));
+    let (embeddings, coverage) = student_embeddings(r, &student_vocab, &s_train)?;
+    let init = StudentInit {
+        vocab_size: student_vocab.len(),
+        classes: k,
+        embeddings,
+        freeze_embeddings: r.student.freeze_vectors,
+    };
+
+    // The transfer set: the training examples and, with augmentation, synthetic ones labelled by
+    // the teacher.
+    let mut logits = logits;
+    let mut transfer = s_train.clone();
+    if r.distill.augment.n_iter > 0 {
+        let synthetic = augmented_examples(
+            r,
+            &data,
+            &setup,
+            &student_vocab,
+            &teacher_model,
+            &tb,
+            &compute.device,
+            &mut logits,
+            &run_dir,
+        )?;
+        transfer.extend(synthetic);
+        logits.save(&run_dir.file("teacher_logits.csv"))?;
+    }
+    let transfer_size = transfer.len();
+
     let alone = student::train_student(
         r,
         "student",
-        vocab.len(),
-        k,
+        &init,
         &sb,
         &s_train,
         &s_valid,
@@ -283,10 +459,9 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     let distilled = student::train_student(
         r,
         "distilled",
-        vocab.len(),
-        k,
+        &init,
         &sb,
-        &s_train,
+        &transfer,
         &s_valid,
         &ad,
         DistillLoss::from_recipe(&r.distill),
@@ -296,13 +471,18 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
 
     // Evaluation on the test split.
     let distill_label = format!(
-        "Distilled student (α={}, {} T={})",
+        "Distilled student (α={}, {} T={}{})",
         r.distill.alpha,
         match r.distill.soft_loss {
             crate::recipe::SoftLoss::Mse => "MSE",
             crate::recipe::SoftLoss::Kl => "KL",
         },
-        r.distill.temperature
+        r.distill.temperature,
+        if r.distill.augment.n_iter > 0 {
+            ", augmented"
+        } else {
+            ""
+        }
     );
     let teacher_label = match (&setup.checkpoint, r.teacher.pretrain.enabled()) {
         (Some(_), true) => "Teacher (BERT checkpoint + MLM)",
@@ -394,6 +574,9 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
         teacher_vocab_size: setup.tokenizer.vocab_size(),
         teacher_logit_rows: logits.len(),
         pretrain: pretrain_report,
+        student_tokens: student_vocab.unit().to_string(),
+        vectors_coverage: coverage,
+        transfer_set: transfer_size,
         notes,
         recipe_toml: loaded.resolved_toml.clone(),
         run_dir: run_dir.path.display().to_string(),

@@ -174,3 +174,116 @@ fn quick_recipe_runs_end_to_end() {
     // 30 per class × 5 classes, 20% held out: 120 training examples have logits.
     assert_eq!(logits.lines().count(), 1 + 120);
 }
+
+fn results_of(store: &Path, name: &str) -> kdrun::store::RunResults {
+    let runs: Vec<_> = std::fs::read_dir(store.join(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    kdrun::store::RunResults::load(&runs[0].join("results.json")).unwrap()
+}
+
+fn quick(tmp: &Path, sets: &[&str]) -> (kdrun::store::RunResults, std::path::PathBuf) {
+    let store = tmp.join("runs");
+    let mut cmd = kdrun();
+    cmd.arg("recipes/quick.toml")
+        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args([
+            "--set",
+            &format!("report.dir={}", tmp.join("reports").display()),
+        ]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = results_of(&store, "quick");
+    let run = std::path::PathBuf::from(&results.run_dir);
+    (results, run)
+}
+
+#[test]
+fn students_with_vectors_words_and_an_augmented_transfer_set() {
+    // Characters with the embedded pretrained vectors, and Tang's augmentation.
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, run) = quick(
+        tmp.path(),
+        &[
+            "student.vectors=data/embeddings/tencent_char200_tnews5.vec.gz",
+            "student.embedding_dim=200",
+            "distill.augment.n_iter=3",
+        ],
+    );
+    let cov = r.vectors_coverage.expect("coverage is reported");
+    assert!(cov.types_found > cov.types / 2, "{cov:?}");
+    assert!(
+        r.transfer_set > 120,
+        "synthetic examples join the 120 training ones: {}",
+        r.transfer_set
+    );
+    let synthetic = std::fs::read_to_string(run.join("transfer_set.csv")).unwrap();
+    assert_eq!(synthetic.lines().count() - 1, r.transfer_set - 120);
+    assert!(r
+        .models
+        .iter()
+        .all(|m| (0.0..=1.0).contains(&m.report.accuracy)));
+
+    // Words, averaged into one step, with the reference's max-over-time head.
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, run) = quick(
+        tmp.path(),
+        &[
+            "student.tokens=word",
+            "student.input=mean",
+            "student.head=seed",
+        ],
+    );
+    assert_eq!(r.student_tokens, "word");
+    let vocab = std::fs::read_to_string(run.join("student_vocab.txt")).unwrap();
+    assert!(
+        vocab.lines().any(|w| w.chars().count() > 1),
+        "multi-character words"
+    );
+}
+
+#[test]
+fn an_exported_teacher_is_a_checkpoint_for_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, run) = quick(&tmp.path().join("a"), &[]);
+    let exported = run.join("teacher_hf");
+    for f in ["config.json", "vocab.txt", "model.safetensors"] {
+        assert!(exported.join(f).is_file(), "{f}");
+    }
+    // Start from it, further pre-train with whole-word masking, fine-tune the last layer only.
+    let (r, _) = quick(
+        &tmp.path().join("b"),
+        &[
+            &format!("teacher.checkpoint={}", exported.display()),
+            "teacher.pretrain.steps=3",
+            "teacher.pretrain.whole_word=true",
+            "teacher.freeze={all-but-last=1}",
+        ],
+    );
+    let p = r.pretrain.expect("pre-training is reported");
+    assert_eq!(p.steps, 3);
+    assert!(p.before.predictions > 0 && p.after.predictions == p.before.predictions);
+    let keys: Vec<&str> = r.models.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["teacher", "teacher_base", "student", "distilled"]);
+    let t = &r.models[0];
+    assert!(
+        t.trainable_params < t.params,
+        "frozen layers: {} of {}",
+        t.trainable_params,
+        t.params
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("masked-LM head")),
+        "{:?}",
+        r.notes
+    );
+}

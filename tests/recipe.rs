@@ -177,7 +177,14 @@ fn missing_file_and_bad_toml_are_errors() {
 #[test]
 fn shipped_recipes_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["tnews.toml", "tnews-gpu.toml", "quick.toml"] {
+    for name in [
+        "tnews.toml",
+        "tnews-gpu.toml",
+        "tnews-pretrain.toml",
+        "tnews-seed.toml",
+        "tnews-tang.toml",
+        "quick.toml",
+    ] {
         let r = load_with_env(&root.join("recipes").join(name), &[], false)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .recipe;

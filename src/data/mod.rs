@@ -5,7 +5,9 @@ pub mod hf_tokenizer;
 pub mod read;
 pub mod select;
 pub mod tokenizer;
+pub mod vectors;
 pub mod vocab;
+pub mod words;
 
 use crate::recipe::DataSection;
 use anyhow::Result;
@@ -15,6 +17,7 @@ pub use batch::{Batcher, InputKind, TextEncoder, TokenBatch};
 pub use hf_tokenizer::HfTokenizer;
 pub use tokenizer::{MlmSequence, TeacherTokenizer};
 pub use vocab::CharVocab;
+pub use words::{StudentVocab, WordVocab};
 
 /// A class kept by the recipe: its label value in the files and its display name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

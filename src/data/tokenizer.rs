@@ -108,6 +108,35 @@ impl TeacherTokenizer {
     }
 }
 
+impl TeacherTokenizer {
+    /// Ids of a synthetic sentence (`[MASK]` pieces become the mask id), with `[CLS]`/`[SEP]`,
+    /// at most `max_len`.
+    pub fn encode_pieces(
+        &self,
+        pieces: &[crate::distill::augment::Piece],
+        max_len: usize,
+    ) -> Result<Vec<u32>> {
+        use crate::distill::augment::Piece;
+        let (cls, sep) = match self {
+            Self::Chars(_) => (CLS, SEP),
+            Self::WordPiece(t) => (t.cls_id, t.sep_id),
+        };
+        let mut ids = vec![cls];
+        for p in pieces {
+            match p {
+                Piece::Mask => ids.push(self.mask_id()),
+                Piece::Word(w) => match self {
+                    Self::Chars(v) => ids.extend(v.encode(w)),
+                    Self::WordPiece(t) => ids.extend(t.encode(w, false, usize::MAX)?),
+                },
+            }
+        }
+        ids.truncate(max_len.saturating_sub(1).max(1));
+        ids.push(sep);
+        Ok(ids)
+    }
+}
+
 impl TextEncoder for TeacherTokenizer {
     fn encode_text(&self, text: &str, kind: InputKind, max_len: usize) -> Result<Vec<u32>> {
         match self {

@@ -49,6 +49,27 @@ impl TeacherLogits {
         self.rows.len()
     }
 
+    /// Add the rows of `other` (e.g. the transfer set's).
+    pub fn extend(&mut self, other: TeacherLogits) {
+        self.rows.extend(other.rows);
+    }
+
+    /// The teacher's predicted class for `id`.
+    pub fn argmax(&self, id: u32) -> Option<usize> {
+        self.rows.get(&id).map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (k, v)| {
+                    if *v > best.1 {
+                        (k, *v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }

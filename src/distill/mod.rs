@@ -1,5 +1,6 @@
 //! Distillation: the loss a student learns from, and the teacher's logits it learns them from.
 
+pub mod augment;
 pub mod logits;
 pub mod loss;
 

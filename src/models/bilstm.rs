@@ -8,8 +8,8 @@
 //! each row's last token — what PyTorch's packed sequences give. The input projection of all
 //! time steps is one matrix product; each step adds one `[batch, H] × [H, 4H]` product.
 
-use crate::recipe::{StudentHead, StudentSection};
-use burn::module::Module;
+use crate::recipe::{StudentHead, StudentInput, StudentSection};
+use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
@@ -90,6 +90,8 @@ pub struct BiLstmClassifier {
     pub out: Linear,
     /// `seed` head: per-step logits, then the maximum over time.
     pub max_over_time: bool,
+    /// `mean` input: the mean token embedding as a sequence of length 1.
+    pub mean_input: bool,
 }
 
 impl BiLstmClassifier {
@@ -110,12 +112,33 @@ impl BiLstmClassifier {
             fc,
             out,
             max_over_time: s.head == StudentHead::Seed,
+            mean_input: s.input == StudentInput::Mean,
         }
+    }
+
+    /// Start from the embedding matrix `[vocab, dim]`; `freeze` keeps it fixed in training.
+    pub fn with_embeddings(mut self, matrix: Tensor<2>, freeze: bool) -> Self {
+        self.embedding.weight = Param::from_tensor(matrix);
+        if freeze {
+            self.embedding = self.embedding.freeze();
+        }
+        self
     }
 
     /// Logits `[batch, classes]` of `tokens` `[batch, time]` with `mask` `[batch, time]`.
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let emb = self.dropout.forward(self.embedding.forward(tokens));
+        let (emb, mask) = if self.mean_input {
+            // Mean over the real tokens, fed as one step.
+            let [b, t] = mask.dims();
+            let device = mask.device();
+            let m = mask.reshape([b, t, 1]);
+            let sum = (emb * m.clone()).sum_dim(1);
+            let count = m.sum_dim(1).clamp_min(1.0);
+            (sum / count, Tensor::ones([b, 1], &device))
+        } else {
+            (emb, mask)
+        };
         let (seq_f, h_f) = self.forward_lstm.forward(emb.clone(), mask.clone(), false);
         let (seq_b, h_b) = self.backward_lstm.forward(emb, mask.clone(), true);
         if self.max_over_time {
@@ -153,6 +176,27 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn mean_input_reads_one_step_of_the_mean_embedding() {
+        let s = StudentSection {
+            embedding_dim: 4,
+            hidden: 3,
+            fc_hidden: 8,
+            input: StudentInput::Mean,
+            dropout: 0.0,
+            ..StudentSection::default()
+        };
+        let d = Device::flex();
+        let model = BiLstmClassifier::new(&s, 10, 2, &d);
+        // The mean ignores padding and order.
+        let a = logits_of(&model, vec![3, 7, 0], vec![1., 1., 0.], 3);
+        let b = logits_of(&model, vec![7, 3], vec![1., 1.], 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+        assert_eq!(a.len(), 2);
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
             "report.dir" => &mut recipe.report.dir,
             "runtime.store" => &mut recipe.runtime.store,
             "teacher.checkpoint" => &mut recipe.teacher.checkpoint,
+            "student.vectors" => &mut recipe.student.vectors,
             other => unreachable!("PATH_KEYS names {other} without a slot"),
         };
         resolve(slot, &base);

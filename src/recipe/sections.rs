@@ -247,7 +247,31 @@ pub enum StudentHead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StudentTokens {
+    /// One token per character.
     Char,
+    /// jieba-rs words.
+    Word,
+}
+
+/// What the BiLSTM reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StudentInput {
+    /// The token embeddings, one step per token.
+    Sequence,
+    /// The mean of the sentence's token embeddings, as a sequence of length 1 (the reference
+    /// project's first student).
+    Mean,
+}
+
+/// How tokens without a pretrained vector start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OovInit {
+    /// Seeded uniform draws with the spread of the pretrained vectors.
+    Random,
+    /// The mean pretrained vector.
+    Mean,
 }
 
 /// The student: one BiLSTM layer over embedded tokens.
@@ -256,6 +280,15 @@ pub enum StudentTokens {
 pub struct StudentSection {
     pub arch: StudentArch,
     pub tokens: StudentTokens,
+    /// Keep at most this many words (the most frequent) with `tokens = "word"`; 0: all.
+    pub max_vocab: usize,
+    pub input: StudentInput,
+    /// Pretrained vectors (word2vec text or binary, optionally gzip) for the student's tokens.
+    /// Empty: random embeddings.
+    pub vectors: PathBuf,
+    pub oov_init: OovInit,
+    /// Keep the embedding matrix fixed during training.
+    pub freeze_vectors: bool,
     pub embedding_dim: usize,
     /// Hidden size of each direction.
     pub hidden: usize,
@@ -275,6 +308,11 @@ impl Default for StudentSection {
         Self {
             arch: StudentArch::Bilstm,
             tokens: StudentTokens::Char,
+            max_vocab: 0,
+            input: StudentInput::Sequence,
+            vectors: PathBuf::new(),
+            oov_init: OovInit::Random,
+            freeze_vectors: false,
             embedding_dim: 128,
             hidden: 128,
             head: StudentHead::Tang,
@@ -298,6 +336,31 @@ pub enum SoftLoss {
     Kl,
 }
 
+/// The augmented transfer set of Tang et al. 2019 (§3.2), off while `n_iter` is 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSection {
+    /// Synthetic variants drawn per training sentence (duplicates dropped).
+    pub n_iter: usize,
+    /// Per word: replace by `[MASK]`.
+    pub p_mask: f64,
+    /// Per word, if not masked: replace by a random training word of the same part of speech.
+    pub p_pos: f64,
+    /// Per sentence: keep only a random n-gram, n uniform in 1..=5.
+    pub p_ng: f64,
+}
+
+impl Default for AugmentSection {
+    fn default() -> Self {
+        Self {
+            n_iter: 0,
+            p_mask: 0.1,
+            p_pos: 0.1,
+            p_ng: 0.25,
+        }
+    }
+}
+
 /// Distillation: `loss = alpha · CE(student, label) + soft_weight · soft(student, teacher)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -308,6 +371,7 @@ pub struct DistillSection {
     pub soft_weight: f64,
     pub soft_loss: SoftLoss,
     pub temperature: f64,
+    pub augment: AugmentSection,
 }
 
 impl Default for DistillSection {
@@ -317,6 +381,7 @@ impl Default for DistillSection {
             soft_weight: -1.0,
             soft_loss: SoftLoss::Mse,
             temperature: 1.0,
+            augment: AugmentSection::default(),
         }
     }
 }
@@ -395,6 +460,7 @@ pub const PATH_KEYS: &[&str] = &[
     "report.dir",
     "runtime.store",
     "teacher.checkpoint",
+    "student.vectors",
 ];
 
 /// Recipe keys that hold lists of paths, resolved like [`PATH_KEYS`].

@@ -217,7 +217,35 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         s.weight_decay.to_string(),
     );
 
+    if !s.vectors.as_os_str().is_empty() {
+        check(
+            "student.vectors",
+            s.vectors.is_file(),
+            "a word2vec file (text or .bin, optionally gzip)",
+            format!("{} (not found)", s.vectors.display()),
+        );
+    }
+
     let k = &r.distill;
+    let a = &k.augment;
+    for (key, p) in [
+        ("distill.augment.p_mask", a.p_mask),
+        ("distill.augment.p_pos", a.p_pos),
+        ("distill.augment.p_ng", a.p_ng),
+    ] {
+        check(
+            key,
+            (0.0..=1.0).contains(&p),
+            "a probability in [0, 1]",
+            p.to_string(),
+        );
+    }
+    check(
+        "distill.augment.p_pos",
+        a.p_mask + a.p_pos <= 1.0,
+        "p_mask + p_pos ≤ 1",
+        format!("{} + {}", a.p_mask, a.p_pos),
+    );
     check(
         "distill.alpha",
         k.alpha >= 0.0 && k.alpha.is_finite(),

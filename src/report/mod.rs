@@ -51,6 +51,10 @@ pub struct Page {
     pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
     pub pretrain: Option<PretrainPage>,
+    pub student_tokens: String,
+    /// Pretrained-vector coverage of the students' vocabulary, in words.
+    pub coverage: Option<String>,
+    pub transfer_set: usize,
     pub notes: Vec<String>,
     pub history: Table,
     pub timing_note: String,
@@ -165,6 +169,17 @@ impl Report {
                 accuracy_before: format!("{:.4}", p.before.accuracy),
                 accuracy_after: format!("{:.4}", p.after.accuracy),
             }),
+            student_tokens: results.student_tokens.clone(),
+            coverage: results.vectors_coverage.map(|c| {
+                format!(
+                    "{} of {} types ({:.1} %), {:.1} % of training tokens",
+                    c.types_found,
+                    c.types,
+                    100.0 * c.types_found as f64 / c.types.max(1) as f64,
+                    100.0 * c.tokens_found as f64 / c.tokens.max(1) as f64
+                )
+            }),
+            transfer_set: results.transfer_set,
             notes: results.notes.clone(),
             history: Table::from_df(&frames.history),
             timing_note,

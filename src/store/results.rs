@@ -55,6 +55,12 @@ pub struct RunResults {
     /// The teacher's vocabulary (the same characters, or a checkpoint's WordPiece vocabulary).
     pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
+    /// `character` or `word`.
+    pub student_tokens: String,
+    /// Coverage of the students' pretrained vectors, if any.
+    pub vectors_coverage: Option<crate::data::vectors::Coverage>,
+    /// Examples the distilled student learned from (training split + synthetic ones).
+    pub transfer_set: usize,
     /// Further pre-training of the teacher, if the recipe asked for it.
     pub pretrain: Option<PretrainReport>,
     /// What loading and training said once (skipped checkpoint heads, new heads, …).

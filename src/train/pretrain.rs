@@ -267,6 +267,11 @@ pub fn pretrain(
             let mean = window_sum / window_n.max(1) as f64;
             curve.push((step + 1, mean));
             (window_sum, window_n) = (0.0, 0);
+            progress.epoch(&format!(
+                "step {}/{steps}: masked-LM loss {mean:.4} ({:.0} s)",
+                step + 1,
+                start.elapsed().as_secs_f64()
+            ));
         }
     }
     progress.finish();

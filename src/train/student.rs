@@ -6,7 +6,7 @@ use crate::distill::{DistillLoss, TeacherLogits};
 use crate::models::{BiLstmClassifier, Classifier};
 use crate::recipe::Recipe;
 use anyhow::{anyhow, Result};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
     let s = &recipe.student;
@@ -22,14 +22,37 @@ pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
     }
 }
 
+/// What a student starts from: its sizes and, with pretrained vectors, its embedding matrix.
+#[derive(Debug, Clone)]
+pub struct StudentInit {
+    pub vocab_size: usize,
+    pub classes: usize,
+    /// Row-major `[vocab_size, embedding_dim]`.
+    pub embeddings: Option<Vec<f32>>,
+    pub freeze_embeddings: bool,
+}
+
+impl StudentInit {
+    pub fn model(&self, recipe: &Recipe, device: &Device) -> BiLstmClassifier {
+        let model = BiLstmClassifier::new(&recipe.student, self.vocab_size, self.classes, device);
+        match &self.embeddings {
+            Some(m) => {
+                let d = recipe.student.embedding_dim;
+                let t = Tensor::from_data(TensorData::new(m.clone(), [self.vocab_size, d]), device);
+                model.with_embeddings(t, self.freeze_embeddings)
+            }
+            None => model,
+        }
+    }
+}
+
 /// Train one student. Both students of a run start from the same seeded initialization and see
 /// the same batch order, so they differ only in what they learn from.
 #[allow(clippy::too_many_arguments)]
 pub fn train_student(
     recipe: &Recipe,
     stage: &str,
-    vocab_size: usize,
-    classes: usize,
+    init: &StudentInit,
     batcher: &Batcher,
     train: &[Encoded],
     valid: &[Encoded],
@@ -41,7 +64,7 @@ pub fn train_student(
         return Err(anyhow!("{stage}: the soft loss needs teacher logits"));
     }
     device.seed(recipe.runtime.seed.wrapping_add(1));
-    let model = BiLstmClassifier::new(&recipe.student, vocab_size, classes, device);
+    let model = init.model(recipe, device);
     fit(
         model,
         batcher,
