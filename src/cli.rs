@@ -2,6 +2,7 @@
 
 use crate::backend::{self, Probe, PROBE_COMMAND};
 use crate::pipeline;
+use crate::recipe::sweep::{SweepMode, Trial};
 use crate::recipe::{self, SetArg};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -97,15 +98,32 @@ impl Overrides {
     }
 }
 
-fn load(args: &RecipeArgs) -> Result<recipe::LoadedRecipe, String> {
+type Trials = (SweepMode, Vec<(Trial, recipe::LoadedRecipe)>);
+
+fn load(args: &RecipeArgs) -> Result<Trials, String> {
     let sets = args.overrides.sets()?;
-    recipe::load(&args.recipe, &sets).map_err(|e| e.to_string())
+    recipe::sweep::load_trials(&args.recipe, &sets, true).map_err(|e| e.to_string())
 }
 
 fn check(args: &RecipeArgs) -> ExitCode {
     match load(args) {
-        Ok(loaded) => {
+        Ok((mode, trials)) => {
+            let (first, loaded) = &trials[0];
             println!("# {} (resolved)", loaded.path.display());
+            if trials.len() > 1 || !first.values.is_empty() {
+                println!(
+                    "# {} trial(s), {}:",
+                    trials.len(),
+                    match mode {
+                        SweepMode::Cartesian => "cartesian",
+                        SweepMode::Zip => "zip",
+                    }
+                );
+                for (t, _) in &trials {
+                    println!("#   {:>3}: {}", t.index + 1, t.label());
+                }
+                println!("# (the recipe below is trial 1's)");
+            }
             print!("{}", loaded.resolved_toml);
             ExitCode::SUCCESS
         }
@@ -116,47 +134,107 @@ fn check(args: &RecipeArgs) -> ExitCode {
     }
 }
 
+/// Exit code of a run that failed: 130 after Ctrl-C, else 1.
+fn failure(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if e.downcast_ref::<crate::train::interrupt::Interrupted>()
+        .is_some()
+    {
+        ExitCode::from(130)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn run(args: &RecipeArgs) -> ExitCode {
-    let loaded = match load(args) {
-        Ok(l) => l,
+    let (mode, trials) = match load(args) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    backend::limit_threads(loaded.recipe.runtime.threads);
+    let base = &trials[0].1.recipe;
+    crate::train::interrupt::install();
+    backend::limit_threads(base.runtime.threads);
     let probe = match std::env::current_exe() {
         Ok(exe) => Probe::ChildProcess(exe),
         Err(_) => Probe::Skip,
     };
-    let compute = match backend::select(loaded.recipe.runtime.backend, &probe) {
+    let compute = match backend::select(base.runtime.backend, &probe) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: runtime.backend: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    match pipeline::run(&loaded, &compute) {
+    if trials.len() == 1 && trials[0].0.values.is_empty() {
+        return match pipeline::run(&trials[0].1, &compute) {
+            Ok(out) => {
+                println!();
+                for m in &out.results.models {
+                    println!(
+                        "{:<44} accuracy {:.4}  macro-F1 {:.4}  {:>10.0} samples/s",
+                        m.label, m.report.accuracy, m.report.macro_avg.f1, m.timing.samples_per_sec
+                    );
+                }
+                println!(
+                    "\nreport: {}\nrun folder: {}\ntotal time: {:.1} min",
+                    out.report_dir.join("index.html").display(),
+                    out.run_dir.display(),
+                    out.results.total_seconds / 60.0
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(&e),
+        };
+    }
+    match pipeline::sweep::run_sweep(mode, &trials, &compute) {
         Ok(out) => {
             println!();
-            for m in &out.results.models {
-                println!(
-                    "{:<40} accuracy {:.4}  macro-F1 {:.4}  {:>10.0} samples/s",
-                    m.label, m.report.accuracy, m.report.macro_avg.f1, m.timing.samples_per_sec
-                );
+            for t in &out.results.trials {
+                let label = Trial {
+                    index: t.index,
+                    values: t.values.clone(),
+                }
+                .label();
+                match (&t.results, &t.error) {
+                    (Some(r), _) => {
+                        let acc =
+                            |k: &str| r.model(k).map(|m| m.report.accuracy).unwrap_or(f64::NAN);
+                        println!(
+                            "trial {:>3} {label:<50} teacher {:.4}  student {:.4}  distilled {:.4}",
+                            t.index + 1,
+                            acc("teacher"),
+                            acc("student"),
+                            acc("distilled")
+                        );
+                    }
+                    (None, e) => println!(
+                        "trial {:>3} {label:<50} FAILED: {}",
+                        t.index + 1,
+                        e.as_deref().unwrap_or("unknown")
+                    ),
+                }
             }
             println!(
-                "\nreport: {}\nrun folder: {}\ntotal time: {:.1} min",
+                "\nsweep report: {}\nsweep folder: {}\ntotal time: {:.1} min",
                 out.report_dir.join("index.html").display(),
-                out.run_dir.display(),
-                out.results.total_seconds / 60.0
+                out.sweep_dir.display(),
+                out.results.seconds / 60.0
             );
-            ExitCode::SUCCESS
+            if out.failed() > 0 {
+                eprintln!(
+                    "{} of {} trials failed",
+                    out.failed(),
+                    out.results.trials.len()
+                );
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failure(&e),
     }
 }
 

@@ -154,23 +154,35 @@ fn quick_recipe_runs_end_to_end() {
     let md = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(md.contains("| story |") || md.contains("| story "), "{md}");
 
-    // The run folder keeps the resolved recipe and every artifact.
+    // The run folder keeps the resolved recipe and results; artifacts live in the stage folders.
     let runs: Vec<_> = std::fs::read_dir(store.join("quick")).unwrap().collect();
     assert_eq!(runs.len(), 1);
     let run = runs[0].as_ref().unwrap().path();
     for f in [
         "recipe.toml",
         "results.json",
-        "teacher_logits.csv",
         "vocab.txt",
-        "teacher.bpk",
-        "student.bpk",
-        "distilled.bpk",
-        "teacher_config.json",
+        "student_vocab.txt",
     ] {
         assert!(run.join(f).is_file(), "missing {f} in {}", run.display());
     }
-    let logits = std::fs::read_to_string(run.join("teacher_logits.csv")).unwrap();
+    let results = kdrun::store::RunResults::load(&run.join("results.json")).unwrap();
+    let stage = |name: &str| std::path::PathBuf::from(&results.stages[name]);
+    for (name, file) in [
+        ("teacher", "teacher.bpk"),
+        ("teacher", "config.json"),
+        ("logits", "teacher_logits.csv"),
+        ("student", "student.bpk"),
+        ("distilled", "student.bpk"),
+        ("data", "splits.json"),
+    ] {
+        assert!(
+            stage(name).join(file).is_file(),
+            "missing {file} in stage {name}"
+        );
+        assert!(stage(name).join("manifest.json").is_file());
+    }
+    let logits = std::fs::read_to_string(stage("logits").join("teacher_logits.csv")).unwrap();
     // 30 per class × 5 classes, 20% held out: 120 training examples have logits.
     assert_eq!(logits.lines().count(), 1 + 120);
 }
@@ -226,7 +238,10 @@ fn students_with_vectors_words_and_an_augmented_transfer_set() {
         "synthetic examples join the 120 training ones: {}",
         r.transfer_set
     );
-    let synthetic = std::fs::read_to_string(run.join("transfer_set.csv")).unwrap();
+    let _ = run;
+    let synthetic =
+        std::fs::read_to_string(std::path::Path::new(&r.stages["logits"]).join("transfer_set.csv"))
+            .unwrap();
     assert_eq!(synthetic.lines().count() - 1, r.transfer_set - 120);
     assert!(r
         .models
@@ -254,8 +269,8 @@ fn students_with_vectors_words_and_an_augmented_transfer_set() {
 #[test]
 fn an_exported_teacher_is_a_checkpoint_for_the_next_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, run) = quick(&tmp.path().join("a"), &[]);
-    let exported = run.join("teacher_hf");
+    let (a, _) = quick(&tmp.path().join("a"), &[]);
+    let exported = std::path::Path::new(&a.stages["teacher"]).join("teacher_hf");
     for f in ["config.json", "vocab.txt", "model.safetensors"] {
         assert!(exported.join(f).is_file(), "{f}");
     }
@@ -285,5 +300,236 @@ fn an_exported_teacher_is_a_checkpoint_for_the_next_run() {
         r.notes.iter().any(|n| n.contains("masked-LM head")),
         "{:?}",
         r.notes
+    );
+}
+
+#[test]
+fn check_lists_the_trials_of_a_sweep() {
+    let out = kdrun()
+        .args([
+            "check",
+            "recipes/quick.toml",
+            "--set",
+            "distill.temperature=1,2",
+            "--set",
+            "runtime.seed=1,2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("# 4 trial(s), cartesian:"), "{text}");
+    assert!(
+        text.contains("distill.temperature=2, runtime.seed=1"),
+        "{text}"
+    );
+    let out = kdrun()
+        .args([
+            "check",
+            "recipes/quick.toml",
+            "--set",
+            "distill.temprature=1,2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("distill.temperature"));
+}
+
+fn count_stages(store: &Path, stage: &str) -> usize {
+    std::fs::read_dir(store.join("stages").join(stage))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("manifest.json").is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    let reports = tmp.path().join("reports");
+    let out = kdrun()
+        .arg("recipes/quick.toml")
+        .args(["--set", "distill.temperature=1,2,4"])
+        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args(["--set", &format!("report.dir={}", reports.display())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "logits"), 1);
+    assert_eq!(count_stages(&store, "student"), 1);
+    assert_eq!(count_stages(&store, "distilled"), 3);
+    let trials = std::fs::read_to_string(reports.join("quick/trials.csv")).unwrap();
+    assert_eq!(trials.lines().count(), 4, "{trials}");
+    assert!(trials
+        .lines()
+        .next()
+        .unwrap()
+        .contains("distill.temperature"));
+    assert!(reports.join("quick/trials.parquet").is_file());
+    let html = std::fs::read_to_string(reports.join("quick/index.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("class=\"best\""),
+        "plots and the best trial"
+    );
+    for t in 1..=3 {
+        assert!(reports
+            .join(format!("quick/trial-{t:03}/index.html"))
+            .is_file());
+    }
+}
+
+#[test]
+fn a_failing_trial_is_recorded_and_the_sweep_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    let reports = tmp.path().join("reports");
+    let out = kdrun()
+        .arg("recipes/quick.toml")
+        .args(["--set", "student.lr=0.005,1e30"])
+        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args(["--set", &format!("report.dir={}", reports.display())])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trials = std::fs::read_to_string(reports.join("quick/trials.csv")).unwrap();
+    let rows: Vec<&str> = trials.lines().skip(1).collect();
+    assert!(rows[0].ends_with(",ok"), "{trials}");
+    assert!(
+        rows[1].contains("failed") && rows[1].contains("diverged"),
+        "{trials}"
+    );
+}
+
+/// Run quick.toml with enough student epochs to be caught mid-training.
+fn slow_quick(store: &Path, reports: &Path) -> Command {
+    let mut c = kdrun();
+    c.arg("recipes/quick.toml")
+        .args(["--set", "student.epochs=150"])
+        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args(["--set", &format!("report.dir={}", reports.display())]);
+    c
+}
+
+fn wait_for(what: &str, mut found: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !found() {
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` is writing the student's stage (its temporary folder exists).
+fn student_in_progress(store: &Path, pid: u32) -> bool {
+    store
+        .join("stages/student")
+        .read_dir()
+        .map(|d| {
+            d.filter_map(|e| e.ok()).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!(".tmp-{pid}"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn accuracies(store: &Path) -> Vec<f64> {
+    let mut runs: Vec<_> = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("results.json").is_file())
+        .collect();
+    runs.sort();
+    let r = kdrun::store::RunResults::load(&runs.last().unwrap().join("results.json")).unwrap();
+    r.models.iter().map(|m| m.report.accuracy).collect()
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_retraining_the_teacher() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The reference: one uninterrupted run.
+    let (ref_store, ref_reports) = (tmp.path().join("ref/runs"), tmp.path().join("ref/reports"));
+    let out = slow_quick(&ref_store, &ref_reports).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = accuracies(&ref_store);
+
+    let (store, reports) = (tmp.path().join("runs"), tmp.path().join("reports"));
+    // Killed (SIGKILL) while the student trains: the teacher's stage is finished, the student's
+    // is a temporary folder.
+    let mut child = slow_quick(&store, &reports)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for("the student to start", || student_in_progress(&store, pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "student"), 0);
+
+    // Ctrl-C (SIGINT) while the student trains again: exit 130, nothing half-written left.
+    let child = slow_quick(&store, &reports)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for("the student to start again", || {
+        student_in_progress(&store, pid)
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !student_in_progress(&store, pid),
+        "Ctrl-C cleans up the unfinished stage"
+    );
+    assert!(!store.join(".lock").exists(), "the lock is released");
+
+    // The same command again finishes, reusing the teacher.
+    let out = slow_quick(&store, &reports).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("teacher: reused"), "{stderr}");
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(
+        accuracies(&store),
+        want,
+        "same results as the uninterrupted run"
     );
 }

@@ -12,7 +12,7 @@ use rand::{Rng, RngExt};
 use std::collections::{BTreeMap, HashSet};
 
 /// One piece of a synthetic sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Piece {
     Word(String),
     Mask,
@@ -101,7 +101,7 @@ pub fn augment_once(
 }
 
 /// A synthetic example: the pieces and the training example it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Synthetic {
     pub source: u32,
     pub pieces: Vec<Piece>,

@@ -13,13 +13,21 @@ use std::path::{Component, Path, PathBuf};
 pub const ENV_PREFIX: &str = "KDRUN_";
 
 /// One `--set key=value` from the command line. The value is read as TOML (`3`, `0.5`,
-/// `["car","game"]`, `"text"`), else taken as a plain string (`--set data.format=csv`).
+/// `["car","game"]`, `"a,b"`), else as bare comma-separated values, each TOML or a plain string
+/// (`1,2,4,8` sweeps the key over four values), else as a plain string (`--set data.format=csv`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetArg {
     /// The argument as given, for error messages.
     pub raw: String,
     pub key: String,
-    pub value: toml::Value,
+    /// One value, or several to sweep over.
+    pub values: Vec<toml::Value>,
+}
+
+fn toml_or_string(text: &str) -> Option<toml::Value> {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
 }
 
 /// Parse `key=value`.
@@ -34,14 +42,21 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
         ));
     }
     let value = value.trim();
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let values = match toml_or_string(value) {
+        Some(v) => vec![v],
+        None if value.contains(',') => value
+            .split(',')
+            .map(|part| {
+                let part = part.trim();
+                toml_or_string(part).unwrap_or_else(|| toml::Value::String(part.to_string()))
+            })
+            .collect(),
+        None => vec![toml::Value::String(value.to_string())],
+    };
     Ok(SetArg {
         raw: raw.to_string(),
         key: key.to_string(),
-        value: parsed,
+        values,
     })
 }
 
@@ -51,7 +66,14 @@ impl Provider for SetArg {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let value = Value::serialize(&self.value)?;
+        if self.values.len() != 1 {
+            return Err(figment::Error::from(format!(
+                "`--set {}` holds {} values: a sweep is expanded into trials first",
+                self.raw,
+                self.values.len()
+            )));
+        }
+        let value = Value::serialize(&self.values[0])?;
         let nested = figment::util::nest(&self.key, value);
         let dict = nested
             .into_dict()
@@ -308,14 +330,21 @@ mod tests {
     #[test]
     fn set_values_are_toml_else_strings() {
         let s = parse_set("teacher.epochs=3").unwrap();
-        assert_eq!(s.value, toml::Value::Integer(3));
+        assert_eq!(s.values, vec![toml::Value::Integer(3)]);
         let s = parse_set("data.format=csv").unwrap();
-        assert_eq!(s.value, toml::Value::String("csv".into()));
+        assert_eq!(s.values, vec![toml::Value::String("csv".into())]);
         let s = parse_set(r#"data.classes=["car","game"]"#).unwrap();
         assert_eq!(
-            s.value,
-            toml::Value::Array(vec!["car".into(), "game".into()])
+            s.values,
+            vec![toml::Value::Array(vec!["car".into(), "game".into()])]
         );
+        // Bare commas sweep; a quoted string with a comma is one value.
+        let s = parse_set("distill.temperature=1,2, 4.5").unwrap();
+        assert_eq!(s.values, vec![1.into(), 2.into(), toml::Value::Float(4.5)]);
+        let s = parse_set(r#"report.title="a,b""#).unwrap();
+        assert_eq!(s.values, vec![toml::Value::String("a,b".into())]);
+        let s = parse_set("student.head=tang,seed").unwrap();
+        assert_eq!(s.values, vec!["tang".into(), "seed".into()]);
         assert!(parse_set("noequals").is_err());
         assert!(parse_set("a..b=1").is_err());
     }

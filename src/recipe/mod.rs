@@ -9,6 +9,7 @@
 mod error;
 mod load;
 mod sections;
+pub mod sweep;
 mod validate;
 
 pub use error::RecipeError;

@@ -16,6 +16,8 @@ pub struct Recipe {
     pub distill: DistillSection,
     pub report: ReportSection,
     pub runtime: RuntimeSection,
+    /// A grid of trials over dotted keys (see `recipe::sweep`).
+    pub sweep: super::sweep::SweepSection,
 }
 
 /// Input file layout.

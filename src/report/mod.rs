@@ -4,6 +4,8 @@
 pub mod csv;
 pub mod html;
 pub mod markdown;
+pub mod plot;
+pub mod sweep;
 pub mod table;
 pub mod tables;
 

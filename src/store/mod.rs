@@ -4,6 +4,7 @@
 
 pub mod machine;
 pub mod results;
+pub mod stage;
 
 use anyhow::{Context, Result};
 use serde::Serialize;

@@ -69,6 +69,8 @@ pub struct RunResults {
     pub recipe_toml: String,
     /// The run's folder in the store.
     pub run_dir: String,
+    /// The stage folders this run used (computed or reused), by stage.
+    pub stages: std::collections::BTreeMap<String, String>,
     pub models: Vec<ModelResult>,
 }
 

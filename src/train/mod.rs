@@ -45,6 +45,15 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+/// What training found, without the model (stored beside a stage's weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitInfo {
+    pub best_epoch: usize,
+    pub best_valid_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+    pub seconds: f64,
+}
+
 /// A trained model: the epoch with the best validation accuracy.
 #[derive(Debug, Clone)]
 pub struct Fitted<M> {
@@ -53,6 +62,47 @@ pub struct Fitted<M> {
     pub best_valid_accuracy: f64,
     pub history: Vec<EpochRecord>,
     pub seconds: f64,
+}
+
+impl<M> Fitted<M> {
+    pub fn info(&self) -> FitInfo {
+        FitInfo {
+            best_epoch: self.best_epoch,
+            best_valid_accuracy: self.best_valid_accuracy,
+            history: self.history.clone(),
+            seconds: self.seconds,
+        }
+    }
+}
+
+/// Ctrl-C: the handler sets a flag; training loops stop at the next step with [`Interrupted`].
+pub mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    /// The error of a run stopped by Ctrl-C.
+    #[derive(Debug, thiserror::Error)]
+    #[error("interrupted (Ctrl-C): finished stages are kept; run the same command to resume")]
+    pub struct Interrupted;
+
+    /// Catch Ctrl-C (and SIGTERM) from now on.
+    pub fn install() {
+        let _ = ctrlc::set_handler(|| REQUESTED.store(true, Ordering::SeqCst));
+    }
+
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Interrupted)` once Ctrl-C was pressed.
+    pub fn check() -> Result<(), Interrupted> {
+        if requested() {
+            Err(Interrupted)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Train `model` on `train`, keeping the epoch that scores best on `valid`.
@@ -104,6 +154,10 @@ where
             .into_iter()
             .enumerate()
         {
+            if interrupt::requested() {
+                progress.finish();
+                return Err(interrupt::Interrupted.into());
+            }
             let items: Vec<&Encoded> = idx.iter().map(|&j| &train[j]).collect();
             let batch = batcher.batch(&items, device);
             let value = loss(&model, &batch)?;

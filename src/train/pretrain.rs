@@ -241,6 +241,10 @@ pub fn pretrain(
             order = train_order(&lengths, p.batch_size, &mut rng);
             order.reverse();
         }
+        if super::interrupt::requested() {
+            progress.finish();
+            return Err(super::interrupt::Interrupted.into());
+        }
         let idx = order.pop().expect("refilled above");
         let masked: Vec<Masked> = idx
             .iter()

@@ -1,0 +1,244 @@
+//! Sweeps: a grid over any dotted recipe key, from the recipe's `[sweep]` table
+//! (`"distill.temperature" = [1, 2, 4, 8]`, `mode = "zip"` for paired lists) and from the command
+//! line (`--set distill.temperature=1,2,4,8`: bare comma-separated values sweep). Each trial is
+//! the recipe with one value per swept key, loaded (and validated) like any recipe, so a key that
+//! does not exist is an error that names it.
+
+use super::error::RecipeError;
+use super::load::{load_with_env, LoadedRecipe, SetArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How axes combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepMode {
+    /// Every combination.
+    #[default]
+    Cartesian,
+    /// The i-th value of every axis together (all axes the same length).
+    Zip,
+}
+
+/// One entry of the `[sweep]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SweepEntry {
+    Mode(SweepMode),
+    Values(Vec<toml::Value>),
+}
+
+/// The `[sweep]` table: `mode` and one list of values per dotted key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "BTreeMap<String, SweepEntry>",
+    into = "BTreeMap<String, SweepEntry>"
+)]
+pub struct SweepSection {
+    pub mode: SweepMode,
+    pub grid: BTreeMap<String, Vec<toml::Value>>,
+}
+
+impl TryFrom<BTreeMap<String, SweepEntry>> for SweepSection {
+    type Error = String;
+
+    fn try_from(map: BTreeMap<String, SweepEntry>) -> Result<Self, String> {
+        let mut s = SweepSection::default();
+        for (k, v) in map {
+            match (k.as_str(), v) {
+                ("mode", SweepEntry::Mode(m)) => s.mode = m,
+                ("mode", SweepEntry::Values(_)) => {
+                    return Err("sweep.mode: expected \"cartesian\" or \"zip\"".into())
+                }
+                (_, SweepEntry::Values(vs)) if vs.is_empty() => {
+                    return Err(format!("sweep: `{k}` has no values"))
+                }
+                (_, SweepEntry::Values(vs)) => {
+                    s.grid.insert(k, vs);
+                }
+                (_, SweepEntry::Mode(_)) => {
+                    return Err(format!("sweep: `{k}` must be a list of values"))
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl From<SweepSection> for BTreeMap<String, SweepEntry> {
+    fn from(s: SweepSection) -> Self {
+        let mut map: BTreeMap<String, SweepEntry> = s
+            .grid
+            .into_iter()
+            .map(|(k, v)| (k, SweepEntry::Values(v)))
+            .collect();
+        if s.mode != SweepMode::Cartesian || !map.is_empty() {
+            map.insert("mode".into(), SweepEntry::Mode(s.mode));
+        }
+        map
+    }
+}
+
+/// One point of a grid: a value per swept key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub index: usize,
+    pub values: Vec<(String, toml::Value)>,
+}
+
+impl Trial {
+    /// `distill.temperature=2, runtime.seed=1`.
+    pub fn label(&self) -> String {
+        if self.values.is_empty() {
+            return "(single run)".into();
+        }
+        self.values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The trials of `axes` (in order: later axes vary fastest).
+pub fn expand(axes: &[(String, Vec<toml::Value>)], mode: SweepMode) -> Result<Vec<Trial>, String> {
+    if axes.is_empty() {
+        return Ok(vec![Trial {
+            index: 0,
+            values: Vec::new(),
+        }]);
+    }
+    match mode {
+        SweepMode::Zip => {
+            let n = axes[0].1.len();
+            if let Some((k, v)) = axes.iter().find(|(_, v)| v.len() != n) {
+                return Err(format!(
+                    "sweep mode \"zip\" pairs lists of equal length: `{}` has {n} values, `{k}` {}",
+                    axes[0].0,
+                    v.len()
+                ));
+            }
+            Ok((0..n)
+                .map(|i| Trial {
+                    index: i,
+                    values: axes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v[i].clone()))
+                        .collect(),
+                })
+                .collect())
+        }
+        SweepMode::Cartesian => {
+            let mut trials: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+            for (k, values) in axes {
+                trials = trials
+                    .into_iter()
+                    .flat_map(|t| {
+                        values.iter().map(move |v| {
+                            let mut t = t.clone();
+                            t.push((k.clone(), v.clone()));
+                            t
+                        })
+                    })
+                    .collect();
+            }
+            Ok(trials
+                .into_iter()
+                .enumerate()
+                .map(|(index, values)| Trial { index, values })
+                .collect())
+        }
+    }
+}
+
+/// A recipe's trials, each loaded: the `[sweep]` grid and the command line's multi-valued
+/// `--set`s (which replace a grid axis of the same key) expanded, the single-valued `--set`s
+/// applied to every trial.
+pub fn load_trials(
+    path: &Path,
+    sets: &[SetArg],
+    use_env: bool,
+) -> Result<(SweepMode, Vec<(Trial, LoadedRecipe)>), RecipeError> {
+    let (single, multi): (Vec<SetArg>, Vec<SetArg>) =
+        sets.iter().cloned().partition(|s| s.values.len() == 1);
+    let base = load_with_env(path, &single, use_env)?;
+    let mode = base.recipe.sweep.mode;
+    let mut axes: Vec<(String, Vec<toml::Value>)> = base
+        .recipe
+        .sweep
+        .grid
+        .iter()
+        .filter(|(k, _)| !multi.iter().any(|m| &m.key == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    axes.extend(multi.iter().map(|m| (m.key.clone(), m.values.clone())));
+    if let Some((k, _)) = axes
+        .iter()
+        .find(|(k, _)| k == "sweep" || k.starts_with("sweep."))
+    {
+        return Err(RecipeError::single(
+            path.display().to_string(),
+            Some(k.clone()),
+            "a sweep cannot sweep the sweep",
+        ));
+    }
+    let trials = expand(&axes, mode)
+        .map_err(|e| RecipeError::single(path.display().to_string(), Some("sweep".into()), e))?;
+    let mut out = Vec::with_capacity(trials.len());
+    for trial in trials {
+        let mut trial_sets = single.clone();
+        for (k, v) in &trial.values {
+            let from_cli = multi.iter().any(|m| &m.key == k);
+            trial_sets.push(SetArg {
+                raw: if from_cli {
+                    format!("{k}=… (swept)")
+                } else {
+                    format!("[sweep] {k}")
+                },
+                key: k.clone(),
+                values: vec![v.clone()],
+            });
+        }
+        let loaded = load_with_env(path, &trial_sets, use_env).map_err(|mut e| {
+            for p in &mut e.problems {
+                p.message = format!("{} (trial {})", p.message, trial.label());
+            }
+            e
+        })?;
+        out.push((trial, loaded));
+    }
+    Ok((mode, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(v: &[i64]) -> Vec<toml::Value> {
+        v.iter().map(|i| toml::Value::Integer(*i)).collect()
+    }
+
+    #[test]
+    fn cartesian_and_zip() {
+        let axes = vec![
+            ("a".to_string(), ints(&[1, 2])),
+            ("b".to_string(), ints(&[10, 20, 30])),
+        ];
+        let c = expand(&axes, SweepMode::Cartesian).unwrap();
+        assert_eq!(c.len(), 6);
+        assert_eq!(c[1].label(), "a=1, b=20");
+        assert_eq!(c[5].label(), "a=2, b=30");
+        assert!(expand(&axes, SweepMode::Zip)
+            .unwrap_err()
+            .contains("equal length"));
+        let z = expand(
+            &[axes[1].clone(), ("c".into(), ints(&[7, 8, 9]))],
+            SweepMode::Zip,
+        )
+        .unwrap();
+        assert_eq!(z.len(), 3);
+        assert_eq!(z[2].label(), "b=30, c=9");
+        assert_eq!(expand(&[], SweepMode::Cartesian).unwrap().len(), 1);
+    }
+}
