@@ -104,14 +104,8 @@ fn missing_data_file_is_a_clear_error() {
 #[test]
 fn quick_recipe_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("runs");
-    let reports = tmp.path().join("reports");
-    let out = kdrun()
-        .arg("recipes/quick.toml")
-        .args(["--set", &format!("runtime.store={}", store.display())])
-        .args(["--set", &format!("report.dir={}", reports.display())])
-        .output()
-        .unwrap();
+    let (store, reports) = (tmp.path().join("runs"), tmp.path().join("reports"));
+    let out = quick_cmd(tmp.path(), &[]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 
@@ -196,11 +190,14 @@ fn results_of(store: &Path, name: &str) -> kdrun::store::RunResults {
     kdrun::store::RunResults::load(&runs[0].join("results.json")).unwrap()
 }
 
-fn quick(tmp: &Path, sets: &[&str]) -> (kdrun::store::RunResults, std::path::PathBuf) {
-    let store = tmp.join("runs");
+/// `kdrun recipes/quick.toml` with its store and reports under `tmp` and `sets` on top.
+fn quick_cmd(tmp: &Path, sets: &[&str]) -> Command {
     let mut cmd = kdrun();
     cmd.arg("recipes/quick.toml")
-        .args(["--set", &format!("runtime.store={}", store.display())])
+        .args([
+            "--set",
+            &format!("runtime.store={}", tmp.join("runs").display()),
+        ])
         .args([
             "--set",
             &format!("report.dir={}", tmp.join("reports").display()),
@@ -208,13 +205,17 @@ fn quick(tmp: &Path, sets: &[&str]) -> (kdrun::store::RunResults, std::path::Pat
     for s in sets {
         cmd.args(["--set", s]);
     }
-    let out = cmd.output().unwrap();
+    cmd
+}
+
+fn quick(tmp: &Path, sets: &[&str]) -> (kdrun::store::RunResults, std::path::PathBuf) {
+    let out = quick_cmd(tmp, sets).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results = results_of(&store, "quick");
+    let results = results_of(&tmp.join("runs"), "quick");
     let run = std::path::PathBuf::from(&results.run_dir);
     (results, run)
 }
@@ -353,13 +354,8 @@ fn count_stages(store: &Path, stage: &str) -> usize {
 #[test]
 fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("runs");
-    let reports = tmp.path().join("reports");
-    let out = kdrun()
-        .arg("recipes/quick.toml")
-        .args(["--set", "distill.temperature=1,2,4"])
-        .args(["--set", &format!("runtime.store={}", store.display())])
-        .args(["--set", &format!("report.dir={}", reports.display())])
+    let (store, reports) = (tmp.path().join("runs"), tmp.path().join("reports"));
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2,4"])
         .output()
         .unwrap();
     assert!(
@@ -394,13 +390,8 @@ fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
 #[test]
 fn a_failing_trial_is_recorded_and_the_sweep_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("runs");
     let reports = tmp.path().join("reports");
-    let out = kdrun()
-        .arg("recipes/quick.toml")
-        .args(["--set", "student.lr=0.005,1e30"])
-        .args(["--set", &format!("runtime.store={}", store.display())])
-        .args(["--set", &format!("report.dir={}", reports.display())])
+    let out = quick_cmd(tmp.path(), &["student.lr=0.005,1e30"])
         .output()
         .unwrap();
     assert_eq!(
@@ -418,14 +409,9 @@ fn a_failing_trial_is_recorded_and_the_sweep_goes_on() {
     );
 }
 
-/// Run quick.toml with enough student epochs to be caught mid-training.
-fn slow_quick(store: &Path, reports: &Path) -> Command {
-    let mut c = kdrun();
-    c.arg("recipes/quick.toml")
-        .args(["--set", "student.epochs=150"])
-        .args(["--set", &format!("runtime.store={}", store.display())])
-        .args(["--set", &format!("report.dir={}", reports.display())]);
-    c
+/// quick.toml with enough student epochs to be caught mid-training.
+fn slow_quick(tmp: &Path) -> Command {
+    quick_cmd(tmp, &["student.epochs=150"])
 }
 
 fn wait_for(what: &str, mut found: impl FnMut() -> bool) {
@@ -469,19 +455,19 @@ fn accuracies(store: &Path) -> Vec<f64> {
 fn an_interrupted_run_resumes_without_retraining_the_teacher() {
     let tmp = tempfile::tempdir().unwrap();
     // The reference: one uninterrupted run.
-    let (ref_store, ref_reports) = (tmp.path().join("ref/runs"), tmp.path().join("ref/reports"));
-    let out = slow_quick(&ref_store, &ref_reports).output().unwrap();
+    let reference = tmp.path().join("ref");
+    let out = slow_quick(&reference).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = accuracies(&ref_store);
+    let want = accuracies(&reference.join("runs"));
 
-    let (store, reports) = (tmp.path().join("runs"), tmp.path().join("reports"));
+    let store = tmp.path().join("runs");
     // Killed (SIGKILL) while the student trains: the teacher's stage is finished, the student's
     // is a temporary folder.
-    let mut child = slow_quick(&store, &reports)
+    let mut child = slow_quick(tmp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -494,7 +480,7 @@ fn an_interrupted_run_resumes_without_retraining_the_teacher() {
     assert_eq!(count_stages(&store, "student"), 0);
 
     // Ctrl-C (SIGINT) while the student trains again: exit 130, nothing half-written left.
-    let child = slow_quick(&store, &reports)
+    let child = slow_quick(tmp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -522,7 +508,7 @@ fn an_interrupted_run_resumes_without_retraining_the_teacher() {
     assert!(!store.join(".lock").exists(), "the lock is released");
 
     // The same command again finishes, reusing the teacher.
-    let out = slow_quick(&store, &reports).output().unwrap();
+    let out = slow_quick(tmp.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("teacher: reused"), "{stderr}");
