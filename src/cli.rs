@@ -14,7 +14,7 @@ use std::process::ExitCode;
     version,
     about = "Knowledge-distillation experiment runner: train a BERT teacher, distil it into a BiLSTM student, report what was gained and lost.",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  kdrun recipes/tnews.toml\n  kdrun recipes/tnews.toml --set teacher.epochs=3 --set distill.soft_loss=kl\n  kdrun check recipes/tnews.toml --set 'data.classes=[\"car\",\"game\"]'"
+    after_help = "Examples:\n  kdrun recipes/tnews.toml\n  kdrun recipes/tnews.toml --set teacher.epochs=3 --set distill.soft_loss=kl\n  kdrun check recipes/tnews.toml --set 'data.classes=[\"car\",\"game\"]'\n  kdrun publish runs --out site"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,12 @@ enum Command {
     Run(RecipeArgs),
     /// Validate a recipe and print it fully resolved (exit 0 if valid, 1 if not).
     Check(RecipeArgs),
+    /// Re-render the report pages of every run and sweep of a store from the stored results
+    /// (no training): after a kdrun upgrade or a template change.
+    Report(StoreArgs),
+    /// Write a static site of a store: an index of recipes and runs, a page per run and per
+    /// sweep, a Markdown twin of each page, every table as CSV; relative links only.
+    Publish(PublishArgs),
     /// Run a Hugging Face BERT checkpoint on token ids and write its outputs as JSON
     /// (embedding_output, last_hidden_state, logits), to compare with transformers.
     Forward(ForwardArgs),
@@ -44,6 +50,23 @@ struct RecipeArgs {
     recipe: PathBuf,
     #[command(flatten)]
     overrides: Overrides,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The store (`runtime.store` of the recipes; `runs/` by default).
+    #[arg(default_value = "runs")]
+    store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// The store (`runtime.store` of the recipes; `runs/` by default).
+    #[arg(default_value = "runs")]
+    store: PathBuf,
+    /// The site's folder: created, or replaced if it is a site kdrun published before.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +280,49 @@ fn forward(args: &ForwardArgs) -> ExitCode {
     }
 }
 
+fn rerender(args: &StoreArgs) -> ExitCode {
+    match crate::report::site::rerender(&args.store) {
+        Ok(dirs) => {
+            for d in &dirs {
+                println!("{}", d.join("index.html").display());
+            }
+            eprintln!(
+                "re-rendered {} report folder(s) from {}",
+                dirs.len(),
+                args.store.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn publish(args: &PublishArgs) -> ExitCode {
+    match crate::report::site::publish(&args.store, &args.out) {
+        Ok(p) => {
+            println!(
+                "site: {} ({} run(s), {} sweep(s){})",
+                p.index.display(),
+                p.runs,
+                p.sweeps,
+                if p.unfinished > 0 {
+                    format!(", {} unfinished run folder(s) left out", p.unfinished)
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `kdrun` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -264,6 +330,8 @@ pub fn main() -> ExitCode {
         (Some(Command::Run(args)), _) => run(args),
         (Some(Command::Check(args)), _) => check(args),
         (Some(Command::Forward(args)), _) => forward(args),
+        (Some(Command::Report(args)), _) => rerender(args),
+        (Some(Command::Publish(args)), _) => publish(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -141,10 +141,13 @@ fn quick_recipe_runs_end_to_end() {
             && html.contains("macro avg")
             && html.contains("weighted avg")
     );
+    // Self-contained: no address but the SVG namespace of the inline plots.
+    let without_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
     assert!(
-        !html.contains("http://") && !html.contains("https://"),
+        !without_ns.contains("http://") && !without_ns.contains("https://"),
         "self-contained page"
     );
+    assert!(html.contains("<svg"), "inline plots");
     let md = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(md.contains("| story |") || md.contains("| story "), "{md}");
 

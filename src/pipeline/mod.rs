@@ -89,6 +89,7 @@ fn evaluate<M: Classifier>(
     ));
     let params = model.num_params();
     Ok(ModelResult {
+        predictions: predicted,
         key: key.into(),
         label: label.into(),
         params,
@@ -217,7 +218,7 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     let run_dir = RunDir::create(&r.runtime.store, &r.name)?;
     let results = run_in(loaded, compute, &stages, &run_dir)?;
     let report_dir = r.report.dir.join(&r.name);
-    let report_files = report::write_all(&results, &report_dir)
+    let report_files = report::write_all(&results, &report_dir, None)
         .with_context(|| format!("writing the report to {}", report_dir.display()))?;
     Ok(RunOutput {
         results,
@@ -336,6 +337,9 @@ pub(crate) fn run_in(
         run_dir: run_dir.path.display().to_string(),
         stages: ctx.used.clone(),
         models,
+        test_texts: data.test.iter().map(|e| e.text.clone()).collect(),
+        test_labels: data.test.iter().map(|e| e.label).collect(),
+        report_dir: r.report.dir.join(&r.name).display().to_string(),
     };
     run_dir.write_json("results.json", &results)?;
     Ok(results)

@@ -612,6 +612,8 @@ impl<'a> Context<'a> {
             "backend": self.compute.backend,
             "adapter": self.compute.adapter,
             "cpu": Machine::detect().cpu,
+            // 2: results carry per-example predictions (error analysis).
+            "outputs": 2,
         })
     }
 

@@ -93,9 +93,11 @@ pub fn run_sweep(
             .with_context(|| format!("cannot create {}", dir.path.display()))?;
         let clock = std::time::Instant::now();
         match run_in(loaded, compute, &stages, &dir) {
-            Ok(results) => {
+            Ok(mut results) => {
                 let page_dir = report_dir.join(format!("trial-{:03}", trial.index + 1));
-                report::write_all(&results, &page_dir)
+                results.report_dir = page_dir.display().to_string();
+                dir.write_json("results.json", &results)?;
+                report::write_all(&results, &page_dir, Some(report::sweep::trial_nav()))
                     .with_context(|| format!("writing the report to {}", page_dir.display()))?;
                 outcomes.push(TrialOutcome {
                     index: trial.index,
@@ -126,9 +128,11 @@ pub fn run_sweep(
         trials: outcomes,
         seconds: started.elapsed().as_secs_f64(),
         sweep_dir: sweep_dir.path.display().to_string(),
+        report_dir: report_dir.display().to_string(),
     };
     sweep_dir.write_json("sweep.json", &results)?;
-    report::sweep::write(&results, &sweep_dir.path, &report_dir)?;
+    report::sweep::write_tables(&results, &sweep_dir.path)?;
+    report::sweep::write(&results, &report_dir, None)?;
     Ok(SweepOutput {
         results,
         sweep_dir: sweep_dir.path,

@@ -211,6 +211,7 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
             "data.train" => &mut recipe.data.train,
             "data.test" => &mut recipe.data.test,
             "report.dir" => &mut recipe.report.dir,
+            "report.templates" => &mut recipe.report.templates,
             "runtime.store" => &mut recipe.runtime.store,
             "teacher.checkpoint" => &mut recipe.teacher.checkpoint,
             "student.vectors" => &mut recipe.student.vectors,

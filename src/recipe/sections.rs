@@ -409,6 +409,9 @@ pub struct ReportSection {
     pub timing_batch: usize,
     /// Timed passes over the test split (after one untimed warm-up pass); the best is reported.
     pub timing_repeats: usize,
+    /// A folder of templates that replace kdrun's own (`report.html`, `report.md`, `sweep.html`,
+    /// `sweep.md`, `index.html`, `index.md`, `style.css`; see `templates/`). Empty: kdrun's.
+    pub templates: PathBuf,
 }
 
 impl Default for ReportSection {
@@ -418,6 +421,7 @@ impl Default for ReportSection {
             title: String::new(),
             timing_batch: 256,
             timing_repeats: 3,
+            templates: PathBuf::new(),
         }
     }
 }
@@ -460,6 +464,7 @@ pub const PATH_KEYS: &[&str] = &[
     "data.train",
     "data.test",
     "report.dir",
+    "report.templates",
     "runtime.store",
     "teacher.checkpoint",
     "student.vectors",

@@ -14,8 +14,11 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
 
     check(
         "name",
-        !r.name.is_empty() && !r.name.contains(['/', '\\']) && r.name != "." && r.name != "..",
-        "a non-empty name without path separators",
+        !r.name.is_empty()
+            && !r.name.contains(['/', '\\'])
+            && !r.name.starts_with('.')
+            && r.name != crate::store::stage::STAGES_DIR,
+        "a non-empty name without path separators, not starting with `.`, not `stages` (the store's stage folder)",
         format!("{:?}", r.name),
     );
 
@@ -284,5 +287,10 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1",
         rep.timing_repeats.to_string(),
     );
+    if !rep.templates.as_os_str().is_empty() {
+        if let Err(e) = crate::report::templates::check_folder(&rep.templates) {
+            problems.push(("report.templates", e));
+        }
+    }
     problems
 }

@@ -2,12 +2,16 @@
 //! (HTML page, Markdown page, CSV tables), each in its own file.
 
 pub mod csv;
+pub mod errors;
 pub mod html;
 pub mod markdown;
 pub mod plot;
+pub mod site;
+pub mod svg;
 pub mod sweep;
 pub mod table;
 pub mod tables;
+pub mod templates;
 
 use crate::eval::InferenceTiming;
 use crate::store::RunResults;
@@ -16,6 +20,24 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 pub use table::Table;
 pub use tables::Frames;
+
+/// A plot: inline SVG for the HTML page, the same SVG as a file for the Markdown page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plot {
+    pub title: String,
+    pub svg: String,
+    pub file: String,
+}
+
+/// A link back up (to a site's index or a sweep's page), for pages that have one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Nav {
+    pub text: String,
+    /// From the HTML page.
+    pub html: String,
+    /// From the Markdown page.
+    pub md: String,
+}
 
 /// One model's part of a page.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +52,9 @@ pub struct ModelPage {
     pub timing: InferenceTiming,
     pub per_class: Table,
     pub confusion: Table,
+    pub heatmap: Option<Plot>,
+    /// Most frequent confusions with example sentences.
+    pub errors: Option<Table>,
 }
 
 /// Everything a page template reads, already formatted.
@@ -63,7 +88,19 @@ pub struct Page {
     pub recipe_toml: String,
     pub run_dir: String,
     pub csv_files: Vec<String>,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// Training curves and the accuracy-vs-speed view.
+    pub plots: Vec<Plot>,
+    /// The first disagreements of the teacher and the distilled student, and how many there are.
+    pub disagreements: Option<Table>,
+    pub disagreement_count: usize,
+    pub error_analysis: bool,
+    pub nav: Option<Nav>,
 }
+
+/// Disagreements shown on a page (all of them are in `disagreements.csv`).
+pub const DISAGREEMENTS_SHOWN: usize = 25;
 
 /// Further pre-training, formatted.
 #[derive(Debug, Clone, Serialize)]
@@ -78,10 +115,71 @@ pub struct PretrainPage {
     pub accuracy_after: String,
 }
 
-/// A run's report: its tables and its formatted page.
+/// A run's report: its tables, its formatted page, and the templates to render it with.
 pub struct Report {
     pub frames: Frames,
     pub page: Page,
+    pub env: minijinja::Environment<'static>,
+}
+
+/// Training loss and validation accuracy per epoch, one line per model.
+fn training_plots(results: &RunResults) -> Result<Vec<Plot>> {
+    let mut out = Vec::new();
+    for (i, (what, f)) in [
+        (
+            "training loss",
+            (|h: &crate::train::EpochRecord| h.train_loss) as fn(&_) -> f64,
+        ),
+        ("validation accuracy", |h: &crate::train::EpochRecord| {
+            h.valid_accuracy
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let series: Vec<plot::Series> = results
+            .models
+            .iter()
+            .filter(|m| !m.history.is_empty())
+            .map(|m| plot::Series {
+                name: m.label.clone(),
+                points: m.history.iter().map(|h| (h.epoch as f64, f(h))).collect(),
+            })
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        out.push(Plot {
+            title: format!("{what} per epoch"),
+            svg: plot::line_plot(&format!("{what} per epoch"), "epoch", what, None, &series)?,
+            file: format!("curve-{}.svg", i + 1),
+        });
+    }
+    Ok(out)
+}
+
+/// Test accuracy against inference speed for every model of a run.
+fn pareto(results: &RunResults) -> Result<Plot> {
+    let points: Vec<plot::Point> = results
+        .models
+        .iter()
+        .map(|m| plot::Point {
+            group: m.label.clone(),
+            label: m.key.clone(),
+            x: m.timing.samples_per_sec,
+            y: m.report.accuracy,
+        })
+        .collect();
+    Ok(Plot {
+        title: "accuracy vs inference speed".into(),
+        svg: plot::pareto_plot(
+            "test accuracy vs inference speed",
+            "samples/s (log scale)",
+            "test accuracy",
+            &points,
+        )?,
+        file: "pareto.svg".into(),
+    })
 }
 
 fn headline(results: &RunResults) -> Vec<String> {
@@ -110,25 +208,46 @@ fn headline(results: &RunResults) -> Vec<String> {
 }
 
 impl Report {
-    pub fn build(results: &RunResults) -> Result<Self> {
+    /// The report of `results`, rendered with the templates its recipe names (or kdrun's);
+    /// `nav` links the pages back up when they are part of a site.
+    pub fn build(results: &RunResults, nav: Option<Nav>) -> Result<Self> {
+        let env =
+            templates::environment(templates::folder_of_recipe(&results.recipe_toml).as_deref())?;
         let frames = Frames::build(results)?;
+        let names: Vec<String> = results.classes.iter().map(|c| c.name.clone()).collect();
         let models = results
             .models
             .iter()
             .zip(frames.per_class.iter().zip(&frames.confusion))
-            .map(|(m, ((_, pc), (_, cm)))| ModelPage {
-                key: m.key.clone(),
-                label: m.label.clone(),
-                params: table::thousands(m.params as u64),
-                trainable_params: table::thousands(m.trainable_params as u64),
-                best_epoch: m.best_epoch,
-                best_valid_accuracy: format!("{:.4}", m.best_valid_accuracy),
-                train_seconds: format!("{:.1}", m.train_seconds),
-                timing: m.timing.clone(),
-                per_class: Table::from_df(pc),
-                confusion: Table::from_df(cm),
+            .map(|(m, ((_, pc), (_, cm)))| -> Result<ModelPage> {
+                Ok(ModelPage {
+                    key: m.key.clone(),
+                    label: m.label.clone(),
+                    params: table::thousands(m.params as u64),
+                    trainable_params: table::thousands(m.trainable_params as u64),
+                    best_epoch: m.best_epoch,
+                    best_valid_accuracy: format!("{:.4}", m.best_valid_accuracy),
+                    train_seconds: format!("{:.1}", m.train_seconds),
+                    timing: m.timing.clone(),
+                    per_class: Table::from_df(pc),
+                    confusion: Table::from_df(cm),
+                    heatmap: Some(Plot {
+                        title: format!("confusion matrix: {}", m.label),
+                        svg: plot::confusion_heatmap(&m.label, &names, &m.report.confusion)?,
+                        file: format!("confusion-{}.svg", m.key),
+                    }),
+                    errors: frames
+                        .errors
+                        .iter()
+                        .find(|(k, _)| *k == m.key)
+                        .map(|(_, df)| Table::from_df(df)),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
+        let mut plots = training_plots(results)?;
+        if !results.models.is_empty() {
+            plots.push(pareto(results)?);
+        }
         let timing = results.models.first().map(|m| &m.timing);
         let timing_note = match timing {
             Some(t) => format!(
@@ -192,8 +311,26 @@ impl Report {
                 .iter()
                 .map(|(n, _)| format!("{n}.csv"))
                 .collect(),
+            classes: names,
+            plots,
+            disagreements: frames
+                .disagreements
+                .as_ref()
+                .map(|df| Table::from_df(&df.head(Some(DISAGREEMENTS_SHOWN)))),
+            disagreement_count: frames.disagreements.as_ref().map_or(0, |d| d.height()),
+            error_analysis: !frames.errors.is_empty(),
+            nav,
         };
-        Ok(Self { frames, page })
+        Ok(Self { frames, page, env })
+    }
+
+    /// Every plot of the page (for writers of SVG files).
+    pub fn plots(&self) -> Vec<&Plot> {
+        self.page
+            .plots
+            .iter()
+            .chain(self.page.models.iter().filter_map(|m| m.heatmap.as_ref()))
+            .collect()
     }
 }
 
@@ -209,32 +346,18 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
         Box::new(html::HtmlExporter),
         Box::new(markdown::MarkdownExporter),
         Box::new(csv::CsvExporter),
+        Box::new(svg::SvgExporter),
     ]
 }
 
 /// Render every format of `results` into `dir` (created if needed).
-pub fn write_all(results: &RunResults, dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_all(results: &RunResults, dir: &Path, nav: Option<Nav>) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create report folder {}", dir.display()))?;
-    let report = Report::build(results)?;
+    let report = Report::build(results, nav)?;
     let mut files = Vec::new();
     for e in exporters() {
         files.extend(e.export(&report, dir)?);
     }
     Ok(files)
-}
-
-/// A minijinja environment with the project's templates.
-pub(crate) fn environment() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-            .expect("default delimiters are valid"),
-    );
-    // Markdown table cells: a `|` would end the cell, a newline the row.
-    env.add_filter("md", |s: String| s.replace('|', "\\|").replace('\n', " "));
-    env
 }

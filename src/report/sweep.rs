@@ -3,17 +3,15 @@
 //! over seeds with the gain of distillation over the student alone and its 95 % confidence
 //! interval, paired over seeds (Student's t).
 
-use super::plot::{line_plot, Series};
+use super::plot::{line_plot, pareto_plot, Point, Series};
 use super::table::Table;
+use super::{templates, Nav, Plot};
 use crate::store::{write_atomic, write_with, RunResults};
 use anyhow::{Context, Result};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-const TEMPLATE_HTML: &str = include_str!("../../templates/sweep.html");
-const TEMPLATE_MD: &str = include_str!("../../templates/sweep.md");
 
 /// One trial's end: its results, or why it failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +30,21 @@ pub struct SweepResults {
     pub trials: Vec<TrialOutcome>,
     pub seconds: f64,
     pub sweep_dir: String,
+    /// Where the sweep wrote its pages (`report.dir/<name>`).
+    #[serde(default)]
+    pub report_dir: String,
+}
+
+impl SweepResults {
+    /// The first trial that finished.
+    pub fn first_ok(&self) -> Option<&RunResults> {
+        self.trials.iter().find_map(|t| t.results.as_ref())
+    }
+
+    /// A trial's page folder, relative to the sweep's page.
+    pub fn trial_dir(t: &TrialOutcome) -> String {
+        format!("trial-{:03}", t.index + 1)
+    }
 }
 
 /// A TOML value as a table cell: strings bare, the rest as TOML.
@@ -274,11 +287,59 @@ pub fn plots(s: &SweepResults) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Teacher, student alone and every trial's distilled student: accuracy against speed.
+pub fn pareto(s: &SweepResults) -> Result<Option<Plot>> {
+    let mut points: Vec<Point> = Vec::new();
+    for t in &s.trials {
+        let Some(r) = &t.results else { continue };
+        for m in &r.models {
+            let (group, label) = match m.key.as_str() {
+                "distilled" => (
+                    "distilled (trial #)".to_string(),
+                    format!("#{}", t.index + 1),
+                ),
+                other => (m.label.clone(), other.to_string()),
+            };
+            let dup = points.iter().any(|p| {
+                p.group == group && p.x == m.timing.samples_per_sec && p.y == m.report.accuracy
+            });
+            if !dup {
+                points.push(Point {
+                    group,
+                    label,
+                    x: m.timing.samples_per_sec,
+                    y: m.report.accuracy,
+                });
+            }
+        }
+    }
+    if points.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Plot {
+        title: "accuracy vs inference speed".into(),
+        svg: pareto_plot(
+            "test accuracy vs inference speed, every trial",
+            "samples/s (log scale)",
+            "test accuracy",
+            &points,
+        )?,
+        file: "pareto.svg".into(),
+    }))
+}
+
+/// What the trials ran on, from the first one that finished.
 #[derive(Serialize)]
-struct Plot {
-    title: String,
-    svg: String,
-    file: String,
+struct RunContext {
+    recipe_toml: String,
+    data: Table,
+    classes: Vec<String>,
+    machine: String,
+    backend: String,
+    adapter: String,
+    kdrun_version: String,
+    git_commit: String,
+    finished: String,
 }
 
 #[derive(Serialize)]
@@ -291,11 +352,14 @@ struct SweepPage {
     best: Option<String>,
     best_row: Option<usize>,
     table: Table,
-    /// Each row's report folder (`trial-001`, …).
-    trial_dirs: Vec<String>,
+    /// Each row's report folder (`trial-001`, …); none for a failed trial.
+    trial_dirs: Vec<Option<String>>,
     seeds: Option<Table>,
     plots: Vec<Plot>,
     sweep_dir: String,
+    context: Option<RunContext>,
+    nav: Option<Nav>,
+    csv_files: Vec<String>,
 }
 
 fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
@@ -316,26 +380,59 @@ fn write_parquet(df: &DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write the trial table (CSV and Parquet) to the sweep's folder and the report folder, and the
-/// sweep pages (`index.html`, `README.md`, plots as SVG) to the report folder.
-pub fn write(s: &SweepResults, sweep_dir: &Path, report_dir: &Path) -> Result<()> {
+/// The trial table as CSV and Parquet in `dir` (the sweep's folder in the store).
+pub fn write_tables(s: &SweepResults, dir: &Path) -> Result<()> {
+    let frame = trials_frame(s)?;
+    write_csv(&frame, &dir.join("trials.csv"))?;
+    write_parquet(&frame, &dir.join("trials.parquet"))
+}
+
+/// Every finished trial's own pages, in `<report_dir>/trial-NNN/`, linked back to the sweep.
+pub fn write_trial_pages(s: &SweepResults, report_dir: &Path) -> Result<()> {
+    for t in &s.trials {
+        if let Some(r) = &t.results {
+            let dir = report_dir.join(SweepResults::trial_dir(t));
+            super::write_all(r, &dir, Some(trial_nav()))
+                .with_context(|| format!("writing the report to {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The link from a trial's page back to its sweep.
+pub fn trial_nav() -> Nav {
+    Nav {
+        text: "the sweep".into(),
+        html: "../index.html".into(),
+        md: "../README.md".into(),
+    }
+}
+
+/// The sweep's pages in `report_dir`: `index.html`, `README.md`, the trial table (CSV, Parquet),
+/// the seed table (CSV) and the plots (SVG). `nav` links them back up.
+pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()> {
     std::fs::create_dir_all(report_dir)
         .with_context(|| format!("cannot create {}", report_dir.display()))?;
     let frame = trials_frame(s)?;
-    for dir in [sweep_dir, report_dir] {
-        write_csv(&frame, &dir.join("trials.csv"))?;
-        write_parquet(&frame, &dir.join("trials.parquet"))?;
-    }
+    write_csv(&frame, &report_dir.join("trials.csv"))?;
+    write_parquet(&frame, &report_dir.join("trials.parquet"))?;
+    let mut csv_files = vec!["trials.csv".to_string(), "trials.parquet".to_string()];
     let seeds = seeds_frame(s).transpose()?;
     if let Some(df) = &seeds {
         write_csv(df, &report_dir.join("seeds.csv"))?;
+        csv_files.push("seeds.csv".into());
     }
-    let plots = plots(s)?;
     let mut plot_pages = Vec::new();
-    for (i, (title, svg)) in plots.into_iter().enumerate() {
-        let file = format!("plot-{}.svg", i + 1);
-        write_atomic(&report_dir.join(&file), svg.as_bytes())?;
-        plot_pages.push(Plot { title, svg, file });
+    for (i, (title, svg)) in plots(s)?.into_iter().enumerate() {
+        plot_pages.push(Plot {
+            title,
+            svg,
+            file: format!("plot-{}.svg", i + 1),
+        });
+    }
+    plot_pages.extend(pareto(s)?);
+    for p in &plot_pages {
+        write_atomic(&report_dir.join(&p.file), p.svg.as_bytes())?;
     }
     let best = s
         .trials
@@ -343,6 +440,27 @@ pub fn write(s: &SweepResults, sweep_dir: &Path, report_dir: &Path) -> Result<()
         .enumerate()
         .filter_map(|(row, t)| metric(t, "distilled", |r| r.report.accuracy).map(|a| (row, a, t)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
+    let first = s.first_ok();
+    let context = first
+        .map(|r| -> Result<RunContext> {
+            Ok(RunContext {
+                recipe_toml: r.recipe_toml.clone(),
+                data: Table::from_df(&super::tables::data_counts(r)?),
+                classes: r.classes.iter().map(|c| c.name.clone()).collect(),
+                machine: r.machine.describe(),
+                backend: r.backend.clone(),
+                adapter: r.adapter.clone(),
+                kdrun_version: r.kdrun_version.clone(),
+                git_commit: r.git_commit.clone().unwrap_or_else(|| "unknown".into()),
+                finished: s
+                    .trials
+                    .iter()
+                    .filter_map(|t| t.results.as_ref().map(|r| r.finished.clone()))
+                    .max()
+                    .unwrap_or_default(),
+            })
+        })
+        .transpose()?;
     let page = SweepPage {
         title: format!("kdrun sweep: {}", s.recipe_name),
         keys: s.keys.clone(),
@@ -365,25 +483,23 @@ pub fn write(s: &SweepResults, sweep_dir: &Path, report_dir: &Path) -> Result<()
         trial_dirs: s
             .trials
             .iter()
-            .map(|t| format!("trial-{:03}", t.index + 1))
+            .map(|t| t.results.as_ref().map(|_| SweepResults::trial_dir(t)))
             .collect(),
         seeds: seeds.as_ref().map(Table::from_df),
         plots: plot_pages,
         sweep_dir: s.sweep_dir.clone(),
+        context,
+        nav,
+        csv_files,
     };
-    let mut env = super::environment();
-    env.add_template("sweep.html", TEMPLATE_HTML)?;
-    env.add_template("sweep.md", TEMPLATE_MD)?;
-    let ctx = minijinja::context! { page => minijinja::value::Serde(&page) };
-    let html = env
-        .get_template("sweep.html")?
-        .render(&ctx)
-        .context("cannot render templates/sweep.html")?;
+    let env = templates::environment(
+        first
+            .and_then(|r| templates::folder_of_recipe(&r.recipe_toml))
+            .as_deref(),
+    )?;
+    let html = templates::render(&env, "sweep.html", &page)?;
     write_atomic(&report_dir.join("index.html"), html.as_bytes())?;
-    let md = env
-        .get_template("sweep.md")?
-        .render(&ctx)
-        .context("cannot render templates/sweep.md")?;
+    let md = templates::render(&env, "sweep.md", &page)?;
     write_atomic(&report_dir.join("README.md"), md.as_bytes())?;
     Ok(())
 }

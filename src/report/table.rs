@@ -34,6 +34,8 @@ fn header(column: &str) -> String {
         "best_epoch" => "best epoch".into(),
         "train_loss" => "train loss".into(),
         "valid_accuracy" => "valid accuracy".into(),
+        "best_accuracy" => "best accuracy".into(),
+        "share_of_class" => "share of class".into(),
         other => other.into(),
     }
 }

@@ -12,6 +12,11 @@ pub struct Frames {
     pub confusion: Vec<(String, DataFrame)>,
     pub data: DataFrame,
     pub history: DataFrame,
+    /// Each model's most frequent confusions with example sentences (when the results carry
+    /// per-example predictions).
+    pub errors: Vec<(String, DataFrame)>,
+    /// Test sentences where the teacher and the distilled student disagree.
+    pub disagreements: Option<DataFrame>,
 }
 
 impl Frames {
@@ -31,6 +36,20 @@ impl Frames {
                 .collect::<Result<_>>()?,
             data: data_counts(results)?,
             history: history(results)?,
+            errors: if super::errors::available(results) {
+                results
+                    .models
+                    .iter()
+                    .map(|m| Ok((m.key.clone(), super::errors::confusions(results, m)?)))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            },
+            disagreements: if super::errors::available(results) {
+                super::errors::disagreements(results).transpose()?
+            } else {
+                None
+            },
         })
     }
 
@@ -45,6 +64,12 @@ impl Frames {
         }
         out.push(("data".to_string(), &self.data));
         out.push(("history".to_string(), &self.history));
+        for (k, df) in &self.errors {
+            out.push((format!("errors_{k}"), df));
+        }
+        if let Some(df) = &self.disagreements {
+            out.push(("disagreements".to_string(), df));
+        }
         out
     }
 }

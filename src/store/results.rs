@@ -25,6 +25,10 @@ pub struct ModelResult {
     pub best_epoch: usize,
     pub best_valid_accuracy: f64,
     pub history: Vec<EpochRecord>,
+    /// Predicted class of each test example, in test order (empty in results written before
+    /// kdrun recorded them; the error analysis needs them).
+    #[serde(default)]
+    pub predictions: Vec<usize>,
 }
 
 /// Examples per class in each split.
@@ -72,6 +76,16 @@ pub struct RunResults {
     /// The stage folders this run used (computed or reused), by stage.
     pub stages: std::collections::BTreeMap<String, String>,
     pub models: Vec<ModelResult>,
+    /// The test sentences, in test order (for the error analysis).
+    #[serde(default)]
+    pub test_texts: Vec<String>,
+    /// The test examples' classes, in test order.
+    #[serde(default)]
+    pub test_labels: Vec<usize>,
+    /// Where the run wrote its report pages (`report.dir/<name>`); `kdrun report` re-renders
+    /// them there.
+    #[serde(default)]
+    pub report_dir: String,
 }
 
 impl RunResults {

@@ -68,10 +68,13 @@ pub struct StageWriter {
     done: bool,
 }
 
+/// The store's folder of stage artifacts (beside the recipes' run folders).
+pub const STAGES_DIR: &str = "stages";
+
 impl Stages {
     pub fn new(store: &Path) -> Self {
         Self {
-            root: store.join("stages"),
+            root: store.join(STAGES_DIR),
         }
     }
 

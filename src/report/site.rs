@@ -1,0 +1,424 @@
+//! The store as pages: `kdrun report` re-renders every run's and sweep's pages where they were
+//! written, from the stored `results.json` / `sweep.json` (no training); `kdrun publish` writes a
+//! static site — an index of recipes and runs, a page per run and per sweep (with its trials),
+//! a Markdown twin of each page, every table as CSV — with relative links only.
+
+use super::sweep::{self, SweepResults};
+use super::table::Table;
+use super::{templates, Nav};
+use crate::store::{write_atomic, write_with, RunResults};
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What a run folder of the store holds.
+pub enum Stored {
+    Run(Box<RunResults>),
+    Sweep(Box<SweepResults>),
+}
+
+/// One finished run or sweep: `<store>/<recipe>/<stamp>/`.
+pub struct StoredRun {
+    pub recipe: String,
+    pub stamp: String,
+    pub dir: PathBuf,
+    pub stored: Stored,
+}
+
+impl StoredRun {
+    /// The page folder in a site, relative to its index.
+    pub fn site_path(&self) -> String {
+        format!("{}/{}", self.recipe, self.stamp)
+    }
+}
+
+/// The store's finished runs and sweeps (oldest first), and the run folders that hold neither
+/// results nor a sweep (interrupted or failed runs).
+pub struct Scan {
+    pub runs: Vec<StoredRun>,
+    pub unfinished: Vec<PathBuf>,
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && !name.starts_with('.') {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Read every run folder of `store`.
+pub fn scan(store: &Path) -> Result<Scan> {
+    if !store.is_dir() {
+        bail!(
+            "{}: no such store (a folder of runs, `runtime.store` of a recipe, `runs/` by default)",
+            store.display()
+        );
+    }
+    let mut runs = Vec::new();
+    let mut unfinished = Vec::new();
+    for (recipe, rdir) in subdirs(store)? {
+        // `stages/` holds the content-addressed stage artifacts, not runs.
+        if recipe == crate::store::stage::STAGES_DIR {
+            continue;
+        }
+        for (stamp, dir) in subdirs(&rdir)? {
+            let sweep_file = dir.join("sweep.json");
+            let results_file = dir.join("results.json");
+            let stored = if sweep_file.is_file() {
+                let text = std::fs::read_to_string(&sweep_file)
+                    .with_context(|| format!("cannot read {}", sweep_file.display()))?;
+                let s: SweepResults = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a kdrun sweep file", sweep_file.display()))?;
+                Stored::Sweep(Box::new(s))
+            } else if results_file.is_file() {
+                Stored::Run(Box::new(RunResults::load(&results_file)?))
+            } else {
+                unfinished.push(dir);
+                continue;
+            };
+            runs.push(StoredRun {
+                recipe: recipe.clone(),
+                stamp,
+                dir,
+                stored,
+            });
+        }
+    }
+    runs.sort_by(|a, b| (&a.stamp, &a.recipe).cmp(&(&b.stamp, &b.recipe)));
+    Ok(Scan { runs, unfinished })
+}
+
+/// Re-render the pages of every run and sweep of `store` into the report folder it wrote them
+/// to (where several runs share one, as runs of one recipe do, the newest one's pages end
+/// there, as after the runs themselves). Results from before kdrun recorded that folder are
+/// rendered into `report/` inside their run folder. Returns the folders written.
+pub fn rerender(store: &Path) -> Result<Vec<PathBuf>> {
+    let scan = scan(store)?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    for run in &scan.runs {
+        let (recorded, dir) = match &run.stored {
+            Stored::Run(r) => (&r.report_dir, run.dir.join("report")),
+            Stored::Sweep(s) => (&s.report_dir, run.dir.join("report")),
+        };
+        let target = if recorded.is_empty() {
+            dir
+        } else {
+            PathBuf::from(recorded)
+        };
+        match &run.stored {
+            Stored::Run(r) => {
+                super::write_all(r, &target, None)
+                    .with_context(|| format!("re-rendering {}", run.dir.display()))?;
+            }
+            Stored::Sweep(s) => {
+                sweep::write(s, &target, None)
+                    .with_context(|| format!("re-rendering {}", run.dir.display()))?;
+                sweep::write_trial_pages(s, &target)?;
+            }
+        }
+        if !written.contains(&target) {
+            written.push(target);
+        }
+    }
+    Ok(written)
+}
+
+/// The marker that makes a folder a kdrun site, which `publish` may replace.
+pub const SITE_MARKER: &str = ".kdrun-site";
+
+/// What `publish` wrote.
+pub struct Published {
+    pub index: PathBuf,
+    pub runs: usize,
+    pub sweeps: usize,
+    pub unfinished: usize,
+}
+
+/// `2026-11-28T01-51-06Z` → `2026-11-28 01:51:06 UTC`.
+pub fn pretty_time(stamp: &str) -> String {
+    match stamp.split_once('T') {
+        Some((date, time)) if time.len() >= 8 => {
+            let (hms, rest) = time.split_at(8);
+            let hms = hms.replace('-', ":");
+            match rest.trim_start_matches('Z').trim_start_matches('-') {
+                "" => format!("{date} {hms} UTC"),
+                n => format!("{date} {hms} UTC ({n})"),
+            }
+        }
+        _ => stamp.to_string(),
+    }
+}
+
+/// A model of a results file, by best test accuracy.
+fn best_model(r: &RunResults) -> Option<&crate::store::ModelResult> {
+    r.models
+        .iter()
+        .max_by(|a, b| a.report.accuracy.total_cmp(&b.report.accuracy))
+}
+
+/// The sweep trial with the best distilled accuracy.
+fn best_trial(s: &SweepResults) -> Option<&RunResults> {
+    s.trials
+        .iter()
+        .filter_map(|t| t.results.as_ref())
+        .max_by(|a, b| {
+            let acc = |r: &RunResults| r.model("distilled").map_or(-1.0, |m| m.report.accuracy);
+            acc(a).total_cmp(&acc(b))
+        })
+}
+
+/// One row per finished run or sweep: the index's table (a sweep shows its best trial).
+pub fn runs_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
+    let rows: Vec<(&StoredRun, Option<&RunResults>, String)> = runs
+        .iter()
+        .rev()
+        .map(|run| match &run.stored {
+            Stored::Run(r) => (run, Some(r.as_ref()), "run".to_string()),
+            Stored::Sweep(s) => (
+                run,
+                best_trial(s),
+                format!("sweep of {} trials (best shown)", s.trials.len()),
+            ),
+        })
+        .collect();
+    let acc = |key: &str| -> Vec<Option<f64>> {
+        rows.iter()
+            .map(|(_, r, _)| r.and_then(|r| r.model(key)).map(|m| m.report.accuracy))
+            .collect()
+    };
+    df!(
+        "finished" => rows.iter().map(|(run, r, _)| {
+            pretty_time(r.map_or(run.stamp.as_str(), |r| r.finished.as_str()))
+        }).collect::<Vec<_>>(),
+        "recipe" => rows.iter().map(|(run, _, _)| run.recipe.clone()).collect::<Vec<_>>(),
+        "kind" => rows.iter().map(|(_, _, k)| k.clone()).collect::<Vec<_>>(),
+        "teacher" => acc("teacher"),
+        "student alone" => acc("student"),
+        "distilled" => acc("distilled"),
+        "best_accuracy" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.report.accuracy)).collect::<Vec<_>>(),
+        "best model" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.label.clone())).collect::<Vec<_>>(),
+        "backend" => rows.iter().map(|(_, r, _)| r.map(|r| r.backend.clone())).collect::<Vec<_>>(),
+        "page" => rows.iter().map(|(run, _, _)| format!("{}/index.html", run.site_path())).collect::<Vec<_>>(),
+    )
+}
+
+/// One row per recipe: how many runs, the latest, the best accuracy any model reached.
+pub fn recipes_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
+    let mut names: Vec<&str> = runs.iter().map(|r| r.recipe.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let mut count = Vec::new();
+    let mut latest = Vec::new();
+    let mut best = Vec::new();
+    let mut best_label = Vec::new();
+    let mut page = Vec::new();
+    for name in &names {
+        let of: Vec<&StoredRun> = runs.iter().filter(|r| r.recipe == *name).collect();
+        count.push(of.len() as u64);
+        let last = of.last().expect("a recipe has runs");
+        latest.push(pretty_time(&last.stamp));
+        page.push(format!("{}/index.html", last.site_path()));
+        let mut top: Option<(f64, String)> = None;
+        for run in &of {
+            let results: Vec<&RunResults> = match &run.stored {
+                Stored::Run(r) => vec![r.as_ref()],
+                Stored::Sweep(s) => s.trials.iter().filter_map(|t| t.results.as_ref()).collect(),
+            };
+            for m in results.iter().flat_map(|r| &r.models) {
+                if top.as_ref().is_none_or(|(a, _)| m.report.accuracy > *a) {
+                    top = Some((m.report.accuracy, m.label.clone()));
+                }
+            }
+        }
+        best.push(top.as_ref().map(|t| t.0));
+        best_label.push(top.map(|t| t.1));
+    }
+    df!(
+        "recipe" => names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "runs" => count,
+        "latest" => latest,
+        "best_accuracy" => best,
+        "best model" => best_label,
+        "page" => page,
+    )
+}
+
+/// A table whose last column (`page`) becomes each row's link.
+#[derive(Serialize)]
+struct LinkedTable {
+    table: Table,
+    /// Link targets from the HTML page and from the Markdown page.
+    html: Vec<String>,
+    md: Vec<String>,
+}
+
+fn linked(df: &DataFrame) -> Result<LinkedTable> {
+    let pages: Vec<String> = df
+        .column("page")?
+        .str()?
+        .iter()
+        .map(|p| p.unwrap_or_default().to_string())
+        .collect();
+    let table = Table::from_df(&df.drop("page")?);
+    Ok(LinkedTable {
+        table,
+        md: pages
+            .iter()
+            .map(|p| p.replace("/index.html", "/README.md"))
+            .collect(),
+        html: pages,
+    })
+}
+
+#[derive(Serialize)]
+struct IndexPage {
+    title: String,
+    store: String,
+    recipes: LinkedTable,
+    runs: LinkedTable,
+    unfinished: usize,
+    kdrun_version: String,
+    csv_files: Vec<String>,
+}
+
+fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
+    write_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        CsvWriter::new(&mut f).finish(&mut df.clone())?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Make `out` an empty site folder: created if missing; replaced if it is a kdrun site; an
+/// error if it holds anything else (publishing never deletes what it did not write).
+fn prepare(out: &Path) -> Result<()> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("cannot read {}", out.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            if !out.join(SITE_MARKER).is_file() {
+                bail!(
+                    "{} is not empty and not a kdrun site (no {SITE_MARKER} file): choose another --out",
+                    out.display()
+                );
+            }
+            std::fs::remove_dir_all(out)
+                .with_context(|| format!("cannot replace the site in {}", out.display()))?;
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_atomic(
+        &out.join(SITE_MARKER),
+        b"This folder was written by `kdrun publish`, which replaces it when run again.\n",
+    )?;
+    Ok(())
+}
+
+/// Write the static site of `store` to `out`.
+pub fn publish(store: &Path, out: &Path) -> Result<Published> {
+    let scan = scan(store)?;
+    prepare(out)?;
+    let up = Nav {
+        text: "all runs".into(),
+        html: "../../index.html".into(),
+        md: "../../README.md".into(),
+    };
+    let (mut n_runs, mut n_sweeps) = (0, 0);
+    for run in &scan.runs {
+        let dir = out.join(&run.recipe).join(&run.stamp);
+        match &run.stored {
+            Stored::Run(r) => {
+                super::write_all(r, &dir, Some(up.clone()))
+                    .with_context(|| format!("publishing {}", run.dir.display()))?;
+                n_runs += 1;
+            }
+            Stored::Sweep(s) => {
+                sweep::write(s, &dir, Some(up.clone()))
+                    .with_context(|| format!("publishing {}", run.dir.display()))?;
+                sweep::write_trial_pages(s, &dir)?;
+                n_sweeps += 1;
+            }
+        }
+    }
+    let runs = runs_frame(&scan.runs)?;
+    let recipes = recipes_frame(&scan.runs)?;
+    write_csv(&runs, &out.join("runs.csv"))?;
+    write_csv(&recipes, &out.join("recipes.csv"))?;
+    let page = IndexPage {
+        title: "kdrun: runs".into(),
+        store: store.display().to_string(),
+        recipes: linked(&recipes)?,
+        runs: linked(&runs)?,
+        unfinished: scan.unfinished.len(),
+        kdrun_version: env!("CARGO_PKG_VERSION").into(),
+        csv_files: vec!["runs.csv".into(), "recipes.csv".into()],
+    };
+    // The index uses kdrun's templates, or those of the newest run's recipe.
+    let custom = scan.runs.last().and_then(|run| match &run.stored {
+        Stored::Run(r) => templates::folder_of_recipe(&r.recipe_toml),
+        Stored::Sweep(s) => s
+            .first_ok()
+            .and_then(|r| templates::folder_of_recipe(&r.recipe_toml)),
+    });
+    let env = templates::environment(custom.as_deref())?;
+    let index = out.join("index.html");
+    write_atomic(
+        &index,
+        templates::render(&env, "index.html", &page)?.as_bytes(),
+    )?;
+    write_atomic(
+        &out.join("README.md"),
+        templates::render(&env, "index.md", &page)?.as_bytes(),
+    )?;
+    Ok(Published {
+        index,
+        runs: n_runs,
+        sweeps: n_sweeps,
+        unfinished: scan.unfinished.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_well() {
+        assert_eq!(
+            pretty_time("2026-11-28T01-51-06Z"),
+            "2026-11-28 01:51:06 UTC"
+        );
+        assert_eq!(
+            pretty_time("2026-11-28T01-51-06Z-2"),
+            "2026-11-28 01:51:06 UTC (2)"
+        );
+        assert_eq!(pretty_time("odd"), "odd");
+    }
+
+    #[test]
+    fn publish_refuses_a_folder_it_did_not_write() {
+        let store = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("precious.txt"), "keep").unwrap();
+        let err = publish(store.path(), out.path()).err().unwrap().to_string();
+        assert!(err.contains("not a kdrun site"), "{err}");
+        assert!(out.path().join("precious.txt").is_file());
+        // An empty store publishes an empty index, and publishing again replaces the site.
+        let site = out.path().join("site");
+        publish(store.path(), &site).unwrap();
+        std::fs::write(site.join("stale.html"), "old").unwrap();
+        let p = publish(store.path(), &site).unwrap();
+        assert_eq!((p.runs, p.sweeps), (0, 0));
+        assert!(site.join("index.html").is_file() && !site.join("stale.html").exists());
+    }
+}
