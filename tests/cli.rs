@@ -388,6 +388,32 @@ fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
             .join(format!("quick/trial-{t:03}/index.html"))
             .is_file());
     }
+    // A trial reuses what earlier trials stored, yet ends exactly as a run of its own
+    // settings in an empty store.
+    let alone = tempfile::tempdir().unwrap();
+    let (single, _) = quick(alone.path(), &["distill.temperature=2"]);
+    let trial: kdrun::store::RunResults = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::fs::read_dir(store.join("quick"))
+                .unwrap()
+                .flatten()
+                .next()
+                .unwrap()
+                .path()
+                .join("trial-002/results.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for key in ["teacher", "student", "distilled"] {
+        let (a, b) = (single.model(key).unwrap(), trial.model(key).unwrap());
+        assert_eq!(a.report, b.report, "{key}");
+        assert_eq!(a.predictions, b.predictions, "{key}");
+        let losses = |m: &kdrun::store::ModelResult| {
+            m.history.iter().map(|h| h.train_loss).collect::<Vec<_>>()
+        };
+        assert_eq!(losses(a), losses(b), "{key}: training went differently");
+    }
 }
 
 #[test]

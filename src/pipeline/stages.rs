@@ -424,6 +424,8 @@ impl<'a> Context<'a> {
         let settings = json!({
             "augment": if a.n_iter > 0 { serde_json::to_value(a)? } else { Value::Null },
             "common": self.common(),
+            // 2: logits stored exactly (shortest round-trip form), not to 6 decimals.
+            "format": 2,
         });
         let inputs = [self.data_key.as_str(), teacher.key.as_str()];
         let lkey = key("logits", &settings, &inputs);

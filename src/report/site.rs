@@ -95,20 +95,33 @@ pub fn scan(store: &Path) -> Result<Scan> {
     Ok(Scan { runs, unfinished })
 }
 
+/// `<report.dir>/<name>` of a stored resolved recipe (TOML).
+fn report_dir_of_recipe(recipe_toml: &str) -> Option<PathBuf> {
+    let value: toml::Value = toml::from_str(recipe_toml).ok()?;
+    let dir = value.get("report")?.get("dir")?.as_str()?;
+    let name = value.get("name")?.as_str()?;
+    (!dir.is_empty() && !name.is_empty()).then(|| Path::new(dir).join(name))
+}
+
 /// Re-render the pages of every run and sweep of `store` into the report folder it wrote them
 /// to (where several runs share one, as runs of one recipe do, the newest one's pages end
-/// there, as after the runs themselves). Results from before kdrun recorded that folder are
-/// rendered into `report/` inside their run folder. Returns the folders written.
+/// there, as after the runs themselves). Results from before kdrun recorded that folder go to
+/// `<report.dir>/<name>` of their resolved recipe. Returns the folders written.
 pub fn rerender(store: &Path) -> Result<Vec<PathBuf>> {
     let scan = scan(store)?;
     let mut written: Vec<PathBuf> = Vec::new();
     for run in &scan.runs {
-        let (recorded, dir) = match &run.stored {
-            Stored::Run(r) => (&r.report_dir, run.dir.join("report")),
-            Stored::Sweep(s) => (&s.report_dir, run.dir.join("report")),
+        let (recorded, recipe) = match &run.stored {
+            Stored::Run(r) => (r.report_dir.as_str(), Some(r.recipe_toml.as_str())),
+            Stored::Sweep(s) => (
+                s.report_dir.as_str(),
+                s.first_ok().map(|r| r.recipe_toml.as_str()),
+            ),
         };
         let target = if recorded.is_empty() {
-            dir
+            recipe
+                .and_then(report_dir_of_recipe)
+                .unwrap_or_else(|| run.dir.join("report"))
         } else {
             PathBuf::from(recorded)
         };
@@ -403,6 +416,16 @@ mod tests {
             "2026-11-28 01:51:06 UTC (2)"
         );
         assert_eq!(pretty_time("odd"), "odd");
+    }
+
+    #[test]
+    fn older_results_render_into_their_recipes_report_folder() {
+        let toml = "name = \"tnews\"\n[report]\ndir = \"/r/reports\"\n";
+        assert_eq!(
+            report_dir_of_recipe(toml),
+            Some(PathBuf::from("/r/reports/tnews"))
+        );
+        assert_eq!(report_dir_of_recipe("name = \"x\""), None);
     }
 
     #[test]
