@@ -308,8 +308,11 @@ fn publish(args: &PublishArgs) -> ExitCode {
                 p.index.display(),
                 p.runs,
                 p.sweeps,
-                if p.unfinished > 0 {
-                    format!(", {} unfinished run folder(s) left out", p.unfinished)
+                if p.unfinished + p.unreadable > 0 {
+                    format!(
+                        ", {} unfinished and {} unreadable run folder(s) left out",
+                        p.unfinished, p.unreadable
+                    )
                 } else {
                     String::new()
                 }

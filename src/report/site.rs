@@ -38,6 +38,8 @@ impl StoredRun {
 pub struct Scan {
     pub runs: Vec<StoredRun>,
     pub unfinished: Vec<PathBuf>,
+    /// Result files that could not be read (another kdrun version's, damaged), with why.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
@@ -63,6 +65,7 @@ pub fn scan(store: &Path) -> Result<Scan> {
     }
     let mut runs = Vec::new();
     let mut unfinished = Vec::new();
+    let mut unreadable = Vec::new();
     for (recipe, rdir) in subdirs(store)? {
         // `stages/` holds the content-addressed stage artifacts, not runs.
         if recipe == crate::store::stage::STAGES_DIR {
@@ -71,17 +74,27 @@ pub fn scan(store: &Path) -> Result<Scan> {
         for (stamp, dir) in subdirs(&rdir)? {
             let sweep_file = dir.join("sweep.json");
             let results_file = dir.join("results.json");
-            let stored = if sweep_file.is_file() {
-                let text = std::fs::read_to_string(&sweep_file)
-                    .with_context(|| format!("cannot read {}", sweep_file.display()))?;
-                let s: SweepResults = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not a kdrun sweep file", sweep_file.display()))?;
-                Stored::Sweep(Box::new(s))
+            let read = if sweep_file.is_file() {
+                std::fs::read_to_string(&sweep_file)
+                    .with_context(|| format!("cannot read {}", sweep_file.display()))
+                    .and_then(|text| {
+                        serde_json::from_str::<SweepResults>(&text).with_context(|| {
+                            format!("{}: not a kdrun sweep file", sweep_file.display())
+                        })
+                    })
+                    .map(|s| Stored::Sweep(Box::new(s)))
             } else if results_file.is_file() {
-                Stored::Run(Box::new(RunResults::load(&results_file)?))
+                RunResults::load(&results_file).map(|r| Stored::Run(Box::new(r)))
             } else {
                 unfinished.push(dir);
                 continue;
+            };
+            let stored = match read {
+                Ok(s) => s,
+                Err(e) => {
+                    unreadable.push((dir, format!("{e:#}")));
+                    continue;
+                }
             };
             runs.push(StoredRun {
                 recipe: recipe.clone(),
@@ -92,7 +105,18 @@ pub fn scan(store: &Path) -> Result<Scan> {
         }
     }
     runs.sort_by(|a, b| (&a.stamp, &a.recipe).cmp(&(&b.stamp, &b.recipe)));
-    Ok(Scan { runs, unfinished })
+    Ok(Scan {
+        runs,
+        unfinished,
+        unreadable,
+    })
+}
+
+/// Say which run folders are left out because their results cannot be read.
+fn warn_unreadable(scan: &Scan) {
+    for (dir, why) in &scan.unreadable {
+        eprintln!("kdrun: skipped {}: {why}", dir.display());
+    }
 }
 
 /// `<report.dir>/<name>` of a stored resolved recipe (TOML).
@@ -109,6 +133,7 @@ fn report_dir_of_recipe(recipe_toml: &str) -> Option<PathBuf> {
 /// `<report.dir>/<name>` of their resolved recipe. Returns the folders written.
 pub fn rerender(store: &Path) -> Result<Vec<PathBuf>> {
     let scan = scan(store)?;
+    warn_unreadable(&scan);
     let mut written: Vec<PathBuf> = Vec::new();
     for run in &scan.runs {
         let (recorded, recipe) = match &run.stored {
@@ -152,6 +177,7 @@ pub struct Published {
     pub runs: usize,
     pub sweeps: usize,
     pub unfinished: usize,
+    pub unreadable: usize,
 }
 
 /// `2026-11-28T01-51-06Z` → `2026-11-28 01:51:06 UTC`.
@@ -340,6 +366,7 @@ fn prepare(out: &Path) -> Result<()> {
 /// Write the static site of `store` to `out`.
 pub fn publish(store: &Path, out: &Path) -> Result<Published> {
     let scan = scan(store)?;
+    warn_unreadable(&scan);
     prepare(out)?;
     let up = Nav {
         text: "all runs".into(),
@@ -372,7 +399,7 @@ pub fn publish(store: &Path, out: &Path) -> Result<Published> {
         store: store.display().to_string(),
         recipes: linked(&recipes)?,
         runs: linked(&runs)?,
-        unfinished: scan.unfinished.len(),
+        unfinished: scan.unfinished.len() + scan.unreadable.len(),
         kdrun_version: env!("CARGO_PKG_VERSION").into(),
         csv_files: vec!["runs.csv".into(), "recipes.csv".into()],
     };
@@ -398,6 +425,7 @@ pub fn publish(store: &Path, out: &Path) -> Result<Published> {
         runs: n_runs,
         sweeps: n_sweeps,
         unfinished: scan.unfinished.len(),
+        unreadable: scan.unreadable.len(),
     })
 }
 
@@ -440,8 +468,12 @@ mod tests {
         let site = out.path().join("site");
         publish(store.path(), &site).unwrap();
         std::fs::write(site.join("stale.html"), "old").unwrap();
+        // A results file another version wrote is skipped, not fatal.
+        let bad = store.path().join("r/2026-01-01T00-00-00Z");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("results.json"), "{\"old\": 1}").unwrap();
         let p = publish(store.path(), &site).unwrap();
-        assert_eq!((p.runs, p.sweeps), (0, 0));
+        assert_eq!((p.runs, p.sweeps, p.unreadable), (0, 0, 1));
         assert!(site.join("index.html").is_file() && !site.join("stale.html").exists());
     }
 }
