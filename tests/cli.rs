@@ -1,19 +1,9 @@
 //! The binary as a user meets it: help, check, exit codes, and one whole tiny run.
 
+mod common;
+use common::kdrun;
 use std::path::Path;
 use std::process::Command;
-
-fn kdrun() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kdrun"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Keep a developer's KDRUN_* variables out of the tests.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KDRUN_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 #[test]
 fn help_lists_commands() {

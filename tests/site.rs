@@ -6,6 +6,8 @@
 //! One tiny run and one tiny two-trial sweep (on a CSV dataset whose sentences and class names
 //! hold HTML) are shared by the tests of this file.
 
+mod common;
+use common::kdrun;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,17 +18,6 @@ const SCRIPT: &str = "<script>alert(1)</script>";
 const SCRIPT_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
 /// As minijinja's HTML escaping writes it.
 const SCRIPT_ESCAPED_HTML: &str = "&lt;script&gt;alert(1)&lt;&#x2f;script&gt;";
-
-fn kdrun() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kdrun"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KDRUN_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn ok(out: Output, what: &str) -> Output {
     assert!(

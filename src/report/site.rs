@@ -3,10 +3,10 @@
 //! static site — an index of recipes and runs, a page per run and per sweep (with its trials),
 //! a Markdown twin of each page, every table as CSV — with relative links only.
 
-use super::sweep::{self, SweepResults};
+use super::sweep::{self, write_csv, SweepResults};
 use super::table::Table;
 use super::{templates, Nav};
-use crate::store::{write_atomic, write_with, RunResults};
+use crate::store::{write_atomic, RunResults};
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
@@ -325,15 +325,6 @@ struct IndexPage {
     unfinished: usize,
     kdrun_version: String,
     csv_files: Vec<String>,
-}
-
-fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
-    write_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp)?;
-        CsvWriter::new(&mut f).finish(&mut df.clone())?;
-        Ok(())
-    })?;
-    Ok(())
 }
 
 /// Make `out` an empty site folder: created if missing; replaced if it is a kdrun site; an

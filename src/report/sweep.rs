@@ -362,7 +362,8 @@ struct SweepPage {
     csv_files: Vec<String>,
 }
 
-fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
+/// Write `df` as CSV to `path` (through a temporary file).
+pub(crate) fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
     write_with(path, |tmp| {
         let mut f = std::fs::File::create(tmp)?;
         CsvWriter::new(&mut f).finish(&mut df.clone())?;
