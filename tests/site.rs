@@ -267,12 +267,16 @@ fn report_rerenders_the_pages_from_the_store() {
     // The sweep ran last, so its pages are the recipe's report folder's.
     let page = f.reports.join("quick/index.html");
     let trial = f.reports.join("quick/trial-002/README.md");
+    // Full-precision numbers too: results read back from JSON are the numbers that were written.
+    let table = f.reports.join("quick/trial-002/comparison.csv");
     let before = (
         std::fs::read(&page).unwrap(),
         std::fs::read(&trial).unwrap(),
+        std::fs::read(&table).unwrap(),
     );
     std::fs::remove_file(&page).unwrap();
     std::fs::remove_file(&trial).unwrap();
+    std::fs::remove_file(&table).unwrap();
     let out = ok(
         kdrun().arg("report").arg(&f.store).output().unwrap(),
         "report",
@@ -281,6 +285,7 @@ fn report_rerenders_the_pages_from_the_store() {
     assert!(listed.contains("index.html"), "{listed}");
     assert_eq!(std::fs::read(&page).unwrap(), before.0);
     assert_eq!(std::fs::read(&trial).unwrap(), before.1);
+    assert_eq!(std::fs::read(&table).unwrap(), before.2);
     // A store that is not there is a clear error.
     let out = kdrun().args(["report", "no/such/store"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -211,8 +211,7 @@ impl Report {
     /// The report of `results`, rendered with the templates its recipe names (or kdrun's);
     /// `nav` links the pages back up when they are part of a site.
     pub fn build(results: &RunResults, nav: Option<Nav>) -> Result<Self> {
-        let env =
-            templates::environment(templates::folder_of_recipe(&results.recipe_toml).as_deref())?;
+        let env = templates::environment(results.templates_dir().as_deref())?;
         let frames = Frames::build(results)?;
         let names: Vec<String> = results.classes.iter().map(|c| c.name.clone()).collect();
         let models = results

@@ -119,14 +119,6 @@ fn warn_unreadable(scan: &Scan) {
     }
 }
 
-/// `<report.dir>/<name>` of a stored resolved recipe (TOML).
-fn report_dir_of_recipe(recipe_toml: &str) -> Option<PathBuf> {
-    let value: toml::Value = toml::from_str(recipe_toml).ok()?;
-    let dir = value.get("report")?.get("dir")?.as_str()?;
-    let name = value.get("name")?.as_str()?;
-    (!dir.is_empty() && !name.is_empty()).then(|| Path::new(dir).join(name))
-}
-
 /// Re-render the pages of every run and sweep of `store` into the report folder it wrote them
 /// to (where several runs share one, as runs of one recipe do, the newest one's pages end
 /// there, as after the runs themselves). Results from before kdrun recorded that folder go to
@@ -136,16 +128,13 @@ pub fn rerender(store: &Path) -> Result<Vec<PathBuf>> {
     warn_unreadable(&scan);
     let mut written: Vec<PathBuf> = Vec::new();
     for run in &scan.runs {
-        let (recorded, recipe) = match &run.stored {
-            Stored::Run(r) => (r.report_dir.as_str(), Some(r.recipe_toml.as_str())),
-            Stored::Sweep(s) => (
-                s.report_dir.as_str(),
-                s.first_ok().map(|r| r.recipe_toml.as_str()),
-            ),
+        let (recorded, first) = match &run.stored {
+            Stored::Run(r) => (r.report_dir.as_str(), Some(r.as_ref())),
+            Stored::Sweep(s) => (s.report_dir.as_str(), s.first_ok()),
         };
         let target = if recorded.is_empty() {
-            recipe
-                .and_then(report_dir_of_recipe)
+            first
+                .and_then(RunResults::recipe_report_dir)
                 .unwrap_or_else(|| run.dir.join("report"))
         } else {
             PathBuf::from(recorded)
@@ -396,10 +385,8 @@ pub fn publish(store: &Path, out: &Path) -> Result<Published> {
     };
     // The index uses kdrun's templates, or those of the newest run's recipe.
     let custom = scan.runs.last().and_then(|run| match &run.stored {
-        Stored::Run(r) => templates::folder_of_recipe(&r.recipe_toml),
-        Stored::Sweep(s) => s
-            .first_ok()
-            .and_then(|r| templates::folder_of_recipe(&r.recipe_toml)),
+        Stored::Run(r) => r.templates_dir(),
+        Stored::Sweep(s) => s.first_ok().and_then(RunResults::templates_dir),
     });
     let env = templates::environment(custom.as_deref())?;
     let index = out.join("index.html");
@@ -435,16 +422,6 @@ mod tests {
             "2026-11-28 01:51:06 UTC (2)"
         );
         assert_eq!(pretty_time("odd"), "odd");
-    }
-
-    #[test]
-    fn older_results_render_into_their_recipes_report_folder() {
-        let toml = "name = \"tnews\"\n[report]\ndir = \"/r/reports\"\n";
-        assert_eq!(
-            report_dir_of_recipe(toml),
-            Some(PathBuf::from("/r/reports/tnews"))
-        );
-        assert_eq!(report_dir_of_recipe("name = \"x\""), None);
     }
 
     #[test]

@@ -493,11 +493,7 @@ pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()
         nav,
         csv_files,
     };
-    let env = templates::environment(
-        first
-            .and_then(|r| templates::folder_of_recipe(&r.recipe_toml))
-            .as_deref(),
-    )?;
+    let env = templates::environment(first.and_then(RunResults::templates_dir).as_deref())?;
     let html = templates::render(&env, "sweep.html", &page)?;
     write_atomic(&report_dir.join("index.html"), html.as_bytes())?;
     let md = templates::render(&env, "sweep.md", &page)?;

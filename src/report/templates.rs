@@ -104,13 +104,6 @@ pub fn environment(custom: Option<&Path>) -> Result<Environment<'static>> {
     Ok(env)
 }
 
-/// The `report.templates` folder of a stored resolved recipe (TOML), if it names one.
-pub fn folder_of_recipe(recipe_toml: &str) -> Option<std::path::PathBuf> {
-    let value: toml::Value = toml::from_str(recipe_toml).ok()?;
-    let dir = value.get("report")?.get("templates")?.as_str()?;
-    (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
-}
-
 /// Render template `name` with `page` as the only variable.
 pub fn render<T: serde::Serialize>(env: &Environment, name: &str, page: &T) -> Result<String> {
     env.get_template(name)?

@@ -8,7 +8,7 @@ use crate::train::pretrain::PretrainReport;
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One evaluated model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,16 +54,20 @@ pub struct RunResults {
     pub machine: Machine,
     pub classes: Vec<Class>,
     pub counts: SplitCounts,
-    /// The students' character vocabulary.
+    /// The students' vocabulary.
     pub vocab_size: usize,
     /// The teacher's vocabulary (the same characters, or a checkpoint's WordPiece vocabulary).
     pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
-    /// `character` or `word`.
+    /// `character` or `word` (results from before word tokens existed: `character`).
+    #[serde(default = "character")]
     pub student_tokens: String,
     /// Coverage of the students' pretrained vectors, if any.
+    #[serde(default)]
     pub vectors_coverage: Option<crate::data::vectors::Coverage>,
-    /// Examples the distilled student learned from (training split + synthetic ones).
+    /// Examples the distilled student learned from (training split + synthetic ones; in results
+    /// from before this was recorded, the training split: [`RunResults::load`] fills it in).
+    #[serde(default)]
     pub transfer_set: usize,
     /// Further pre-training of the teacher, if the recipe asked for it.
     pub pretrain: Option<PretrainReport>,
@@ -74,6 +78,7 @@ pub struct RunResults {
     /// The run's folder in the store.
     pub run_dir: String,
     /// The stage folders this run used (computed or reused), by stage.
+    #[serde(default)]
     pub stages: std::collections::BTreeMap<String, String>,
     pub models: Vec<ModelResult>,
     /// The test sentences, in test order (for the error analysis).
@@ -88,15 +93,83 @@ pub struct RunResults {
     pub report_dir: String,
 }
 
+fn character() -> String {
+    "character".into()
+}
+
 impl RunResults {
+    /// Read a `results.json`, also one written by an earlier kdrun (fields it lacked get their
+    /// defaults; the transfer set of such a run was its training split).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a kdrun results file", path.display()))
+        let mut r: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a kdrun results file", path.display()))?;
+        if r.transfer_set == 0 {
+            r.transfer_set = r.counts.train.iter().sum();
+        }
+        Ok(r)
+    }
+
+    /// A string of the stored resolved recipe by dotted key (`report.templates`); `None` if
+    /// absent or empty.
+    pub fn recipe_str(&self, key: &str) -> Option<String> {
+        let root: toml::Value = toml::from_str(&self.recipe_toml).ok()?;
+        let mut value = &root;
+        for part in key.split('.') {
+            value = value.get(part)?;
+        }
+        let s = value.as_str()?;
+        (!s.is_empty()).then(|| s.to_string())
+    }
+
+    /// The recipe's `report.templates` folder, if it names one.
+    pub fn templates_dir(&self) -> Option<PathBuf> {
+        self.recipe_str("report.templates").map(PathBuf::from)
+    }
+
+    /// `<report.dir>/<name>` of the recipe: where its pages go.
+    pub fn recipe_report_dir(&self) -> Option<PathBuf> {
+        Some(Path::new(&self.recipe_str("report.dir")?).join(self.recipe_str("name")?))
     }
 
     pub fn model(&self, key: &str) -> Option<&ModelResult> {
         self.models.iter().find(|m| m.key == key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_results_load_and_name_their_recipes_folders() {
+        // The shape of a results file from before kdrun recorded tokens, stages, the transfer
+        // set and per-example predictions.
+        let mut v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/results-min.json")).unwrap();
+        for k in [
+            "student_tokens",
+            "stages",
+            "transfer_set",
+            "vectors_coverage",
+        ] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v["recipe_toml"] =
+            "name = \"tnews\"\n[report]\ndir = \"/r/reports\"\ntemplates = \"\"\n".into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let r = RunResults::load(&path).unwrap();
+        assert_eq!(r.student_tokens, "character");
+        assert_eq!(r.transfer_set, r.counts.train.iter().sum::<usize>());
+        assert!(r.transfer_set > 0);
+        assert_eq!(
+            r.recipe_report_dir(),
+            Some(PathBuf::from("/r/reports/tnews"))
+        );
+        assert_eq!(r.templates_dir(), None);
+        assert_eq!(r.recipe_str("report.no_such_key"), None);
     }
 }
