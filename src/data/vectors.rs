@@ -176,11 +176,46 @@ pub struct Coverage {
     /// Training-text tokens whose type has a vector.
     pub tokens_found: usize,
     pub tokens: usize,
+    /// Entries without a vector of their own that start from the mean of their characters'
+    /// vectors (`oov_init = "chars"`), and the training-text tokens of those types.
+    #[serde(default)]
+    pub types_composed: usize,
+    #[serde(default)]
+    pub tokens_composed: usize,
+}
+
+impl Coverage {
+    /// One line for logs and reports; `unit` ("word", "char") may be empty.
+    pub fn describe(&self, unit: &str) -> String {
+        let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!("{unit} ")
+        };
+        let mut s = format!(
+            "{} of {} {unit}types ({:.1} %) and {:.1} % of training tokens",
+            self.types_found,
+            self.types,
+            pct(self.types_found, self.types),
+            pct(self.tokens_found, self.tokens)
+        );
+        if self.types_composed > 0 {
+            s.push_str(&format!(
+                "; {} more types ({:.1} % of tokens) from their characters' vectors",
+                self.types_composed,
+                pct(self.tokens_composed, self.tokens)
+            ));
+        }
+        s
+    }
 }
 
 /// The embedding matrix `[tokens, dim]` (row-major) of a vocabulary: pretrained vectors where the
 /// file has the token; other tokens per `oov` (seeded); the five special tokens' rows as OOV too,
 /// except `[PAD]` (zeros). `counts[i]` is how often token `i` occurs in the training text.
+/// With [`OovInit::Chars`](crate::recipe::OovInit::Chars) `vectors` must hold the tokens'
+/// characters as well (see [`wanted_tokens`]).
 pub fn embedding_matrix(
     tokens: &[String],
     counts: &[usize],
@@ -209,6 +244,8 @@ pub fn embedding_matrix(
         types: tokens.len().saturating_sub(5),
         tokens_found: 0,
         tokens: counts.iter().skip(5).sum(),
+        types_composed: 0,
+        tokens_composed: 0,
     };
     for (i, t) in tokens.iter().enumerate() {
         match vectors.map.get(t).filter(|_| i >= 5) {
@@ -218,15 +255,52 @@ pub fn embedding_matrix(
                 coverage.tokens_found += counts.get(i).copied().unwrap_or(0);
             }
             None if i == super::vocab::PAD as usize => matrix.extend(std::iter::repeat_n(0.0, d)),
-            None => match oov {
-                crate::recipe::OovInit::Mean => matrix.extend_from_slice(&mean),
-                crate::recipe::OovInit::Random => {
-                    matrix.extend((0..d).map(|_| rng.random_range(-a..a)));
+            None => {
+                let composed = (oov == crate::recipe::OovInit::Chars && i >= 5)
+                    .then(|| char_mean(t, vectors))
+                    .flatten();
+                match (composed, oov) {
+                    (Some(v), _) => {
+                        matrix.extend_from_slice(&v);
+                        coverage.types_composed += 1;
+                        coverage.tokens_composed += counts.get(i).copied().unwrap_or(0);
+                    }
+                    (None, crate::recipe::OovInit::Mean) => matrix.extend_from_slice(&mean),
+                    (None, _) => matrix.extend((0..d).map(|_| rng.random_range(-a..a))),
                 }
-            },
+            }
         }
     }
     (matrix, coverage)
+}
+
+/// The mean vector of `token`'s characters that `vectors` has; `None` when it has none of them.
+fn char_mean(token: &str, vectors: &Vectors) -> Option<Vec<f32>> {
+    let found: Vec<&Vec<f32>> = token
+        .chars()
+        .filter_map(|c| vectors.map.get(c.encode_utf8(&mut [0; 4]) as &str))
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let n = found.len() as f32;
+    Some(
+        (0..vectors.dim)
+            .map(|k| found.iter().map(|v| v[k]).sum::<f32>() / n)
+            .collect(),
+    )
+}
+
+/// The entries to read from a vectors file for a vocabulary (special tokens excluded): its tokens,
+/// and with `oov_init = "chars"` their characters too.
+pub fn wanted_tokens(tokens: &[String], oov: crate::recipe::OovInit) -> HashSet<String> {
+    let mut wanted: HashSet<String> = tokens.iter().skip(5).cloned().collect();
+    if oov == crate::recipe::OovInit::Chars {
+        for t in tokens.iter().skip(5) {
+            wanted.extend(t.chars().map(String::from));
+        }
+    }
+    wanted
 }
 
 #[cfg(test)]
@@ -326,6 +400,46 @@ mod tests {
         assert!(
             r1[12..14].iter().all(|x| x.abs() <= 1.8),
             "within the vectors' spread"
+        );
+    }
+
+    #[test]
+    fn chars_init_composes_words_from_character_vectors() {
+        let mut map = HashMap::new();
+        map.insert("汽".to_string(), vec![1.0, 3.0]);
+        map.insert("车".to_string(), vec![3.0, 5.0]);
+        map.insert("汽车".to_string(), vec![9.0, 9.0]);
+        let vectors = Vectors {
+            dim: 2,
+            file_entries: 3,
+            map,
+        };
+        let tokens: Vec<String> = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "汽车", "车汽", "车", "房子",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let want = wanted_tokens(&tokens, crate::recipe::OovInit::Chars);
+        assert!(want.contains("汽") && want.contains("房") && want.contains("房子"));
+        assert!(!want.contains("[PAD]"));
+        assert!(!wanted_tokens(&tokens, crate::recipe::OovInit::Random).contains("房"));
+        let counts = [0, 0, 0, 0, 0, 7, 2, 3, 4];
+        let (m, cov) =
+            embedding_matrix(&tokens, &counts, &vectors, crate::recipe::OovInit::Chars, 1);
+        assert_eq!(&m[10..12], &[9.0, 9.0], "a word's own vector wins");
+        assert_eq!(&m[12..14], &[2.0, 4.0], "车汽: mean of its characters");
+        assert_eq!(&m[14..16], &[3.0, 5.0]);
+        assert!(m[16..18] != [0.0, 0.0], "房子: no character known, random");
+        assert_eq!((cov.types_found, cov.types_composed), (2, 1));
+        assert_eq!(
+            (cov.tokens_found, cov.tokens_composed, cov.tokens),
+            (10, 2, 16)
+        );
+        assert!(
+            cov.describe("word").contains("1 more types"),
+            "{}",
+            cov.describe("word")
         );
     }
 

@@ -9,7 +9,7 @@ pub mod sweep;
 
 use crate::backend::Compute;
 use crate::data::batch::{Batcher, Encoded};
-use crate::data::vectors::{embedding_matrix, Coverage, Vectors};
+use crate::data::vectors::{embedding_matrix, wanted_tokens, Coverage, Vectors};
 use crate::data::{Dataset, StudentVocab, TextEncoder};
 use crate::eval::{predict, time_inference, ClassificationReport};
 use crate::models::{bert, Classifier};
@@ -167,7 +167,7 @@ fn student_embeddings(
     if path.as_os_str().is_empty() {
         return Ok((None, None));
     }
-    let wanted: std::collections::HashSet<String> = vocab.tokens()[5..].iter().cloned().collect();
+    let wanted = wanted_tokens(vocab.tokens(), r.student.oov_init);
     let vectors = Vectors::load(path, Some(&wanted))?;
     if vectors.dim != r.student.embedding_dim {
         anyhow::bail!(
@@ -192,12 +192,8 @@ fn student_embeddings(
         r.runtime.seed,
     );
     note(&format!(
-        "student: vectors for {} of {} {} types ({:.1} %) and {:.1} % of training tokens, from {}",
-        coverage.types_found,
-        coverage.types,
-        vocab.unit(),
-        100.0 * coverage.types_found as f64 / coverage.types.max(1) as f64,
-        100.0 * coverage.tokens_found as f64 / coverage.tokens.max(1) as f64,
+        "student: vectors for {}, from {}",
+        coverage.describe(vocab.unit()),
         path.display()
     ));
     Ok((Some(matrix), Some(coverage)))

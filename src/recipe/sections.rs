@@ -274,6 +274,9 @@ pub enum OovInit {
     Random,
     /// The mean pretrained vector.
     Mean,
+    /// The mean of the vectors of the token's characters (a word missing from a word-vector file,
+    /// or any word with a character-vector file); `random` where none of its characters has one.
+    Chars,
 }
 
 /// The student: one BiLSTM layer over embedded tokens.

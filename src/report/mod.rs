@@ -290,15 +290,7 @@ impl Report {
                 accuracy_after: format!("{:.4}", p.after.accuracy),
             }),
             student_tokens: results.student_tokens.clone(),
-            coverage: results.vectors_coverage.map(|c| {
-                format!(
-                    "{} of {} types ({:.1} %), {:.1} % of training tokens",
-                    c.types_found,
-                    c.types,
-                    100.0 * c.types_found as f64 / c.types.max(1) as f64,
-                    100.0 * c.tokens_found as f64 / c.tokens.max(1) as f64
-                )
-            }),
+            coverage: results.vectors_coverage.map(|c| c.describe("")),
             transfer_set: results.transfer_set,
             notes: results.notes.clone(),
             history: Table::from_df(&frames.history),
