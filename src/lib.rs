@@ -1,14 +1,29 @@
 //! kdrun: knowledge-distillation experiments for text classification.
 //!
-//! The pipeline reads in folder order: [`recipe`] → [`data`] → [`models`] → [`train`] /
-//! [`distill`] → [`eval`] → [`store`] → [`report`]; [`pipeline`] runs them in turn and
-//! [`backend`] picks the device once, at the edge ([`cli`]).
+//! The layers, lowest first; a module uses only modules below it (`tests/layers.rs` keeps this
+//! true):
+//!
+//! | layer | room |
+//! |---|---|
+//! | [`build_info`], [`files`] | what the binary was built from; files written whole, hashed by content |
+//! | [`recipe`] | TOML recipes in layers → one validated, resolved recipe |
+//! | [`data`] | files → classes and splits → tokens → batches; pretrained vectors |
+//! | [`models`] | the BERT teacher and the BiLSTM student, each a `Config` and a `Module` |
+//! | [`distill`], [`train`] | distillation losses, teacher logits, the transfer set; training loops |
+//! | [`eval`] | scores and inference timing on the test split |
+//! | [`store`] | run folders, content-addressed stages, stored results and their scan |
+//! | [`report`] | pages, tables and plots from stored results; the static site |
+//! | [`backend`] | the device, chosen once |
+//! | [`pipeline`] | a trial's stages in order, and sweeps of trials |
+//! | [`cli`] | the command line |
 
 pub mod backend;
+pub mod build_info;
 pub mod cli;
 pub mod data;
 pub mod distill;
 pub mod eval;
+pub mod files;
 pub mod models;
 pub mod pipeline;
 pub mod recipe;

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod hf_tokenizer;
+pub mod piece;
 pub mod read;
 pub mod select;
 pub mod tokenizer;
@@ -15,6 +16,7 @@ use polars::prelude::*;
 
 pub use batch::{Batcher, InputKind, TextEncoder, TokenBatch};
 pub use hf_tokenizer::HfTokenizer;
+pub use piece::Piece;
 pub use tokenizer::{MlmSequence, TeacherTokenizer};
 pub use vocab::CharVocab;
 pub use words::{StudentVocab, WordVocab};

@@ -111,12 +111,8 @@ impl TeacherTokenizer {
 impl TeacherTokenizer {
     /// Ids of a synthetic sentence (`[MASK]` pieces become the mask id), with `[CLS]`/`[SEP]`,
     /// at most `max_len`.
-    pub fn encode_pieces(
-        &self,
-        pieces: &[crate::distill::augment::Piece],
-        max_len: usize,
-    ) -> Result<Vec<u32>> {
-        use crate::distill::augment::Piece;
+    pub fn encode_pieces(&self, pieces: &[crate::data::Piece], max_len: usize) -> Result<Vec<u32>> {
+        use crate::data::Piece;
         let (cls, sep) = match self {
             Self::Chars(_) => (CLS, SEP),
             Self::WordPiece(t) => (t.cls_id, t.sep_id),

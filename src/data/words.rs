@@ -154,12 +154,8 @@ impl StudentVocab {
     }
 
     /// Ids of a synthetic sentence (`[MASK]` pieces become the mask id), at most `max_len`.
-    pub fn encode_pieces(
-        &self,
-        pieces: &[crate::distill::augment::Piece],
-        max_len: usize,
-    ) -> Vec<u32> {
-        use crate::distill::augment::Piece;
+    pub fn encode_pieces(&self, pieces: &[crate::data::Piece], max_len: usize) -> Vec<u32> {
+        use crate::data::Piece;
         let mut ids = Vec::new();
         for p in pieces {
             match p {
@@ -178,7 +174,7 @@ impl StudentVocab {
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let mut text = self.tokens().join("\n");
         text.push('\n');
-        crate::store::write_atomic(path, text.as_bytes())?;
+        crate::files::write_atomic(path, text.as_bytes())?;
         Ok(())
     }
 }

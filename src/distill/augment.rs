@@ -7,16 +7,10 @@
 
 use crate::data::vocab::normalize_chars;
 use crate::data::words::jieba;
+pub use crate::data::Piece;
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngExt};
 use std::collections::{BTreeMap, HashSet};
-
-/// One piece of a synthetic sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Piece {
-    Word(String),
-    Mask,
-}
 
 /// The probabilities of the three rules.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,51 +3,44 @@
 pub mod metrics;
 pub mod timing;
 
-use crate::data::batch::{eval_order, Batcher, Encoded};
+use crate::data::batch::{Batcher, Encoded};
 use crate::models::Classifier;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use burn::tensor::Device;
 
+pub use crate::models::{accuracy, predict};
 pub use metrics::{ClassScores, ClassificationReport};
 pub use timing::{time_inference, InferenceTiming};
 
-/// Predicted class of each item (argmax of the logits), in item order. `model` should be in
-/// inference mode (`Module::valid`) and `device` its (non-autodiff) device.
-pub fn predict<M: Classifier>(
-    model: &M,
-    batcher: &Batcher,
-    items: &[Encoded],
-    batch_size: usize,
-    device: &Device,
-) -> Result<Vec<usize>> {
-    let lengths: Vec<usize> = items.iter().map(|e| e.tokens.len()).collect();
-    let mut out = vec![0usize; items.len()];
-    for idx in eval_order(&lengths, batch_size) {
-        let batch_items: Vec<&Encoded> = idx.iter().map(|&i| &items[i]).collect();
-        let batch = batcher.batch(&batch_items, device);
-        let predicted: Vec<i64> = model
-            .logits(&batch)
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
-        for (slot, p) in idx.iter().zip(predicted) {
-            out[*slot] = p as usize;
-        }
-    }
-    Ok(out)
+/// A model scored on the test split.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Predicted class of each test item, in item order.
+    pub predictions: Vec<usize>,
+    pub report: ClassificationReport,
+    pub timing: InferenceTiming,
+    pub params: usize,
 }
 
-/// Share of items whose prediction equals their label.
-pub fn accuracy(items: &[Encoded], predicted: &[usize]) -> f64 {
-    if items.is_empty() {
-        return 0.0;
-    }
-    let correct = items
-        .iter()
-        .zip(predicted)
-        .filter(|(e, p)| e.label == **p)
-        .count();
-    correct as f64 / items.len() as f64
+/// Score `model` (switched to inference mode here) on `test` and time its inference.
+pub fn evaluate<M: Classifier>(
+    model: &M,
+    batcher: &Batcher,
+    test: &[Encoded],
+    classes: usize,
+    timing_batch: usize,
+    timing_repeats: usize,
+    device: &Device,
+) -> Result<Evaluation> {
+    let model = model.valid();
+    let predictions = predict(&model, batcher, test, timing_batch, device)?;
+    let truth: Vec<usize> = test.iter().map(|e| e.label).collect();
+    let report = ClassificationReport::new(&truth, &predictions, classes);
+    let timing = time_inference(&model, batcher, test, timing_batch, timing_repeats, device)?;
+    Ok(Evaluation {
+        predictions,
+        report,
+        timing,
+        params: model.num_params(),
+    })
 }

@@ -8,7 +8,7 @@
 //! each row's last token — what PyTorch's packed sequences give. The input projection of all
 //! time steps is one matrix product; each step adds one `[batch, H] × [H, 4H]` product.
 
-use crate::recipe::{StudentHead, StudentInput, StudentSection};
+use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
@@ -94,28 +94,65 @@ pub struct BiLstmClassifier {
     pub mean_input: bool,
 }
 
-impl BiLstmClassifier {
-    pub fn new(s: &StudentSection, vocab_size: usize, classes: usize, device: &Device) -> Self {
-        let h = s.hidden;
-        let (fc, out) = match s.head {
-            StudentHead::Tang => (
-                Some(LinearConfig::new(2 * h, s.fc_hidden).init(device)),
-                LinearConfig::new(s.fc_hidden, classes).init(device),
+/// How the BiLSTM's states become logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BiLstmHead {
+    /// Tang et al. 2019: final forward and backward states → ReLU FC → logits.
+    Tang,
+    /// A per-step FC to logits, then the maximum over time (the reference project's student).
+    MaxOverTime,
+}
+
+/// What the BiLSTM reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BiLstmInput {
+    /// One step per token.
+    Sequence,
+    /// The mean of the token embeddings, as a sequence of length 1.
+    Mean,
+}
+
+/// The student's sizes and shape.
+#[derive(Config, Debug)]
+pub struct BiLstmConfig {
+    pub vocab_size: usize,
+    pub classes: usize,
+    pub embedding_dim: usize,
+    /// Hidden size of each direction.
+    pub hidden: usize,
+    pub head: BiLstmHead,
+    /// Width of the `Tang` head's ReLU layer.
+    pub fc_hidden: usize,
+    pub input: BiLstmInput,
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl BiLstmConfig {
+    /// A new student with PyTorch's initializations, drawn from `device`'s seed.
+    pub fn init(&self, device: &Device) -> BiLstmClassifier {
+        let h = self.hidden;
+        let (fc, out) = match self.head {
+            BiLstmHead::Tang => (
+                Some(LinearConfig::new(2 * h, self.fc_hidden).init(device)),
+                LinearConfig::new(self.fc_hidden, self.classes).init(device),
             ),
-            StudentHead::Seed => (None, LinearConfig::new(2 * h, classes).init(device)),
+            BiLstmHead::MaxOverTime => (None, LinearConfig::new(2 * h, self.classes).init(device)),
         };
-        Self {
-            embedding: EmbeddingConfig::new(vocab_size, s.embedding_dim).init(device),
-            forward_lstm: LstmDirection::new(s.embedding_dim, h, device),
-            backward_lstm: LstmDirection::new(s.embedding_dim, h, device),
-            dropout: DropoutConfig::new(s.dropout).init(),
+        BiLstmClassifier {
+            embedding: EmbeddingConfig::new(self.vocab_size, self.embedding_dim).init(device),
+            forward_lstm: LstmDirection::new(self.embedding_dim, h, device),
+            backward_lstm: LstmDirection::new(self.embedding_dim, h, device),
+            dropout: DropoutConfig::new(self.dropout).init(),
             fc,
             out,
-            max_over_time: s.head == StudentHead::Seed,
-            mean_input: s.input == StudentInput::Mean,
+            max_over_time: self.head == BiLstmHead::MaxOverTime,
+            mean_input: self.input == BiLstmInput::Mean,
         }
     }
+}
 
+impl BiLstmClassifier {
     /// Start from the embedding matrix `[vocab, dim]`; `freeze` keeps it fixed in training.
     pub fn with_embeddings(mut self, matrix: Tensor<2>, freeze: bool) -> Self {
         self.embedding.weight = Param::from_tensor(matrix);
@@ -180,16 +217,10 @@ mod tests {
 
     #[test]
     fn mean_input_reads_one_step_of_the_mean_embedding() {
-        let s = StudentSection {
-            embedding_dim: 4,
-            hidden: 3,
-            fc_hidden: 8,
-            input: StudentInput::Mean,
-            dropout: 0.0,
-            ..StudentSection::default()
-        };
         let d = Device::flex();
-        let model = BiLstmClassifier::new(&s, 10, 2, &d);
+        let model = BiLstmConfig::new(10, 2, 4, 3, BiLstmHead::Tang, 8, BiLstmInput::Mean)
+            .with_dropout(0.0)
+            .init(&d);
         // The mean ignores padding and order.
         let a = logits_of(&model, vec![3, 7, 0], vec![1., 1., 0.], 3);
         let b = logits_of(&model, vec![7, 3], vec![1., 1.], 2);
@@ -201,18 +232,12 @@ mod tests {
 
     #[test]
     fn padding_does_not_change_the_output() {
-        for head in [StudentHead::Tang, StudentHead::Seed] {
-            let s = StudentSection {
-                embedding_dim: 6,
-                hidden: 5,
-                fc_hidden: 32,
-                head,
-                dropout: 0.0,
-                ..StudentSection::default()
-            };
+        for head in [BiLstmHead::Tang, BiLstmHead::MaxOverTime] {
             let d = Device::flex();
             d.seed(11);
-            let model = BiLstmClassifier::new(&s, 20, 3, &d);
+            let model = BiLstmConfig::new(20, 3, 6, 5, head, 32, BiLstmInput::Sequence)
+                .with_dropout(0.0)
+                .init(&d);
             let short = logits_of(&model, vec![3, 7, 9], vec![1.0; 3], 3);
             let padded = logits_of(
                 &model,

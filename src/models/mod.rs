@@ -4,12 +4,14 @@ pub mod bert;
 pub mod bilstm;
 pub mod hf;
 
+use crate::data::batch::{eval_order, Batcher, Encoded};
 use crate::data::{InputKind, TokenBatch};
+use anyhow::{anyhow, Result};
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 pub use bert::{BertClassifier, BertConfig};
-pub use bilstm::BiLstmClassifier;
+pub use bilstm::{BiLstmClassifier, BiLstmConfig};
 
 /// A model that turns a padded batch into class logits.
 pub trait Classifier: Module {
@@ -37,4 +39,45 @@ impl Classifier for BiLstmClassifier {
     fn logits(&self, batch: &TokenBatch) -> Tensor<2> {
         self.forward(batch.tokens.clone(), batch.mask.clone())
     }
+}
+
+/// Predicted class of each item (argmax of the logits), in item order. `model` should be in
+/// inference mode (`Module::valid`) and `device` its (non-autodiff) device.
+pub fn predict<M: Classifier>(
+    model: &M,
+    batcher: &Batcher,
+    items: &[Encoded],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<usize>> {
+    let lengths: Vec<usize> = items.iter().map(|e| e.tokens.len()).collect();
+    let mut out = vec![0usize; items.len()];
+    for idx in eval_order(&lengths, batch_size) {
+        let batch_items: Vec<&Encoded> = idx.iter().map(|&i| &items[i]).collect();
+        let batch = batcher.batch(&batch_items, device);
+        let predicted: Vec<i64> = model
+            .logits(&batch)
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
+        for (slot, p) in idx.iter().zip(predicted) {
+            out[*slot] = p as usize;
+        }
+    }
+    Ok(out)
+}
+
+/// Share of items whose prediction equals their label.
+pub fn accuracy(items: &[Encoded], predicted: &[usize]) -> f64 {
+    if items.is_empty() {
+        return 0.0;
+    }
+    let correct = items
+        .iter()
+        .zip(predicted)
+        .filter(|(e, p)| e.label == **p)
+        .count();
+    correct as f64 / items.len() as f64
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use crate::files::{temp_name, write_atomic, write_with};
 pub use results::{ModelResult, RunResults};
 
 /// A run's folder: `<store>/<recipe name>/<UTC time>/`.
@@ -54,33 +55,6 @@ impl RunDir {
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
         self.write_text(name, &serde_json::to_string_pretty(value)?)
     }
-}
-
-/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = temp_name(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(path.to_path_buf())
-}
-
-/// A sibling of `path` for writing before the rename.
-pub fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// Write with `write` to a temporary sibling of `path`, then rename into place.
-pub fn write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
-    let tmp = temp_name(path);
-    write(&tmp)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]

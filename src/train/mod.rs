@@ -8,8 +8,7 @@ pub mod student;
 pub mod teacher;
 
 use crate::data::batch::{train_order, Batcher, Encoded, TokenBatch};
-use crate::eval::{accuracy, predict};
-use crate::models::Classifier;
+use crate::models::{accuracy, predict, Classifier};
 use anyhow::{bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -230,8 +229,8 @@ mod tests {
     use crate::data::batch::InputKind;
     use crate::data::{CharVocab, Example};
     use crate::distill::{cross_entropy, DistillLoss};
-    use crate::models::{BertConfig, BiLstmClassifier};
-    use crate::recipe::StudentSection;
+    use crate::models::bilstm::{BiLstmConfig, BiLstmHead, BiLstmInput};
+    use crate::models::BertConfig;
 
     /// Two classes told apart by their characters, with a shared noise character.
     fn toy(n: usize) -> Vec<Example> {
@@ -310,16 +309,19 @@ mod tests {
         let items = batcher.encode(&vocab, &data).unwrap();
         let device = Device::flex().autodiff();
         device.seed(3);
-        let s = StudentSection {
-            embedding_dim: 8,
-            hidden: 8,
-            fc_hidden: 8,
-            dropout: 0.0,
-            ..StudentSection::default()
-        };
+        let config = BiLstmConfig::new(
+            vocab.len(),
+            2,
+            8,
+            8,
+            BiLstmHead::Tang,
+            8,
+            BiLstmInput::Sequence,
+        )
+        .with_dropout(0.0);
         let loss = DistillLoss::hard_only();
         let fitted = fit(
-            BiLstmClassifier::new(&s, vocab.len(), 2, &device),
+            config.init(&device),
             &batcher,
             &items,
             &items,

@@ -2,10 +2,13 @@
 
 use super::{fit, FitSettings, Fitted};
 use crate::data::batch::{Batcher, Encoded};
+use crate::data::vectors::{embedding_matrix, wanted_tokens, Coverage, Vectors};
+use crate::data::StudentVocab;
 use crate::distill::{DistillLoss, TeacherLogits};
-use crate::models::{BiLstmClassifier, Classifier};
-use crate::recipe::Recipe;
-use anyhow::{anyhow, Result};
+use crate::models::bilstm::{BiLstmHead, BiLstmInput};
+use crate::models::{BiLstmClassifier, BiLstmConfig, Classifier};
+use crate::recipe::{Recipe, StudentHead, StudentInput, StudentSection};
+use anyhow::{anyhow, bail, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
@@ -32,9 +35,29 @@ pub struct StudentInit {
     pub freeze_embeddings: bool,
 }
 
+/// The student's model configuration from the recipe's `[student]` section.
+pub fn bilstm_config(s: &StudentSection, vocab_size: usize, classes: usize) -> BiLstmConfig {
+    BiLstmConfig::new(
+        vocab_size,
+        classes,
+        s.embedding_dim,
+        s.hidden,
+        match s.head {
+            StudentHead::Tang => BiLstmHead::Tang,
+            StudentHead::Seed => BiLstmHead::MaxOverTime,
+        },
+        s.fc_hidden,
+        match s.input {
+            StudentInput::Sequence => BiLstmInput::Sequence,
+            StudentInput::Mean => BiLstmInput::Mean,
+        },
+    )
+    .with_dropout(s.dropout)
+}
+
 impl StudentInit {
     pub fn model(&self, recipe: &Recipe, device: &Device) -> BiLstmClassifier {
-        let model = BiLstmClassifier::new(&recipe.student, self.vocab_size, self.classes, device);
+        let model = bilstm_config(&recipe.student, self.vocab_size, self.classes).init(device);
         match &self.embeddings {
             Some(m) => {
                 let d = recipe.student.embedding_dim;
@@ -44,6 +67,67 @@ impl StudentInit {
             None => model,
         }
     }
+}
+
+/// What a recipe's students start from: sizes and, with `student.vectors`, the embedding matrix
+/// and how much of the vocabulary it covers. `train` (the encoded training split) gives the token
+/// counts the coverage is weighted by.
+pub fn student_init(
+    r: &Recipe,
+    vocab: &StudentVocab,
+    train: &[Encoded],
+    classes: usize,
+) -> Result<(StudentInit, Option<Coverage>)> {
+    let (embeddings, coverage) = embeddings(r, vocab, train)?;
+    let init = StudentInit {
+        vocab_size: vocab.len(),
+        classes,
+        embeddings,
+        freeze_embeddings: r.student.freeze_vectors,
+    };
+    Ok((init, coverage))
+}
+
+/// The students' embedding matrix from `student.vectors`, and its coverage.
+fn embeddings(
+    r: &Recipe,
+    vocab: &StudentVocab,
+    train: &[Encoded],
+) -> Result<(Option<Vec<f32>>, Option<Coverage>)> {
+    let path = &r.student.vectors;
+    if path.as_os_str().is_empty() {
+        return Ok((None, None));
+    }
+    let wanted = wanted_tokens(vocab.tokens(), r.student.oov_init);
+    let vectors = Vectors::load(path, Some(&wanted))?;
+    if vectors.dim != r.student.embedding_dim {
+        bail!(
+            "student.vectors: {} has {}-d vectors but student.embedding_dim = {} (set it to {})",
+            path.display(),
+            vectors.dim,
+            r.student.embedding_dim,
+            vectors.dim
+        );
+    }
+    let mut counts = vec![0usize; vocab.len()];
+    for e in train {
+        for &t in &e.tokens {
+            counts[t as usize] += 1;
+        }
+    }
+    let (matrix, coverage) = embedding_matrix(
+        vocab.tokens(),
+        &counts,
+        &vectors,
+        r.student.oov_init,
+        r.runtime.seed,
+    );
+    super::progress::note(&format!(
+        "student: vectors for {}, from {}",
+        coverage.describe(vocab.unit()),
+        path.display()
+    ));
+    Ok((Some(matrix), Some(coverage)))
 }
 
 /// Train one student. Both students of a run start from the same seeded initialization and see

@@ -3,8 +3,8 @@
 
 use super::mlm::BertMaskedLm;
 use super::{BertClassifier, BertConfig, BertModel};
+use crate::files::write_with;
 use crate::models::hf::RawTensor;
-use crate::store::write_with;
 use anyhow::{anyhow, Context, Result};
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::Tensor;
@@ -162,12 +162,12 @@ pub fn save_folder(
     config.architectures = vec![architecture.to_string()];
     let mut json = serde_json::to_value(&config)?;
     json["transformers_version"] = serde_json::Value::from("4.0.0");
-    crate::store::write_atomic(
+    crate::files::write_atomic(
         &dir.join("config.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     let mut text = vocab.join("\n");
     text.push('\n');
-    crate::store::write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
+    crate::files::write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
     write_safetensors(&dir.join("model.safetensors"), tensors)
 }
