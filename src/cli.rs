@@ -125,7 +125,8 @@ type Trials = (SweepMode, Vec<(Trial, recipe::LoadedRecipe)>);
 
 fn load(args: &RecipeArgs) -> Result<Trials, String> {
     let sets = args.overrides.sets()?;
-    recipe::sweep::load_trials(&args.recipe, &sets, true).map_err(|e| e.to_string())
+    recipe::sweep::load_trials(&args.recipe, &sets, true, pipeline::RECIPE_CHECKS)
+        .map_err(|e| e.to_string())
 }
 
 fn check(args: &RecipeArgs) -> ExitCode {

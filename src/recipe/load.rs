@@ -1,7 +1,7 @@
 //! Layered loading: defaults < recipe file < `KDRUN_*` environment < `--set`.
 
 use super::error::{nearest, Problem, RecipeError};
-use super::sections::{Recipe, PATH_KEYS, PATH_LIST_KEYS};
+use super::sections::{PathSlot, Recipe};
 use super::validate::validate;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -97,11 +97,26 @@ pub fn load(path: &Path, sets: &[SetArg]) -> Result<LoadedRecipe, RecipeError> {
     load_with_env(path, sets, true)
 }
 
+/// A check of a loaded recipe that needs a later layer (a template folder's templates, the
+/// store's reserved folder names): every problem as (dotted key, what was expected and found).
+/// The layer that owns the knowledge provides it; problems are reported like the recipe's own.
+pub type Check = fn(&Recipe) -> Vec<(&'static str, String)>;
+
 /// As [`load`]; `use_env = false` ignores `KDRUN_*` variables (tests).
 pub fn load_with_env(
     path: &Path,
     sets: &[SetArg],
     use_env: bool,
+) -> Result<LoadedRecipe, RecipeError> {
+    load_checked(path, sets, use_env, &[])
+}
+
+/// As [`load_with_env`], with `checks` run after the recipe's own validation.
+pub fn load_checked(
+    path: &Path,
+    sets: &[SetArg],
+    use_env: bool,
+    checks: &[Check],
 ) -> Result<LoadedRecipe, RecipeError> {
     let shown = path.display().to_string();
     if !path.is_file() {
@@ -138,7 +153,10 @@ pub fn load_with_env(
     }
     resolve_paths(&mut recipe, &figment, &recipe_dir);
 
-    let problems = validate(&recipe);
+    let mut problems = validate(&recipe);
+    for check in checks {
+        problems.extend(check(&recipe));
+    }
     if !problems.is_empty() {
         return Err(RecipeError {
             problems: problems
@@ -152,6 +170,7 @@ pub fn load_with_env(
         });
     }
 
+    recipe.resolve_derived();
     let resolved_toml = toml::to_string_pretty(&recipe).map_err(|e| {
         RecipeError::single(shown.clone(), None, format!("cannot print recipe: {e}"))
     })?;
@@ -205,28 +224,11 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
             *slot = normalize(&base.join(&*slot));
         }
     };
-    for key in PATH_KEYS {
+    for (key, slot) in recipe.path_slots() {
         let base = base_of(key);
-        let slot = match *key {
-            "data.train" => &mut recipe.data.train,
-            "data.test" => &mut recipe.data.test,
-            "report.dir" => &mut recipe.report.dir,
-            "report.templates" => &mut recipe.report.templates,
-            "runtime.store" => &mut recipe.runtime.store,
-            "teacher.checkpoint" => &mut recipe.teacher.checkpoint,
-            "student.vectors" => &mut recipe.student.vectors,
-            other => unreachable!("PATH_KEYS names {other} without a slot"),
-        };
-        resolve(slot, &base);
-    }
-    for key in PATH_LIST_KEYS {
-        let base = base_of(key);
-        let list = match *key {
-            "teacher.pretrain.extra" => &mut recipe.teacher.pretrain.extra,
-            other => unreachable!("PATH_LIST_KEYS names {other} without a slot"),
-        };
-        for slot in list.iter_mut() {
-            resolve(slot, &base);
+        match slot {
+            PathSlot::One(path) => resolve(path, &base),
+            PathSlot::Many(paths) => paths.iter_mut().for_each(|p| resolve(p, &base)),
         }
     }
 }

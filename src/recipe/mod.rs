@@ -13,5 +13,8 @@ pub mod sweep;
 mod validate;
 
 pub use error::RecipeError;
-pub use load::{load, load_with_env, normalize, parse_set, LoadedRecipe, SetArg, ENV_PREFIX};
+pub use load::{
+    load, load_checked, load_with_env, normalize, parse_set, Check, LoadedRecipe, SetArg,
+    ENV_PREFIX,
+};
 pub use sections::*;

@@ -5,7 +5,7 @@
 //! does not exist is an error that names it.
 
 use super::error::RecipeError;
-use super::load::{load_with_env, LoadedRecipe, SetArg};
+use super::load::{load_checked, Check, LoadedRecipe, SetArg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -159,10 +159,11 @@ pub fn load_trials(
     path: &Path,
     sets: &[SetArg],
     use_env: bool,
+    checks: &[Check],
 ) -> Result<(SweepMode, Vec<(Trial, LoadedRecipe)>), RecipeError> {
     let (single, multi): (Vec<SetArg>, Vec<SetArg>) =
         sets.iter().cloned().partition(|s| s.values.len() == 1);
-    let base = load_with_env(path, &single, use_env)?;
+    let base = load_checked(path, &single, use_env, checks)?;
     let mode = base.recipe.sweep.mode;
     let mut axes: Vec<(String, Vec<toml::Value>)> = base
         .recipe
@@ -200,7 +201,7 @@ pub fn load_trials(
                 values: vec![v.clone()],
             });
         }
-        let loaded = load_with_env(path, &trial_sets, use_env).map_err(|mut e| {
+        let loaded = load_checked(path, &trial_sets, use_env, checks).map_err(|mut e| {
             for p in &mut e.problems {
                 p.message = format!("{} (trial {})", p.message, trial.label());
             }

@@ -14,11 +14,8 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
 
     check(
         "name",
-        !r.name.is_empty()
-            && !r.name.contains(['/', '\\'])
-            && !r.name.starts_with('.')
-            && r.name != crate::store::stage::STAGES_DIR,
-        "a non-empty name without path separators, not starting with `.`, not `stages` (the store's stage folder)",
+        !r.name.is_empty() && !r.name.contains(['/', '\\']) && !r.name.starts_with('.'),
+        "a non-empty name without path separators, not starting with `.`",
         format!("{:?}", r.name),
     );
 
@@ -69,6 +66,14 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1 that divides teacher.hidden",
         format!("{} (hidden {})", t.heads, t.hidden),
     );
+    if let Some(width) = t.intermediate {
+        check(
+            "teacher.intermediate",
+            width >= 1,
+            "an integer ≥ 1 (leave it out for 4 × teacher.hidden)",
+            width.to_string(),
+        );
+    }
     check(
         "teacher.epochs",
         t.epochs >= 1,
@@ -255,12 +260,20 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "a weight ≥ 0",
         k.alpha.to_string(),
     );
-    check(
-        "distill.soft_weight",
-        k.soft_weight.is_finite(),
-        "a weight ≥ 0 (or negative for 1 − alpha)",
-        k.soft_weight.to_string(),
-    );
+    match k.soft_weight {
+        Some(w) => check(
+            "distill.soft_weight",
+            w >= 0.0 && w.is_finite(),
+            "a weight ≥ 0 (leave it out for 1 − alpha)",
+            w.to_string(),
+        ),
+        None => check(
+            "distill.alpha",
+            k.alpha <= 1.0,
+            "alpha in [0, 1] when distill.soft_weight is left out (its default, 1 − alpha, would be negative)",
+            k.alpha.to_string(),
+        ),
+    }
     check(
         "distill.temperature",
         k.temperature > 0.0 && k.temperature.is_finite(),
@@ -287,10 +300,5 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1",
         rep.timing_repeats.to_string(),
     );
-    if !rep.templates.as_os_str().is_empty() {
-        if let Err(e) = crate::report::templates::check_folder(&rep.templates) {
-            problems.push(("report.templates", e));
-        }
-    }
     problems
 }

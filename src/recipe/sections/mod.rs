@@ -1,0 +1,76 @@
+//! The recipe's sections. Key names are a contract: docs, sweeps and other tools use them.
+//! Every field has a default, so a recipe file only states what it changes.
+
+mod data;
+mod distill;
+mod run;
+mod student;
+mod teacher;
+
+pub use data::*;
+pub use distill::*;
+pub use run::*;
+pub use student::*;
+pub use teacher::*;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A whole recipe. `name` defaults to the recipe file's stem.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    /// Names the report folder (`<report.dir>/<name>/`) and the run folder in the store.
+    pub name: String,
+    pub data: DataSection,
+    pub teacher: TeacherSection,
+    pub student: StudentSection,
+    pub distill: DistillSection,
+    pub report: ReportSection,
+    pub runtime: RuntimeSection,
+    /// A grid of trials over dotted keys (see `recipe::sweep`).
+    pub sweep: super::sweep::SweepSection,
+}
+
+/// A recipe key's path value(s), for resolution against the folder of the layer that set it.
+pub enum PathSlot<'a> {
+    One(&'a mut PathBuf),
+    Many(&'a mut Vec<PathBuf>),
+}
+
+impl Recipe {
+    /// Every key that holds a path or a list of paths, with its slot: the one table path
+    /// resolution reads (a new path key is added here and nowhere else).
+    pub fn path_slots(&mut self) -> [(&'static str, PathSlot<'_>); 8] {
+        [
+            ("data.train", PathSlot::One(&mut self.data.train)),
+            ("data.test", PathSlot::One(&mut self.data.test)),
+            ("report.dir", PathSlot::One(&mut self.report.dir)),
+            (
+                "report.templates",
+                PathSlot::One(&mut self.report.templates),
+            ),
+            ("runtime.store", PathSlot::One(&mut self.runtime.store)),
+            (
+                "teacher.checkpoint",
+                PathSlot::One(&mut self.teacher.checkpoint),
+            ),
+            ("student.vectors", PathSlot::One(&mut self.student.vectors)),
+            (
+                "teacher.pretrain.extra",
+                PathSlot::Many(&mut self.teacher.pretrain.extra),
+            ),
+        ]
+    }
+
+    /// Fill in every key the recipe left to a derived default (`data.text_field`,
+    /// `data.label_field`, `teacher.intermediate`, `distill.soft_weight`), so the resolved
+    /// recipe — what `kdrun check` prints, each run saves and stage keys hash — states the values
+    /// that are used.
+    pub fn resolve_derived(&mut self) {
+        self.data.text_field = Some(self.data.text_field().to_string());
+        self.data.label_field = Some(self.data.label_field().to_string());
+        self.teacher.intermediate = Some(self.teacher.intermediate());
+        self.distill.soft_weight = Some(self.distill.soft_weight());
+    }
+}
