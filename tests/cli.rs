@@ -158,7 +158,7 @@ fn quick_recipe_runs_end_to_end() {
     for (name, file) in [
         ("teacher", "teacher.bpk"),
         ("teacher", "config.json"),
-        ("logits", "teacher_logits.csv"),
+        ("logits", "teacher_logits.safetensors"),
         ("student", "student.bpk"),
         ("distilled", "student.bpk"),
         ("data", "splits.json"),
@@ -169,9 +169,11 @@ fn quick_recipe_runs_end_to_end() {
         );
         assert!(stage(name).join("manifest.json").is_file());
     }
-    let logits = std::fs::read_to_string(stage("logits").join("teacher_logits.csv")).unwrap();
+    let logits =
+        kdrun::distill::TeacherLogits::load(&stage("logits").join("teacher_logits.safetensors"))
+            .unwrap();
     // 30 per class × 5 classes, 20% held out: 120 training examples have logits.
-    assert_eq!(logits.lines().count(), 1 + 120);
+    assert_eq!((logits.len(), logits.classes), (120, 5));
 }
 
 fn results_of(store: &Path, name: &str) -> kdrun::store::RunResults {

@@ -6,7 +6,6 @@ use crate::models::Classifier;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,61 +93,79 @@ impl TeacherLogits {
         ))
     }
 
-    /// Write as CSV: `id,logit_0,…` sorted by id. Each value is written in the shortest form
-    /// that reads back to the same `f32`, so a run that reuses stored logits trains exactly as
-    /// the run that computed them.
+    /// Write as safetensors: `ids` (u32 `[n]`, ascending) and `logits` (f32 `[n, classes]`, row i
+    /// the logits of `ids[i]`). The bytes are the `f32`s themselves, so a run that reuses stored
+    /// logits trains exactly as the run that computed them.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut ids: Vec<&u32> = self.rows.keys().collect();
-        ids.sort();
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        );
-        let header: Vec<String> = (0..self.classes).map(|k| format!("logit_{k}")).collect();
-        writeln!(out, "id,{}", header.join(","))?;
-        for id in ids {
-            let row: Vec<String> = self.rows[id].iter().map(|v| format!("{v}")).collect();
-            writeln!(out, "{id},{}", row.join(","))?;
-        }
-        out.flush()?;
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let mut ids: Vec<u32> = self.rows.keys().copied().collect();
+        ids.sort_unstable();
+        let id_bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let logit_bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|id| self.rows[id].iter().flat_map(|v| v.to_le_bytes()))
+            .collect();
+        let views = [
+            (
+                "ids",
+                TensorView::new(Dtype::U32, vec![ids.len()], &id_bytes)
+                    .map_err(|e| anyhow!("teacher logits ids: {e}"))?,
+            ),
+            (
+                "logits",
+                TensorView::new(Dtype::F32, vec![ids.len(), self.classes], &logit_bytes)
+                    .map_err(|e| anyhow!("teacher logits: {e}"))?,
+            ),
+        ];
+        let bytes = safetensors::tensor::serialize(views, None)
+            .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
+        crate::files::write_atomic(path, &bytes)?;
         Ok(())
     }
 
     /// Read a file written by [`TeacherLogits::save`].
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut lines = text.lines();
-        let header = lines
-            .next()
-            .ok_or_else(|| anyhow!("{}: empty file", path.display()))?;
-        let classes = header.split(',').count().saturating_sub(1);
-        if classes == 0 {
-            bail!("{}:1: expected header id,logit_0,…", path.display());
-        }
-        let mut rows = HashMap::new();
-        for (i, line) in lines.enumerate() {
-            let mut fields = line.split(',');
-            let parse_err = || {
-                anyhow!(
-                    "{}:{}: expected id and {classes} numbers",
+        use safetensors::Dtype;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+        let tensor = |name: &str, dtype: Dtype, rank: usize| {
+            let view = st
+                .tensor(name)
+                .map_err(|e| anyhow!("{}: no tensor `{name}`: {e}", path.display()))?;
+            if view.dtype() != dtype || view.shape().len() != rank {
+                bail!(
+                    "{}: tensor `{name}` is {:?} {:?}, expected {dtype:?} of rank {rank}",
                     path.display(),
-                    i + 2
-                )
-            };
-            let id: u32 = fields
-                .next()
-                .and_then(|f| f.parse().ok())
-                .ok_or_else(parse_err)?;
-            let row: Vec<f32> = fields
-                .map(|f| f.parse::<f32>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| parse_err())?;
-            if row.len() != classes {
-                return Err(parse_err());
+                    view.dtype(),
+                    view.shape()
+                );
             }
-            rows.insert(id, row);
+            Ok(view)
+        };
+        let ids = tensor("ids", Dtype::U32, 1)?;
+        let logits = tensor("logits", Dtype::F32, 2)?;
+        let [n, classes] = [logits.shape()[0], logits.shape()[1]];
+        if ids.shape()[0] != n || classes == 0 {
+            bail!(
+                "{}: {} ids for {n} rows of {classes} logits",
+                path.display(),
+                ids.shape()[0]
+            );
         }
+        let values: Vec<f32> = logits
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let rows = ids
+            .data()
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .zip(values.chunks_exact(classes).map(<[f32]>::to_vec))
+            .collect();
         Ok(Self { classes, rows })
     }
 }
@@ -175,9 +192,15 @@ mod tests {
         rows.insert(1, vec![0.5, -1.25, 3.0]);
         rows.insert(0, vec![0.1234567_f32, 1.0e-9, -7.654321e3]);
         let logits = TeacherLogits { classes: 3, rows };
-        let f = tempfile::NamedTempFile::new().unwrap();
-        logits.save(f.path()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("teacher_logits.safetensors");
+        logits.save(&path).unwrap();
         // Bit for bit: reused logits must train exactly like freshly computed ones.
-        assert_eq!(TeacherLogits::load(f.path()).unwrap(), logits);
+        assert_eq!(TeacherLogits::load(&path).unwrap(), logits);
+        std::fs::write(&path, b"not safetensors").unwrap();
+        assert!(TeacherLogits::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a safetensors file"));
     }
 }

@@ -1,35 +1,60 @@
-//! One run, stage by stage: data → teacher (pre-training, fine-tuning) → teacher logits on the
-//! transfer set → students → evaluation → store → report. Every stage is content-addressed in the
-//! store (`store::stage`): a stage whose settings and inputs are unchanged is reused, so a sweep
-//! over `distill.*` trains the teacher once, and a run that was interrupted resumes where it
-//! stopped when the same command runs again.
+//! The top layer: one trial run stage by stage — data → teacher (pre-training, fine-tuning) →
+//! teacher logits on the transfer set → students → evaluation — then its results and report,
+//! and sweeps of trials ([`sweep`]). Each stage is a unit of its own ([`stages`]), computed or
+//! reused from the content-addressed store; a trial's inputs are prepared lazily
+//! ([`context`]), so a trial whose stages all come from the store starts at once.
 
-mod stages;
+pub mod context;
+pub mod stages;
 pub mod sweep;
 
 use crate::backend::Compute;
-use crate::data::batch::{Batcher, Encoded};
-use crate::data::vectors::{embedding_matrix, wanted_tokens, Coverage, Vectors};
-use crate::data::{Dataset, StudentVocab, TextEncoder};
-use crate::eval::{predict, time_inference, ClassificationReport};
-use crate::models::{bert, Classifier};
-use crate::recipe::{LoadedRecipe, Recipe};
+use crate::data::TextEncoder;
+use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
 use crate::store::machine::Machine;
 use crate::store::results::SplitCounts;
-use crate::store::stage::{Stages, StoreLock};
-use crate::store::{timestamp, ModelResult, RunDir, RunResults};
-use crate::train::pretrain::{pretrain, Masker, PretrainReport};
+use crate::store::stage::{Stages, StoreLock, STAGES_DIR};
+use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
-use crate::train::teacher::TeacherSetup;
-use crate::train::FitInfo;
-use anyhow::{anyhow, Context, Result};
-use burn::module::Module;
-use std::path::{Path, PathBuf};
+use anyhow::{Context as _, Result};
+use context::Context;
+use stages::data::DataStage;
+use stages::eval::{EvalStage, Reads};
+use stages::logits::LogitsStage;
+use stages::student::StudentStage;
+use stages::teacher::TeacherStage;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-/// The commit kdrun was built from (set by build.rs).
-pub const GIT_COMMIT: &str = env!("KDRUN_GIT_COMMIT");
+/// Checks of a recipe that need the later layers (run by `kdrun check` and before any run):
+/// a `report.templates` folder holds templates that parse, and `name` is not the store's own
+/// stage folder.
+pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[check_templates, check_name];
+
+fn check_templates(r: &Recipe) -> Vec<(&'static str, String)> {
+    let dir = &r.report.templates;
+    if dir.as_os_str().is_empty() {
+        return Vec::new();
+    }
+    match report::templates::check_folder(dir) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![("report.templates", e)],
+    }
+}
+
+fn check_name(r: &Recipe) -> Vec<(&'static str, String)> {
+    if r.name == STAGES_DIR {
+        vec![(
+            "name",
+            format!(
+                "a name other than `{STAGES_DIR}` (the store's stage folder), found {STAGES_DIR:?}"
+            ),
+        )]
+    } else {
+        Vec::new()
+    }
+}
 
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
@@ -38,165 +63,6 @@ pub struct RunOutput {
     pub run_dir: PathBuf,
     pub report_dir: PathBuf,
     pub report_files: Vec<PathBuf>,
-}
-
-fn save_model<M: Module>(model: &M, path: &Path) -> Result<()> {
-    crate::store::write_with(path, |tmp| {
-        model
-            .clone()
-            .into_record()
-            .save(tmp)
-            .map_err(|e| anyhow!("cannot save {}: {e:?}", path.display()))
-    })?;
-    Ok(())
-}
-
-/// Score `model` (inference mode) on the test items and time it.
-#[allow(clippy::too_many_arguments)]
-fn evaluate<M: Classifier>(
-    key: &str,
-    label: &str,
-    model: &M,
-    fit: &FitInfo,
-    trainable_params: usize,
-    batcher: &Batcher,
-    test: &[Encoded],
-    classes: usize,
-    recipe: &Recipe,
-    compute: &Compute,
-) -> Result<ModelResult> {
-    let model = model.valid();
-    let predicted = predict(
-        &model,
-        batcher,
-        test,
-        recipe.report.timing_batch,
-        &compute.device,
-    )?;
-    let truth: Vec<usize> = test.iter().map(|e| e.label).collect();
-    let report = ClassificationReport::new(&truth, &predicted, classes);
-    let timing = time_inference(
-        &model,
-        batcher,
-        test,
-        recipe.report.timing_batch,
-        recipe.report.timing_repeats,
-        &compute.device,
-    )?;
-    note(&format!(
-        "{label}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
-        report.accuracy, report.macro_avg.f1, timing.samples_per_sec
-    ));
-    let params = model.num_params();
-    Ok(ModelResult {
-        predictions: predicted,
-        key: key.into(),
-        label: label.into(),
-        params,
-        trainable_params,
-        report,
-        timing,
-        train_seconds: fit.seconds,
-        best_epoch: fit.best_epoch,
-        best_valid_accuracy: fit.best_valid_accuracy,
-        history: fit.history.clone(),
-    })
-}
-
-/// The further pre-training corpus: the training file's texts (all classes, validation split
-/// excluded) and the recipe's extra files, one sentence per line; a seeded share is held out.
-fn further_pretrain(
-    r: &Recipe,
-    setup: &TeacherSetup,
-    data: &Dataset,
-    mlm: bert::mlm::BertMaskedLm,
-    device: &burn::tensor::Device,
-) -> Result<(bert::mlm::BertMaskedLm, PretrainReport)> {
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
-    let p = &r.teacher.pretrain;
-    let mut texts: Vec<String> = data.unlabeled.clone();
-    for f in &p.extra {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("teacher.pretrain.extra: cannot read {}", f.display()))?;
-        texts.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from),
-        );
-    }
-    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
-    texts.shuffle(&mut rng);
-    let jieba = p.whole_word.then(jieba_rs::Jieba::new);
-    let sequences = texts
-        .iter()
-        .map(|t| {
-            setup
-                .tokenizer
-                .mlm_sequence(t, r.data.max_len, jieba.as_ref())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let n_held =
-        ((sequences.len() as f64 * p.holdout).round() as usize).clamp(1, sequences.len() / 2);
-    let (heldout, corpus) = sequences.split_at(n_held);
-    note(&format!(
-        "pretrain: {} sequences ({} held out), {} masking",
-        corpus.len(),
-        heldout.len(),
-        if p.whole_word { "whole-word" } else { "token" }
-    ));
-    let masker = Masker {
-        mask_prob: p.mask_prob,
-        pad_id: setup.tokenizer.pad_id(),
-        mask_id: setup.tokenizer.mask_id(),
-        vocab_size: setup.tokenizer.vocab_size() as u32,
-        special_ids: setup.tokenizer.special_ids(),
-    };
-    pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)
-}
-
-/// The students' embedding matrix from `student.vectors`, and how much of the vocabulary it
-/// covers.
-fn student_embeddings(
-    r: &Recipe,
-    vocab: &StudentVocab,
-    train: &[Encoded],
-) -> Result<(Option<Vec<f32>>, Option<Coverage>)> {
-    let path = &r.student.vectors;
-    if path.as_os_str().is_empty() {
-        return Ok((None, None));
-    }
-    let wanted = wanted_tokens(vocab.tokens(), r.student.oov_init);
-    let vectors = Vectors::load(path, Some(&wanted))?;
-    if vectors.dim != r.student.embedding_dim {
-        anyhow::bail!(
-            "student.vectors: {} has {}-d vectors but student.embedding_dim = {} (set it to {})",
-            path.display(),
-            vectors.dim,
-            r.student.embedding_dim,
-            vectors.dim
-        );
-    }
-    let mut counts = vec![0usize; vocab.len()];
-    for e in train {
-        for &t in &e.tokens {
-            counts[t as usize] += 1;
-        }
-    }
-    let (matrix, coverage) = embedding_matrix(
-        vocab.tokens(),
-        &counts,
-        &vectors,
-        r.student.oov_init,
-        r.runtime.seed,
-    );
-    note(&format!(
-        "student: vectors for {}, from {}",
-        coverage.describe(vocab.unit()),
-        path.display()
-    ));
-    Ok((Some(matrix), Some(coverage)))
 }
 
 /// Run one loaded recipe (one trial) on `compute`: a run folder with the resolved recipe and
@@ -224,6 +90,38 @@ pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     })
 }
 
+/// How the report names the distilled student.
+fn distilled_label(r: &Recipe) -> String {
+    format!(
+        "Distilled student (α={}, {} T={}{})",
+        r.distill.alpha,
+        match r.distill.soft_loss {
+            SoftLoss::Mse => "MSE",
+            SoftLoss::Kl => "KL",
+        },
+        r.distill.temperature,
+        if r.distill.augment.n_iter > 0 {
+            ", augmented"
+        } else {
+            ""
+        }
+    )
+}
+
+/// How the report names a teacher: from a checkpoint or not, further pre-trained or not.
+fn teacher_label(r: &Recipe, pretrained: bool) -> String {
+    let origin = if r.teacher.checkpoint.as_os_str().is_empty() {
+        "BERT"
+    } else {
+        "BERT checkpoint"
+    };
+    match (pretrained, r.teacher.pretrain.enabled()) {
+        (true, _) => format!("Teacher ({origin} + MLM)"),
+        (false, true) => format!("Teacher ({origin}, no MLM)"),
+        (false, false) => format!("Teacher ({origin})"),
+    }
+}
+
 /// The stages of one trial, in `run_dir`, with `stages` as the cache.
 pub(crate) fn run_in(
     loaded: &LoadedRecipe,
@@ -246,59 +144,112 @@ pub(crate) fn run_in(
             format!(" ({})", compute.reason)
         }
     ));
-    let mut ctx = stages::Context::new(r, compute, stages, run_dir)?;
-    let teacher = ctx.teacher(r.teacher.pretrain.enabled())?;
-    let baseline = if r.teacher.pretrain.enabled() && r.teacher.pretrain.compare {
-        Some(ctx.teacher(false)?)
+    let cx = Context::new(r, compute, stages);
+    let data_key = cx.run(&DataStage)?.key;
+
+    // Teachers: the one the students learn from and, with `pretrain.compare`, the one without
+    // further pre-training beside it.
+    let pretrain = r.teacher.pretrain.enabled();
+    let teacher = cx.run(&TeacherStage::new(&cx, &data_key, pretrain)?)?;
+    if !teacher.reused && r.teacher.export {
+        note(&format!(
+            "teacher: saved as a Hugging Face folder in {}",
+            teacher.dir.join("teacher_hf").display()
+        ));
+    }
+    let baseline = if pretrain && r.teacher.pretrain.compare {
+        Some(cx.run(&TeacherStage::new(&cx, &data_key, false)?)?)
     } else {
         None
     };
-    let logits = ctx.logits(&teacher)?;
-    let students = ctx.students(&logits)?;
+
+    let logits = cx.run(&LogitsStage {
+        data_key: data_key.clone(),
+        teacher_key: teacher.key.clone(),
+        teacher: &teacher.value,
+    })?;
+    if r.distill.augment.n_iter > 0 {
+        note(&format!(
+            "transfer set: {} training examples + {} synthetic ones ({} rounds each, duplicates dropped), labelled by the teacher",
+            cx.data()?.train.len(),
+            logits.value.synthetic.len(),
+            r.distill.augment.n_iter
+        ));
+    }
+    let alone = cx.run(&StudentStage {
+        data_key: data_key.clone(),
+        teacher: None,
+    })?;
+    let distilled = cx.run(&StudentStage {
+        data_key: data_key.clone(),
+        teacher: Some((&logits.value, logits.key.clone())),
+    })?;
 
     // Evaluation on the test split.
-    let k = ctx.data.classes.len();
-    let distill_label = format!(
-        "Distilled student (α={}, {} T={}{})",
-        r.distill.alpha,
-        match r.distill.soft_loss {
-            crate::recipe::SoftLoss::Mse => "MSE",
-            crate::recipe::SoftLoss::Kl => "KL",
-        },
-        r.distill.temperature,
-        if r.distill.augment.n_iter > 0 {
-            ", augmented"
-        } else {
-            ""
-        }
-    );
-    let from_checkpoint = ctx.setup.checkpoint.is_some();
-    let teacher_label = match (from_checkpoint, r.teacher.pretrain.enabled()) {
-        (true, true) => "Teacher (BERT checkpoint + MLM)",
-        (true, false) => "Teacher (BERT checkpoint)",
-        (false, true) => "Teacher (BERT + MLM)",
-        (false, false) => "Teacher (BERT)",
-    };
-    let mut models = vec![ctx.evaluate_teacher("teacher", teacher_label, &teacher)?];
+    let label = teacher_label(r, pretrain);
+    let mut models = vec![
+        cx.run(&EvalStage {
+            model_key: teacher.key.clone(),
+            model: &teacher.value.model,
+            reads: Reads::Teacher,
+            fit: &teacher.value.fit,
+            trainable: teacher.value.trainable,
+            key: "teacher",
+            label: &label,
+        })?
+        .value,
+    ];
     if let Some(b) = &baseline {
-        let label = if from_checkpoint {
-            "Teacher (BERT checkpoint, no MLM)"
-        } else {
-            "Teacher (BERT, no MLM)"
-        };
-        models.push(ctx.evaluate_teacher("teacher_base", label, b)?);
+        let label = teacher_label(r, false);
+        models.push(
+            cx.run(&EvalStage {
+                model_key: b.key.clone(),
+                model: &b.value.model,
+                reads: Reads::Teacher,
+                fit: &b.value.fit,
+                trainable: b.value.trainable,
+                key: "teacher_base",
+                label: &label,
+            })?
+            .value,
+        );
     }
-    models.push(ctx.evaluate_student("student", "Student alone (BiLSTM)", &students.alone)?);
-    models.push(ctx.evaluate_student("distilled", &distill_label, &students.distilled)?);
+    let frozen = r.student.freeze_vectors;
+    let distilled_label = distilled_label(r);
+    for (stage, key, label) in [
+        (&alone, "student", "Student alone (BiLSTM)"),
+        (&distilled, "distilled", distilled_label.as_str()),
+    ] {
+        models.push(
+            cx.run(&EvalStage {
+                model_key: stage.key.clone(),
+                model: &stage.value.model,
+                reads: Reads::Student,
+                fit: &stage.value.fit,
+                trainable: stage.value.trainable(frozen),
+                key,
+                label,
+            })?
+            .value,
+        );
+    }
 
+    let data = cx.data()?;
+    let vocab = cx.vocab()?;
+    vocab.save(&run_dir.file("vocab.txt"))?;
+    let student_vocab = cx.student_vocab()?;
+    run_dir.write_text(
+        "student_vocab.txt",
+        &(student_vocab.tokens().join("\n") + "\n"),
+    )?;
+    let k = data.classes.len();
     let count = |xs: &[crate::data::Example]| {
         (0..k)
             .map(|c| xs.iter().filter(|e| e.label == c).count())
             .collect::<Vec<_>>()
     };
-    let data = &ctx.data;
-    let mut notes = teacher.notes.clone();
-    notes.extend(ctx.notes.iter().cloned());
+    let mut notes = teacher.value.notes.clone();
+    notes.extend(cx.notes.borrow().iter().cloned());
     let results = RunResults {
         recipe_name: r.name.clone(),
         title: if r.report.title.is_empty() {
@@ -309,8 +260,8 @@ pub(crate) fn run_in(
         started,
         finished: timestamp(SystemTime::now()),
         total_seconds: clock.elapsed().as_secs_f64(),
-        kdrun_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: Some(GIT_COMMIT.to_string()).filter(|c| c != "unknown"),
+        kdrun_version: crate::build_info::VERSION.into(),
+        git_commit: crate::build_info::git_commit().map(String::from),
         backend: compute.backend.clone(),
         adapter: compute.adapter.clone(),
         backend_reason: compute.reason.clone(),
@@ -321,17 +272,17 @@ pub(crate) fn run_in(
             valid: count(&data.valid),
             test: count(&data.test),
         },
-        vocab_size: ctx.vocab.len(),
-        teacher_vocab_size: ctx.setup.tokenizer.vocab_size(),
-        teacher_logit_rows: logits.logits.len(),
-        pretrain: teacher.pretrain.clone(),
-        student_tokens: ctx.student_vocab.unit().to_string(),
-        vectors_coverage: ctx.coverage,
-        transfer_set: students.transfer_size,
+        vocab_size: vocab.len(),
+        teacher_vocab_size: cx.setup()?.tokenizer.vocab_size(),
+        teacher_logit_rows: logits.value.logits.len(),
+        pretrain: teacher.value.pretrain.clone(),
+        student_tokens: student_vocab.unit().to_string(),
+        vectors_coverage: distilled.value.coverage,
+        transfer_set: data.train.len() + logits.value.synthetic.len(),
         notes,
         recipe_toml: loaded.resolved_toml.clone(),
         run_dir: run_dir.path.display().to_string(),
-        stages: ctx.used.clone(),
+        stages: cx.used(),
         models,
         test_texts: data.test.iter().map(|e| e.text.clone()).collect(),
         test_labels: data.test.iter().map(|e| e.label).collect(),

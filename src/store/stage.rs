@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// Bumped when what a stage writes changes, so old artifacts are not misread.
-pub const ARTIFACT_VERSION: u32 = 1;
+/// Bumped when what a stage writes changes, so old artifacts are not misread (2: teacher logits
+/// as safetensors, vector coverage kept with the student, recipes keyed with derived values
+/// filled in).
+pub const ARTIFACT_VERSION: u32 = 2;
 
 /// What a stage folder says of itself (written last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,13 +46,41 @@ pub fn key(stage: &str, settings: &serde_json::Value, inputs: &[&str]) -> String
     digest.iter().take(10).map(|b| format!("{b:02x}")).collect()
 }
 
-/// sha256 of a file's bytes (data files enter the data stage's key by content).
-pub fn file_hash(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+/// One unit of a run whose result the store keeps: exactly what its key covers, how to compute
+/// it into a stage folder, and how to read it back from one. `C` is the caller's context (the
+/// pipeline's trial), passed through so a stage can read lazily prepared inputs.
+pub trait Stage<C: ?Sized> {
+    type Output;
+    /// The stage's folder name under `stages/` (`teacher`, `logits`, …).
+    fn name(&self) -> &str;
+    /// Exactly the resolved settings the result depends on.
+    fn settings(&self, cx: &C) -> Result<serde_json::Value>;
+    /// The keys of the stages it reads.
+    fn inputs(&self) -> Vec<String>;
+    /// Compute the result, writing its files into `out`.
+    fn compute(&self, cx: &C, out: &StageWriter) -> Result<Self::Output>;
+    /// Read the result back from a finished stage folder.
+    fn load(&self, cx: &C, dir: &Path) -> Result<Self::Output>;
+}
+
+/// A stage's result with where it lives.
+pub struct Done<T> {
+    pub value: T,
+    pub key: String,
+    pub dir: PathBuf,
+    /// Read from the store rather than computed now.
+    pub reused: bool,
+}
+
+/// The key of `stage` (with its settings and inputs), without computing anything.
+pub fn stage_key<C: ?Sized, S: Stage<C>>(
+    stage: &S,
+    cx: &C,
+) -> Result<(String, serde_json::Value, Vec<String>)> {
+    let settings = stage.settings(cx)?;
+    let inputs = stage.inputs();
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    Ok((key(stage.name(), &settings, &refs), settings, inputs))
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +124,38 @@ impl Stages {
             .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text)
             .with_context(|| format!("{}: not a stage manifest", path.display()))
+    }
+
+    /// The stage's result: read back if its folder is finished, else computed into a temporary
+    /// folder that is moved into place with its manifest (so a folder is whole or absent).
+    pub fn get_or_compute<C: ?Sized, S: Stage<C>>(
+        &self,
+        stage: &S,
+        cx: &C,
+    ) -> Result<Done<S::Output>> {
+        let (key, settings, inputs) = stage_key(stage, cx)?;
+        let name = stage.name();
+        if let Some(dir) = self.lookup(name, &key) {
+            let value = stage
+                .load(cx, &dir)
+                .with_context(|| format!("reading stage {}", dir.display()))?;
+            return Ok(Done {
+                value,
+                key,
+                dir,
+                reused: true,
+            });
+        }
+        let writer = self.begin(name, &key)?;
+        let value = stage.compute(cx, &writer)?;
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let dir = writer.finish(settings, &refs)?;
+        Ok(Done {
+            value,
+            key,
+            dir,
+            reused: false,
+        })
     }
 
     /// Start writing a stage.
@@ -163,8 +225,8 @@ impl StageWriter {
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             seconds: self.started.elapsed().as_secs_f64(),
             finished: timestamp(SystemTime::now()),
-            kdrun_version: env!("CARGO_PKG_VERSION").into(),
-            git_commit: crate::pipeline::GIT_COMMIT.into(),
+            kdrun_version: crate::build_info::VERSION.into(),
+            git_commit: crate::build_info::GIT_COMMIT.into(),
         };
         write_atomic(
             &self.tmp.join("manifest.json"),

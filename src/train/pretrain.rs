@@ -7,9 +7,10 @@ use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use crate::data::batch::train_order;
 use crate::data::MlmSequence;
+use crate::data::{TeacherTokenizer, TextEncoder};
 use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
-use crate::recipe::PretrainSection;
+use crate::recipe::{PretrainSection, Recipe};
 use anyhow::{anyhow, bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
@@ -300,6 +301,56 @@ pub fn pretrain(
             curve,
         },
     ))
+}
+
+/// Further pre-train `mlm` as the recipe's `[teacher.pretrain]` says. The corpus: `texts` (the
+/// training file's texts: all classes, validation split excluded) and the recipe's extra files,
+/// one sentence per line; a seeded share is held out to measure the loss before and after.
+pub fn further_pretrain(
+    r: &Recipe,
+    tokenizer: &TeacherTokenizer,
+    texts: &[String],
+    mlm: BertMaskedLm,
+    device: &Device,
+) -> Result<(BertMaskedLm, PretrainReport)> {
+    use anyhow::Context as _;
+    use rand::seq::SliceRandom;
+    let p = &r.teacher.pretrain;
+    let mut texts: Vec<String> = texts.to_vec();
+    for f in &p.extra {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("teacher.pretrain.extra: cannot read {}", f.display()))?;
+        texts.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
+    texts.shuffle(&mut rng);
+    let jieba = p.whole_word.then(jieba_rs::Jieba::new);
+    let sequences = texts
+        .iter()
+        .map(|t| tokenizer.mlm_sequence(t, r.data.max_len, jieba.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    let n_held =
+        ((sequences.len() as f64 * p.holdout).round() as usize).clamp(1, sequences.len() / 2);
+    let (heldout, corpus) = sequences.split_at(n_held);
+    super::progress::note(&format!(
+        "pretrain: {} sequences ({} held out), {} masking",
+        corpus.len(),
+        heldout.len(),
+        if p.whole_word { "whole-word" } else { "token" }
+    ));
+    let masker = Masker {
+        mask_prob: p.mask_prob,
+        pad_id: tokenizer.pad_id(),
+        mask_id: tokenizer.mask_id(),
+        vocab_size: tokenizer.vocab_size() as u32,
+        special_ids: tokenizer.special_ids(),
+    };
+    pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)
 }
 
 #[cfg(test)]

@@ -1,0 +1,217 @@
+//! One trial's context: the recipe, the device, the store, and the inputs its stages read —
+//! each prepared on first use (data, vocabularies, tokenized splits, the teacher's set-up,
+//! file hashes), so a trial whose stages all come from the store does no input work it does not
+//! need.
+
+use crate::backend::Compute;
+use crate::data::batch::{Batcher, Encoded, InputKind};
+use crate::data::vectors::Coverage;
+use crate::data::{CharVocab, Dataset, StudentVocab, WordVocab};
+use crate::recipe::{Recipe, StudentTokens};
+use crate::store::stage::{Done, Stage, Stages};
+use crate::train::progress::note;
+use crate::train::student::{student_init, StudentInit};
+use crate::train::teacher::{self, TeacherSetup};
+use anyhow::Result;
+use burn::tensor::Device;
+use once_cell::unsync::OnceCell;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A split set tokenized for one model family, with the batcher that pads it.
+pub struct Encodings {
+    pub batcher: Batcher,
+    pub train: Vec<Encoded>,
+    pub valid: Vec<Encoded>,
+    pub test: Vec<Encoded>,
+}
+
+impl Encodings {
+    fn new(batcher: Batcher, encoder: &dyn crate::data::TextEncoder, d: &Dataset) -> Result<Self> {
+        Ok(Self {
+            train: batcher.encode(encoder, &d.train)?,
+            valid: batcher.encode(encoder, &d.valid)?,
+            test: batcher.encode(encoder, &d.test)?,
+            batcher,
+        })
+    }
+}
+
+/// Everything a trial's stages share.
+pub struct Context<'a> {
+    pub r: &'a Recipe,
+    pub compute: &'a Compute,
+    stages: &'a Stages,
+    /// The autodiff device training runs on.
+    pub ad: Device,
+    data: OnceCell<Dataset>,
+    vocab: OnceCell<CharVocab>,
+    setup: OnceCell<TeacherSetup>,
+    teacher_inputs: OnceCell<Encodings>,
+    student_vocab: OnceCell<StudentVocab>,
+    student_inputs: OnceCell<Encodings>,
+    student_init: OnceCell<(StudentInit, Option<Coverage>)>,
+    hashes: RefCell<HashMap<PathBuf, String>>,
+    /// What loading and training said once, for the report.
+    pub notes: RefCell<Vec<String>>,
+    /// Stage name → folder of every stage this trial used.
+    used: RefCell<BTreeMap<String, String>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(r: &'a Recipe, compute: &'a Compute, stages: &'a Stages) -> Self {
+        Self {
+            r,
+            compute,
+            stages,
+            ad: compute.device.clone().autodiff(),
+            data: OnceCell::new(),
+            vocab: OnceCell::new(),
+            setup: OnceCell::new(),
+            teacher_inputs: OnceCell::new(),
+            student_vocab: OnceCell::new(),
+            student_inputs: OnceCell::new(),
+            student_init: OnceCell::new(),
+            hashes: RefCell::new(HashMap::new()),
+            notes: RefCell::new(Vec::new()),
+            used: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The recipe's splits.
+    pub fn data(&self) -> Result<&Dataset> {
+        self.data.get_or_try_init(|| {
+            let data = Dataset::load(&self.r.data)?;
+            note(&format!(
+                "data: {} classes ({}); {} train, {} valid, {} test examples",
+                data.classes.len(),
+                data.class_names().join(", "),
+                data.train.len(),
+                data.valid.len(),
+                data.test.len()
+            ));
+            Ok(data)
+        })
+    }
+
+    /// The character vocabulary of the training text (the students' with `tokens = "char"`, a
+    /// from-scratch teacher's).
+    pub fn vocab(&self) -> Result<&CharVocab> {
+        self.vocab.get_or_try_init(|| {
+            let data = self.data()?;
+            Ok(CharVocab::build(
+                data.train.iter().map(|e| e.text.as_str()),
+                self.r.data.min_count,
+                self.r.data.lowercase,
+            ))
+        })
+    }
+
+    /// The teacher's tokenizer, configuration and checkpoint.
+    pub fn setup(&self) -> Result<&TeacherSetup> {
+        self.setup
+            .get_or_try_init(|| teacher::setup(self.r, self.vocab()?, &self.data()?.class_names()))
+    }
+
+    /// The splits as the teacher reads them.
+    pub fn teacher_inputs(&self) -> Result<&Encodings> {
+        self.teacher_inputs.get_or_try_init(|| {
+            let tokenizer = &self.setup()?.tokenizer;
+            let batcher = Batcher::for_encoder(InputKind::Teacher, self.r.data.max_len, tokenizer);
+            Encodings::new(batcher, tokenizer, self.data()?)
+        })
+    }
+
+    /// The students' vocabulary (characters or jieba-rs words).
+    pub fn student_vocab(&self) -> Result<&StudentVocab> {
+        self.student_vocab.get_or_try_init(|| {
+            let r = self.r;
+            let vocab = match r.student.tokens {
+                StudentTokens::Char => StudentVocab::Chars(self.vocab()?.clone()),
+                StudentTokens::Word => StudentVocab::Words(WordVocab::build(
+                    self.data()?.train.iter().map(|e| e.text.as_str()),
+                    r.data.min_count,
+                    r.student.max_vocab,
+                    r.data.lowercase,
+                )),
+            };
+            note(&format!("student: {} {} tokens", vocab.len(), vocab.unit()));
+            Ok(vocab)
+        })
+    }
+
+    /// The splits as the students read them.
+    pub fn student_inputs(&self) -> Result<&Encodings> {
+        self.student_inputs.get_or_try_init(|| {
+            let vocab = self.student_vocab()?;
+            let batcher = Batcher::for_encoder(InputKind::Student, self.r.data.max_len, vocab);
+            Encodings::new(batcher, vocab, self.data()?)
+        })
+    }
+
+    /// What the students start from, and their vectors' coverage.
+    pub fn student_init(&self) -> Result<&(StudentInit, Option<Coverage>)> {
+        self.student_init.get_or_try_init(|| {
+            student_init(
+                self.r,
+                self.student_vocab()?,
+                &self.student_inputs()?.train,
+                self.data()?.classes.len(),
+            )
+        })
+    }
+
+    /// sha256 of a file the recipe names (data, vectors, a checkpoint's weights), once per trial.
+    pub fn hash(&self, path: &Path) -> Result<String> {
+        if let Some(h) = self.hashes.borrow().get(path) {
+            return Ok(h.clone());
+        }
+        let h = crate::files::file_hash(path)?;
+        self.hashes
+            .borrow_mut()
+            .insert(path.to_path_buf(), h.clone());
+        Ok(h)
+    }
+
+    /// Settings every model stage depends on.
+    pub fn common(&self) -> Value {
+        json!({
+            "max_len": self.r.data.max_len,
+            "min_count": self.r.data.min_count,
+            "lowercase": self.r.data.lowercase,
+            "seed": self.r.runtime.seed,
+            "backend": self.compute.backend,
+        })
+    }
+
+    /// A stage's result, reused from the store or computed now; recorded as used by this trial.
+    pub fn run<S: Stage<Self>>(&self, stage: &S) -> Result<Done<S::Output>> {
+        let done = self.stages.get_or_compute(stage, self)?;
+        let name = stage.name();
+        if done.reused {
+            note(&format!(
+                "{name}: reused from the store (stage {})",
+                done.key
+            ));
+        }
+        let mut used = self.used.borrow_mut();
+        let entry = if used.contains_key(name) {
+            format!("{name} ({})", done.key)
+        } else {
+            name.to_string()
+        };
+        used.insert(entry, done.dir.display().to_string());
+        Ok(done)
+    }
+
+    /// Stage name → folder of every stage this trial used.
+    pub fn used(&self) -> BTreeMap<String, String> {
+        self.used.borrow().clone()
+    }
+
+    pub fn add_note(&self, note: String) {
+        self.notes.borrow_mut().push(note);
+    }
+}

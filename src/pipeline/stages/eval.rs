@@ -1,0 +1,117 @@
+//! Stage `eval`: one model scored on the test split (per-class scores, predictions) and its
+//! inference timed. Keyed by the model's stage and the timing settings, the backend, the adapter
+//! and the processor — a timing is only reused on the machine that measured it.
+
+use super::super::context::{Context, Encodings};
+use super::read_json;
+use crate::eval::evaluate;
+use crate::models::Classifier;
+use crate::store::machine::Machine;
+use crate::store::stage::{Stage, StageWriter};
+use crate::store::ModelResult;
+use crate::train::progress::note;
+use crate::train::FitInfo;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Which tokenization a model reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Reads {
+    Teacher,
+    Student,
+}
+
+pub struct EvalStage<'m, M> {
+    /// The key of the model's stage.
+    pub model_key: String,
+    pub model: &'m M,
+    pub reads: Reads,
+    pub fit: &'m FitInfo,
+    pub trainable: usize,
+    /// The row's key and label in the results (`teacher`, "Teacher (BERT)").
+    pub key: &'m str,
+    pub label: &'m str,
+}
+
+impl<M> EvalStage<'_, M> {
+    fn inputs<'c>(&self, cx: &'c Context) -> Result<&'c Encodings> {
+        match self.reads {
+            Reads::Teacher => cx.teacher_inputs(),
+            Reads::Student => cx.student_inputs(),
+        }
+    }
+}
+
+impl<M: Classifier> Stage<Context<'_>> for EvalStage<'_, M> {
+    type Output = ModelResult;
+
+    fn name(&self) -> &str {
+        "eval"
+    }
+
+    fn settings(&self, cx: &Context) -> Result<Value> {
+        let r = cx.r;
+        Ok(json!({
+            "timing_batch": r.report.timing_batch,
+            "timing_repeats": r.report.timing_repeats,
+            "backend": cx.compute.backend,
+            "adapter": cx.compute.adapter,
+            "cpu": Machine::detect().cpu,
+            // 2: results carry per-example predictions (error analysis).
+            "outputs": 2,
+        }))
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.model_key.clone()]
+    }
+
+    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<ModelResult> {
+        let r = cx.r;
+        let inputs = self.inputs(cx)?;
+        let e = evaluate(
+            self.model,
+            &inputs.batcher,
+            &inputs.test,
+            cx.data()?.classes.len(),
+            r.report.timing_batch,
+            r.report.timing_repeats,
+            &cx.compute.device,
+        )?;
+        note(&format!(
+            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
+            self.label, e.report.accuracy, e.report.macro_avg.f1, e.timing.samples_per_sec
+        ));
+        let result = ModelResult {
+            predictions: e.predictions,
+            key: self.key.into(),
+            label: self.label.into(),
+            params: e.params,
+            trainable_params: self.trainable,
+            report: e.report,
+            timing: e.timing,
+            train_seconds: self.fit.seconds,
+            best_epoch: self.fit.best_epoch,
+            best_valid_accuracy: self.fit.best_valid_accuracy,
+            history: self.fit.history.clone(),
+        };
+        out.write_json("result.json", &result)?;
+        Ok(result)
+    }
+
+    fn load(&self, _cx: &Context, dir: &Path) -> Result<ModelResult> {
+        let mut result: ModelResult = read_json(&dir.join("result.json"))?;
+        note(&format!(
+            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s (measured before)",
+            self.label,
+            result.report.accuracy,
+            result.report.macro_avg.f1,
+            result.timing.samples_per_sec
+        ));
+        // One evaluation may serve rows of several names (the same stage in two runs).
+        result.key = self.key.into();
+        result.label = self.label.into();
+        Ok(result)
+    }
+}

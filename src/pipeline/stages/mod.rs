@@ -1,0 +1,56 @@
+//! The stages of a trial, one file each. Every stage implements the store's `Stage` trait: the settings its key
+//! covers, the stages it reads, how it computes into a stage folder and how it loads back; the
+//! store's `get_or_compute` does the rest (lookup, temporary folder, manifest, rename).
+//!
+//! | stage | key covers (settings) | inputs |
+//! |---|---|---|
+//! | data | `data.*`, the files' contents | – |
+//! | pretrain | teacher sizes/checkpoint, `teacher.pretrain.*`, `data.max_len`, seed, backend | data |
+//! | teacher | `teacher.*`, `data.max_len`, seed, backend | data, pretrain |
+//! | logits | `distill.augment.*`, `data.max_len`, seed | data, teacher |
+//! | student | `student.*`, the vectors' contents, `data.max_len`, seed, backend | data |
+//! | distilled | `student.*`, `distill.*`, `data.max_len`, seed, backend | data, logits |
+//! | eval | `report.timing_*`, backend, adapter, processor | one model stage |
+//!
+//! Every stage seeds the device itself, so a stage computes the same result whether the stages
+//! before it were computed in this run or reused.
+
+pub mod data;
+pub mod eval;
+pub mod logits;
+pub mod student;
+pub mod teacher;
+
+use anyhow::{anyhow, Context as _, Result};
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Ids of synthetic examples start here, above every row number of a file.
+pub const SYNTHETIC_IDS: u32 = 1 << 31;
+
+pub(crate) fn save_model<M: Module>(model: &M, path: &Path) -> Result<()> {
+    crate::files::write_with(path, |tmp| {
+        model
+            .clone()
+            .into_record()
+            .save(tmp)
+            .map_err(|e| anyhow!("cannot save {}: {e:?}", path.display()))
+    })?;
+    Ok(())
+}
+
+pub(crate) fn load_record<M: Module>(model: M, path: &Path) -> Result<M> {
+    let record =
+        ModuleRecord::load(path).map_err(|e| anyhow!("cannot read {}: {e:?}", path.display()))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| anyhow!("{}: does not fit the model: {e:?}", path.display()))
+}
+
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))
+}
