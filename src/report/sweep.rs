@@ -6,46 +6,12 @@
 use super::plot::{line_plot, pareto_plot, Point, Series};
 use super::table::Table;
 use super::{templates, Nav, Plot};
-use crate::store::{write_atomic, write_with, RunResults};
+use crate::store::{write_atomic, write_with, RunResults, SweepResults, TrialOutcome};
 use anyhow::{Context, Result};
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// One trial's end: its results, or why it failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrialOutcome {
-    pub index: usize,
-    pub values: Vec<(String, toml::Value)>,
-    pub results: Option<RunResults>,
-    pub error: Option<String>,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepResults {
-    pub recipe_name: String,
-    pub keys: Vec<String>,
-    pub trials: Vec<TrialOutcome>,
-    pub seconds: f64,
-    pub sweep_dir: String,
-    /// Where the sweep wrote its pages (`report.dir/<name>`).
-    #[serde(default)]
-    pub report_dir: String,
-}
-
-impl SweepResults {
-    /// The first trial that finished.
-    pub fn first_ok(&self) -> Option<&RunResults> {
-        self.trials.iter().find_map(|t| t.results.as_ref())
-    }
-
-    /// A trial's page folder, relative to the sweep's page.
-    pub fn trial_dir(t: &TrialOutcome) -> String {
-        format!("trial-{:03}", t.index + 1)
-    }
-}
 
 /// A TOML value as a table cell: strings bare, the rest as TOML.
 pub fn show(v: &toml::Value) -> String {
