@@ -164,7 +164,7 @@ impl StageWriter {
             seconds: self.started.elapsed().as_secs_f64(),
             finished: timestamp(SystemTime::now()),
             kdrun_version: env!("CARGO_PKG_VERSION").into(),
-            git_commit: crate::pipeline::GIT_COMMIT.into(),
+            git_commit: env!("KDRUN_GIT_COMMIT").into(),
         };
         write_atomic(
             &self.tmp.join("manifest.json"),
