@@ -3,114 +3,15 @@
 //! static site — an index of recipes and runs, a page per run and per sweep (with its trials),
 //! a Markdown twin of each page, every table as CSV — with relative links only.
 
-use super::sweep::{self, write_csv, SweepResults};
+use super::sweep::{self, write_csv};
 use super::table::Table;
 use super::{templates, Nav};
-use crate::store::{write_atomic, RunResults};
+use crate::store::scan::{scan, Scan, Stored, StoredRun};
+use crate::store::{write_atomic, RunResults, SweepResults};
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// What a run folder of the store holds.
-pub enum Stored {
-    Run(Box<RunResults>),
-    Sweep(Box<SweepResults>),
-}
-
-/// One finished run or sweep: `<store>/<recipe>/<stamp>/`.
-pub struct StoredRun {
-    pub recipe: String,
-    pub stamp: String,
-    pub dir: PathBuf,
-    pub stored: Stored,
-}
-
-impl StoredRun {
-    /// The page folder in a site, relative to its index.
-    pub fn site_path(&self) -> String {
-        format!("{}/{}", self.recipe, self.stamp)
-    }
-}
-
-/// The store's finished runs and sweeps (oldest first), and the run folders that hold neither
-/// results nor a sweep (interrupted or failed runs).
-pub struct Scan {
-    pub runs: Vec<StoredRun>,
-    pub unfinished: Vec<PathBuf>,
-    /// Result files that could not be read (another kdrun version's, damaged), with why.
-    pub unreadable: Vec<(PathBuf, String)>,
-}
-
-fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().is_dir() && !name.starts_with('.') {
-            out.push((name, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Read every run folder of `store`.
-pub fn scan(store: &Path) -> Result<Scan> {
-    if !store.is_dir() {
-        bail!(
-            "{}: no such store (a folder of runs, `runtime.store` of a recipe, `runs/` by default)",
-            store.display()
-        );
-    }
-    let mut runs = Vec::new();
-    let mut unfinished = Vec::new();
-    let mut unreadable = Vec::new();
-    for (recipe, rdir) in subdirs(store)? {
-        // `stages/` holds the content-addressed stage artifacts, not runs.
-        if recipe == crate::store::stage::STAGES_DIR {
-            continue;
-        }
-        for (stamp, dir) in subdirs(&rdir)? {
-            let sweep_file = dir.join("sweep.json");
-            let results_file = dir.join("results.json");
-            let read = if sweep_file.is_file() {
-                std::fs::read_to_string(&sweep_file)
-                    .with_context(|| format!("cannot read {}", sweep_file.display()))
-                    .and_then(|text| {
-                        serde_json::from_str::<SweepResults>(&text).with_context(|| {
-                            format!("{}: not a kdrun sweep file", sweep_file.display())
-                        })
-                    })
-                    .map(|s| Stored::Sweep(Box::new(s)))
-            } else if results_file.is_file() {
-                RunResults::load(&results_file).map(|r| Stored::Run(Box::new(r)))
-            } else {
-                unfinished.push(dir);
-                continue;
-            };
-            let stored = match read {
-                Ok(s) => s,
-                Err(e) => {
-                    unreadable.push((dir, format!("{e:#}")));
-                    continue;
-                }
-            };
-            runs.push(StoredRun {
-                recipe: recipe.clone(),
-                stamp,
-                dir,
-                stored,
-            });
-        }
-    }
-    runs.sort_by(|a, b| (&a.stamp, &a.recipe).cmp(&(&b.stamp, &b.recipe)));
-    Ok(Scan {
-        runs,
-        unfinished,
-        unreadable,
-    })
-}
 
 /// Say which run folders are left out because their results cannot be read.
 fn warn_unreadable(scan: &Scan) {
@@ -184,6 +85,11 @@ pub fn pretty_time(stamp: &str) -> String {
     }
 }
 
+/// A run's page folder in a site, relative to its index.
+fn site_path(run: &StoredRun) -> String {
+    format!("{}/{}", run.recipe, run.stamp)
+}
+
 /// A model of a results file, by best test accuracy.
 fn best_model(r: &RunResults) -> Option<&crate::store::ModelResult> {
     r.models
@@ -233,7 +139,7 @@ pub fn runs_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
         "best_accuracy" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.report.accuracy)).collect::<Vec<_>>(),
         "best model" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.label.clone())).collect::<Vec<_>>(),
         "backend" => rows.iter().map(|(_, r, _)| r.map(|r| r.backend.clone())).collect::<Vec<_>>(),
-        "page" => rows.iter().map(|(run, _, _)| format!("{}/index.html", run.site_path())).collect::<Vec<_>>(),
+        "page" => rows.iter().map(|(run, _, _)| format!("{}/index.html", site_path(run))).collect::<Vec<_>>(),
     )
 }
 
@@ -252,7 +158,7 @@ pub fn recipes_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
         count.push(of.len() as u64);
         let last = of.last().expect("a recipe has runs");
         latest.push(pretty_time(&last.stamp));
-        page.push(format!("{}/index.html", last.site_path()));
+        page.push(format!("{}/index.html", site_path(last)));
         let mut top: Option<(f64, String)> = None;
         for run in &of {
             let results: Vec<&RunResults> = match &run.stored {
@@ -380,7 +286,7 @@ pub fn publish(store: &Path, out: &Path) -> Result<Published> {
         recipes: linked(&recipes)?,
         runs: linked(&runs)?,
         unfinished: scan.unfinished.len() + scan.unreadable.len(),
-        kdrun_version: env!("CARGO_PKG_VERSION").into(),
+        kdrun_version: crate::build_info::VERSION.into(),
         csv_files: vec!["runs.csv".into(), "recipes.csv".into()],
     };
     // The index uses kdrun's templates, or those of the newest run's recipe.

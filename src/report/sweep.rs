@@ -6,46 +6,13 @@
 use super::plot::{line_plot, pareto_plot, Point, Series};
 use super::table::Table;
 use super::{templates, Nav, Plot};
-use crate::store::{write_atomic, write_with, RunResults};
+use crate::store::{write_atomic, write_with, RunResults, SweepResults, TrialOutcome};
 use anyhow::{Context, Result};
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// One trial's end: its results, or why it failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrialOutcome {
-    pub index: usize,
-    pub values: Vec<(String, toml::Value)>,
-    pub results: Option<RunResults>,
-    pub error: Option<String>,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepResults {
-    pub recipe_name: String,
-    pub keys: Vec<String>,
-    pub trials: Vec<TrialOutcome>,
-    pub seconds: f64,
-    pub sweep_dir: String,
-    /// Where the sweep wrote its pages (`report.dir/<name>`).
-    #[serde(default)]
-    pub report_dir: String,
-}
-
-impl SweepResults {
-    /// The first trial that finished.
-    pub fn first_ok(&self) -> Option<&RunResults> {
-        self.trials.iter().find_map(|t| t.results.as_ref())
-    }
-
-    /// A trial's page folder, relative to the sweep's page.
-    pub fn trial_dir(t: &TrialOutcome) -> String {
-        format!("trial-{:03}", t.index + 1)
-    }
-}
 
 /// A TOML value as a table cell: strings bare, the rest as TOML.
 pub fn show(v: &toml::Value) -> String {
@@ -119,18 +86,13 @@ pub fn trials_frame(s: &SweepResults) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(cols)
 }
 
-/// Student's t quantile for a two-sided 95 % interval with `df` degrees of freedom.
+/// Student's t quantile for a two-sided 95 % interval with `df` degrees of freedom (NaN for
+/// none).
 pub fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        d if d <= 30 => T[d - 1],
-        _ => 1.96,
+    if df == 0 {
+        return f64::NAN;
     }
+    StudentsT::new(0.0, 1.0, df as f64).map_or(f64::NAN, |t| t.inverse_cdf(0.975))
 }
 
 /// Mean and sample standard deviation.
@@ -511,6 +473,23 @@ mod tests {
         let (m, sd) = mean_std(&[0.01, 0.03, 0.02]);
         assert!((m - 0.02).abs() < 1e-12 && (sd - 0.01).abs() < 1e-12);
         assert!((t975(2) * sd / 3f64.sqrt() - 0.024844).abs() < 1e-5);
-        assert_eq!(t975(100), 1.96);
+    }
+
+    #[test]
+    fn t_quantiles_match_the_tables() {
+        // Two-sided 95 % critical values of Student's t, to 3 decimals (past 30 degrees of
+        // freedom they keep falling towards 1.960).
+        for (df, t) in [
+            (1, 12.706),
+            (2, 4.303),
+            (10, 2.228),
+            (30, 2.042),
+            (40, 2.021),
+            (100, 1.984),
+            (1000, 1.962),
+        ] {
+            assert!((t975(df) - t).abs() < 5e-4, "t975({df}) = {}", t975(df));
+        }
+        assert!(t975(0).is_nan());
     }
 }

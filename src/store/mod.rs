@@ -1,10 +1,13 @@
 //! The store: one folder per run under `runtime.store`, written as each stage finishes so that a
 //! failed or interrupted run keeps what it had done. Every file is written to a temporary name
-//! and renamed into place, so a file in a run folder is always whole.
+//! and renamed into place, so a file in a run folder is always whole. The stored schemas
+//! (`results.json`, `sweep.json`) and the scan that reads the run folders back live here too.
 
 pub mod machine;
 pub mod results;
+pub mod scan;
 pub mod stage;
+pub mod sweep;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -13,6 +16,7 @@ use std::time::SystemTime;
 
 pub use crate::files::{temp_name, write_atomic, write_with};
 pub use results::{ModelResult, RunResults};
+pub use sweep::{SweepResults, TrialOutcome};
 
 /// A run's folder: `<store>/<recipe name>/<UTC time>/`.
 #[derive(Debug, Clone)]

@@ -1,0 +1,103 @@
+//! Snapshots of the rendered pages: a run's Markdown and HTML report and a sweep's page, from
+//! fixed results files (`tests/fixtures/`), so that a change to a template or to how a page is
+//! put together shows as a diff of `tests/snapshots/`. Everything that varies between machines
+//! and runs (times, paths, machine names) is fixed in the inputs.
+//!
+//! After an intended change: `INSTA_UPDATE=always cargo test --release --test snapshots`, then
+//! review the diff of the `.snap` files and commit it.
+
+use kdrun::report;
+use kdrun::store::{RunResults, SweepResults};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// A run's two pages, as `kdrun` writes them.
+fn run_pages(results: &RunResults) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    report::write_all(results, dir.path(), None).unwrap();
+    (
+        read(dir.path(), "README.md"),
+        read(dir.path(), "index.html"),
+    )
+}
+
+#[test]
+fn run_report() {
+    let results = RunResults::load(&fixture("results-min.json")).unwrap();
+    let (md, html) = run_pages(&results);
+    insta::assert_snapshot!("run.md", md);
+    insta::assert_snapshot!("run.html", html);
+}
+
+/// `results-min.json` with every optional part of a page: per-example predictions (so the
+/// error analysis and the disagreements), further pre-training, pretrained-vector coverage,
+/// notes, a link back up; and text that must stay text in both formats.
+fn results_full() -> RunResults {
+    let text = std::fs::read_to_string(fixture("results-min.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let texts = [
+        "<script>alert(1)</script> 比赛",
+        "a | b & [link](x) 汽车",
+        "房价 上涨",
+        "游戏 更新",
+        "故事 一则",
+        "球队 进球",
+        "汽车 油耗",
+        "新房 开盘",
+    ];
+    let labels = [1, 3, 2, 4, 0, 1, 3, 2];
+    let predictions = [
+        ("teacher", [1, 1, 1, 1, 1, 1, 1, 1]),
+        ("student", [1, 3, 2, 1, 1, 1, 3, 2]),
+        ("distilled", [3, 3, 2, 4, 1, 1, 1, 2]),
+    ];
+    v["test_texts"] = serde_json::json!(texts);
+    v["test_labels"] = serde_json::json!(labels);
+    for m in v["models"].as_array_mut().unwrap() {
+        let key = m["key"].as_str().unwrap().to_string();
+        let p = predictions.iter().find(|(k, _)| *k == key).unwrap().1;
+        m["predictions"] = serde_json::json!(p);
+    }
+    v["title"] = "kdrun: quick <b>bold</b> & co".into();
+    v["notes"] = serde_json::json!(["The teacher came from the store (stage teacher/abc123)."]);
+    v["student_tokens"] = "word".into();
+    v["vectors_coverage"] = serde_json::json!({
+        "types_found": 700, "types": 939, "tokens_found": 9000, "tokens": 10000,
+        "types_composed": 120, "tokens_composed": 500
+    });
+    v["pretrain"] = serde_json::json!({
+        "steps": 200, "corpus": 1000, "heldout": 100, "seconds": 90.0,
+        "before": { "loss": 6.5, "accuracy": 0.01, "predictions": 1500 },
+        "after": { "loss": 4.25, "accuracy": 0.2, "predictions": 1500 },
+        "curve": [[100, 5.5], [200, 4.5]]
+    });
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn run_report_with_every_part() {
+    let results = results_full();
+    let dir = tempfile::tempdir().unwrap();
+    report::write_all(&results, dir.path(), Some(report::sweep::trial_nav())).unwrap();
+    insta::assert_snapshot!("run-full.md", read(dir.path(), "README.md"));
+    insta::assert_snapshot!("run-full.html", read(dir.path(), "index.html"));
+}
+
+#[test]
+fn sweep_report() {
+    let sweep = SweepResults::load(&fixture("sweep-min.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    report::sweep::write(&sweep, dir.path(), None).unwrap();
+    insta::assert_snapshot!("sweep.md", read(dir.path(), "README.md"));
+    insta::assert_snapshot!("sweep.html", read(dir.path(), "index.html"));
+    insta::assert_snapshot!("sweep-seeds.csv", read(dir.path(), "seeds.csv"));
+}
