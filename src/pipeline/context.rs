@@ -8,6 +8,7 @@ use crate::data::batch::{Batcher, Encoded, InputKind};
 use crate::data::vectors::Coverage;
 use crate::data::{CharVocab, Dataset, StudentVocab, WordVocab};
 use crate::recipe::{Recipe, StudentTokens};
+use crate::store::hashes::HashCache;
 use crate::store::stage::{Done, Stage, Stages};
 use crate::train::progress::note;
 use crate::train::student::{student_init, StudentInit};
@@ -54,6 +55,7 @@ pub struct Context<'a> {
     student_inputs: OnceCell<Encodings>,
     student_init: OnceCell<(StudentInit, Option<Coverage>)>,
     hashes: RefCell<HashMap<PathBuf, String>>,
+    hash_cache: HashCache,
     /// What loading and training said once, for the report.
     pub notes: RefCell<Vec<String>>,
     /// Stage name → folder of every stage this trial used.
@@ -75,6 +77,7 @@ impl<'a> Context<'a> {
             student_inputs: OnceCell::new(),
             student_init: OnceCell::new(),
             hashes: RefCell::new(HashMap::new()),
+            hash_cache: HashCache::new(&r.runtime.store),
             notes: RefCell::new(Vec::new()),
             used: RefCell::new(BTreeMap::new()),
         }
@@ -163,12 +166,13 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// sha256 of a file the recipe names (data, vectors, a checkpoint's weights), once per trial.
+    /// sha256 of a file the recipe names (data, vectors, a checkpoint's weights): once per trial,
+    /// and read from the store's remembered hashes while the file is unchanged.
     pub fn hash(&self, path: &Path) -> Result<String> {
         if let Some(h) = self.hashes.borrow().get(path) {
             return Ok(h.clone());
         }
-        let h = crate::files::file_hash(path)?;
+        let h = self.hash_cache.hash(path)?;
         self.hashes
             .borrow_mut()
             .insert(path.to_path_buf(), h.clone());

@@ -3,6 +3,7 @@
 //! and renamed into place, so a file in a run folder is always whole. The stored schemas
 //! (`results.json`, `sweep.json`) and the scan that reads the run folders back live here too.
 
+pub mod hashes;
 pub mod machine;
 pub mod results;
 pub mod scan;
