@@ -48,6 +48,36 @@ pub struct Dataset {
     /// Every text of the training file (all classes, before downsampling) except the validation
     /// split's: the default further pre-training corpus. The test file never contributes.
     pub unlabeled: Vec<String>,
+    /// Examples per class in each split, counted when the splits were made.
+    counts: SplitCounts,
+}
+
+/// Examples per class in each split: entry `k` counts the examples of [`Dataset::classes`]`[k]`.
+/// Computed once, when the splits are made; read it with [`Dataset::class_counts`]. (The store
+/// records the same three lists in its results.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SplitCounts {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+impl SplitCounts {
+    /// Count the examples of each of `n_classes` classes in each split.
+    pub fn of(n_classes: usize, train: &[Example], valid: &[Example], test: &[Example]) -> Self {
+        let count = |xs: &[Example]| {
+            let mut n = vec![0; n_classes];
+            for e in xs {
+                n[e.label] += 1;
+            }
+            n
+        };
+        Self {
+            train: count(train),
+            valid: count(valid),
+            test: count(test),
+        }
+    }
 }
 
 impl Dataset {
@@ -62,20 +92,31 @@ impl Dataset {
         self.classes.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// Examples per class in each split (counted once, when the splits were made).
+    pub fn class_counts(&self) -> &SplitCounts {
+        &self.counts
+    }
+
     /// Examples per class and split, as a table (`class`, `label`, `train`, `valid`, `test`).
     pub fn counts(&self) -> PolarsResult<DataFrame> {
-        let count = |xs: &[Example], k: usize| xs.iter().filter(|e| e.label == k).count() as u32;
-        let k = self.classes.len();
+        let column = |per_class: &[usize], total: usize| -> Vec<u32> {
+            per_class
+                .iter()
+                .chain([&total])
+                .map(|&n| n as u32)
+                .collect()
+        };
         let mut names: Vec<String> = self.class_names();
         let mut labels: Vec<String> = self.classes.iter().map(|c| c.label.clone()).collect();
-        let mut train: Vec<u32> = (0..k).map(|i| count(&self.train, i)).collect();
-        let mut valid: Vec<u32> = (0..k).map(|i| count(&self.valid, i)).collect();
-        let mut test: Vec<u32> = (0..k).map(|i| count(&self.test, i)).collect();
         names.push("total".into());
         labels.push(String::new());
-        train.push(self.train.len() as u32);
-        valid.push(self.valid.len() as u32);
-        test.push(self.test.len() as u32);
-        df!("class" => names, "label" => labels, "train" => train, "valid" => valid, "test" => test)
+        let c = &self.counts;
+        df!(
+            "class" => names,
+            "label" => labels,
+            "train" => column(&c.train, self.train.len()),
+            "valid" => column(&c.valid, self.valid.len()),
+            "test" => column(&c.test, self.test.len())
+        )
     }
 }

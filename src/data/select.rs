@@ -1,40 +1,55 @@
 //! From read frames to the run's splits: class filter, seeded per-class downsampling, a
 //! stratified validation split carved from train. The test file is only filtered by class.
+//!
+//! Selection works on the frames' columns (`id`, `text`, `label`, `name`, see [`super::read`]):
+//! rows are picked by position and only the picked ones become [`Example`]s.
 
-use super::{Class, Dataset, Example};
+use super::{Class, Dataset, Example, SplitCounts};
 use crate::recipe::{DataFormat, DataSection};
 use anyhow::{bail, Result};
 use polars::prelude::*;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-/// One row of a read frame.
-struct Row {
-    id: u32,
-    text: String,
-    label: String,
-    name: String,
+/// The columns of a read frame.
+struct Columns<'a> {
+    id: &'a UInt32Chunked,
+    text: &'a StringChunked,
+    label: &'a StringChunked,
+    name: &'a StringChunked,
 }
 
-fn rows(df: &DataFrame) -> Result<Vec<Row>> {
-    let id = df.column("id")?.u32()?;
-    let text = df.column("text")?.str()?;
-    let label = df.column("label")?.str()?;
-    let name = df.column("name")?.str()?;
-    Ok(id
-        .into_no_null_iter()
-        .zip(text.iter())
-        .zip(label.iter())
-        .zip(name.iter())
-        .map(|(((id, text), label), name)| Row {
-            id,
-            text: text.unwrap_or_default().to_string(),
-            label: label.unwrap_or_default().to_string(),
-            name: name.unwrap_or_default().to_string(),
+impl<'a> Columns<'a> {
+    fn of(df: &'a DataFrame) -> Result<Self> {
+        Ok(Self {
+            id: df.column("id")?.u32()?,
+            text: df.column("text")?.str()?,
+            label: df.column("label")?.str()?,
+            name: df.column("name")?.str()?,
         })
-        .collect())
+    }
+
+    /// The class (index into `classes`) of every row; `None`: a class the recipe drops.
+    fn class_of(&self, classes: &[Class]) -> Vec<Option<usize>> {
+        self.label
+            .iter()
+            .map(|l| {
+                let l = l.unwrap_or_default();
+                classes.iter().position(|c| c.label == l)
+            })
+            .collect()
+    }
+
+    /// The example of row `row`, of class `label`.
+    fn example(&self, row: usize, label: usize) -> Example {
+        Example {
+            id: self.id.get(row).unwrap_or_default(),
+            text: self.text.get(row).unwrap_or_default().to_string(),
+            label,
+        }
+    }
 }
 
 /// The classes the recipe keeps, in the recipe's order (label index = position). A class is named
@@ -45,36 +60,37 @@ pub fn resolve_classes(
     train: &DataFrame,
     data: &DataSection,
 ) -> Result<Vec<Class>> {
-    let mut available: BTreeMap<String, String> = BTreeMap::new();
-    for r in rows(train)? {
-        available.entry(r.label).or_insert(r.name);
+    let cols = Columns::of(train)?;
+    let mut available: BTreeMap<&str, &str> = BTreeMap::new();
+    for (label, name) in cols.label.iter().zip(cols.name.iter()) {
+        available
+            .entry(label.unwrap_or_default())
+            .or_insert(name.unwrap_or_default());
     }
+    let class = |(label, name): (&&str, &&str)| Class {
+        label: label.to_string(),
+        name: name.to_string(),
+    };
     if wanted.is_empty() {
-        return Ok(available
-            .into_iter()
-            .map(|(label, name)| Class { label, name })
-            .collect());
+        return Ok(available.iter().map(class).collect());
     }
     let mut classes = Vec::new();
     for w in wanted {
         let w = w.trim();
         let found = available.iter().find(|(label, name)| {
-            *label == w
-                || *name == w
+            **label == w
+                || **name == w
                 || (data.format == DataFormat::Tnews && format!("news_{name}") == w)
         });
         match found {
-            Some((label, name)) => classes.push(Class {
-                label: label.clone(),
-                name: name.clone(),
-            }),
+            Some(found) => classes.push(class(found)),
             None => bail!(
                 "data.classes: no class `{w}` in {}; its classes are: {}",
                 data.train.display(),
                 available
                     .iter()
                     .map(|(l, n)| if l == n {
-                        l.clone()
+                        l.to_string()
                     } else {
                         format!("{n} ({l})")
                     })
@@ -86,28 +102,16 @@ pub fn resolve_classes(
     Ok(classes)
 }
 
-fn keep(rows: Vec<Row>, classes: &[Class]) -> Vec<Example> {
-    rows.into_iter()
-        .filter_map(|r| {
-            classes
-                .iter()
-                .position(|c| c.label == r.label)
-                .map(|label| Example {
-                    id: r.id,
-                    text: r.text,
-                    label,
-                })
-        })
-        .collect()
-}
-
 /// Build the splits from the read train and test frames.
 pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result<Dataset> {
     let classes = resolve_classes(&data.classes, train, data)?;
-    let train_rows = rows(train)?;
-    let texts: Vec<(u32, String)> = train_rows.iter().map(|r| (r.id, r.text.clone())).collect();
-    let all_train = keep(train_rows, &classes);
-    let test = keep(rows(test)?, &classes);
+    let (tr, te) = (Columns::of(train)?, Columns::of(test)?);
+    let test: Vec<Example> = te
+        .class_of(&classes)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(row, k)| k.map(|k| te.example(row, k)))
+        .collect();
     if test.is_empty() {
         bail!(
             "{}: no test examples of the classes {}",
@@ -120,42 +124,50 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
         );
     }
 
+    // Rows of each class in file order, shuffled with one generator, class after class.
+    let class_of = tr.class_of(&classes);
     let mut rng = ChaCha8Rng::seed_from_u64(data.seed);
     let mut train_split = Vec::new();
     let mut valid_split = Vec::new();
     for (k, class) in classes.iter().enumerate() {
-        let mut of_class: Vec<&Example> = all_train.iter().filter(|e| e.label == k).collect();
-        of_class.shuffle(&mut rng);
+        let mut rows: Vec<usize> = (0..class_of.len())
+            .filter(|&row| class_of[row] == Some(k))
+            .collect();
+        rows.shuffle(&mut rng);
         if data.max_per_class > 0 {
-            of_class.truncate(data.max_per_class);
+            rows.truncate(data.max_per_class);
         }
-        if of_class.len() < 2 {
+        if rows.len() < 2 {
             bail!(
                 "{}: class `{}` has {} training example(s); at least 2 are needed (one for validation)",
                 data.train.display(),
                 class.name,
-                of_class.len()
+                rows.len()
             );
         }
-        let n_valid = ((of_class.len() as f64 * data.valid_fraction).round() as usize)
-            .clamp(1, of_class.len() - 1);
-        valid_split.extend(of_class[..n_valid].iter().map(|e| (*e).clone()));
-        train_split.extend(of_class[n_valid..].iter().map(|e| (*e).clone()));
+        let n_valid =
+            ((rows.len() as f64 * data.valid_fraction).round() as usize).clamp(1, rows.len() - 1);
+        valid_split.extend(rows[..n_valid].iter().map(|&row| tr.example(row, k)));
+        train_split.extend(rows[n_valid..].iter().map(|&row| tr.example(row, k)));
     }
     train_split.sort_by_key(|e| e.id);
     valid_split.sort_by_key(|e| e.id);
-    let held_out: std::collections::HashSet<u32> = valid_split.iter().map(|e| e.id).collect();
-    let unlabeled = texts
-        .into_iter()
-        .filter(|(id, _)| !held_out.contains(id))
-        .map(|(_, t)| t)
+    let held_out: HashSet<u32> = valid_split.iter().map(|e| e.id).collect();
+    let unlabeled = tr
+        .id
+        .iter()
+        .zip(tr.text.iter())
+        .filter(|(id, _)| !held_out.contains(&id.unwrap_or_default()))
+        .map(|(_, text)| text.unwrap_or_default().to_string())
         .collect();
+    let counts = SplitCounts::of(classes.len(), &train_split, &valid_split, &test);
     Ok(Dataset {
         classes,
         train: train_split,
         valid: valid_split,
         test,
         unlabeled,
+        counts,
     })
 }
 
@@ -199,6 +211,22 @@ mod tests {
         assert_eq!((count(&ds.train, 0), count(&ds.valid, 0)), (90, 10));
         assert_eq!((count(&ds.train, 1), count(&ds.valid, 1)), (72, 8));
         assert_eq!(ds.test.len(), 10);
+        // Counted once, in class order; the table adds the totals.
+        let counts = SplitCounts {
+            train: vec![90, 72],
+            valid: vec![10, 8],
+            test: vec![5, 5],
+        };
+        assert_eq!(ds.class_counts(), &counts);
+        let table = ds.counts().unwrap();
+        let train: Vec<u32> = table
+            .column("train")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(train, [90, 72, 162]);
         // No example in both splits.
         assert!(ds
             .train
