@@ -166,8 +166,8 @@ fn cases(dir: &Path) -> Vec<(String, String)> {
          {\"body\": \"three\", \"y\": \"p\"}\n{\"body\": \"four\", \"y\": \"q\"}\n",
     );
     let mut named = section(DataFormat::Jsonl, &tr, &tr);
-    named.text_field = "body".into();
-    named.label_field = "y".into();
+    named.text_field = Some("body".into());
+    named.label_field = Some("y".into());
     case("jsonl text_field body, label_field y", named);
 
     // CSV: quoted fields with commas, quotes and newlines, numeric labels.
@@ -187,7 +187,7 @@ fn cases(dir: &Path) -> Vec<(String, String)> {
     let csv = "label,sentence\nham,first\nspam,\"second, with comma\"\nham,third\nspam,fourth\n";
     let tr = write(dir, "named.csv", csv);
     let mut named = section(DataFormat::Csv, &tr, &tr);
-    named.text_field = "sentence".into();
+    named.text_field = Some("sentence".into());
     case("csv string labels, text_field sentence", named);
 
     // Bad files: every error names the file, and for json-lines the line and the field.

@@ -13,7 +13,6 @@ use crate::data::TextEncoder;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
 use crate::store::machine::Machine;
-use crate::store::results::SplitCounts;
 use crate::store::stage::{Stages, StoreLock, STAGES_DIR};
 use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
@@ -242,12 +241,6 @@ pub(crate) fn run_in(
         "student_vocab.txt",
         &(student_vocab.tokens().join("\n") + "\n"),
     )?;
-    let k = data.classes.len();
-    let count = |xs: &[crate::data::Example]| {
-        (0..k)
-            .map(|c| xs.iter().filter(|e| e.label == c).count())
-            .collect::<Vec<_>>()
-    };
     let mut notes = teacher.value.notes.clone();
     notes.extend(cx.notes.borrow().iter().cloned());
     let results = RunResults {
@@ -267,11 +260,7 @@ pub(crate) fn run_in(
         backend_reason: compute.reason.clone(),
         machine: Machine::detect(),
         classes: data.classes.clone(),
-        counts: SplitCounts {
-            train: count(&data.train),
-            valid: count(&data.valid),
-            test: count(&data.test),
-        },
+        counts: data.class_counts().clone(),
         vocab_size: vocab.len(),
         teacher_vocab_size: cx.setup()?.tokenizer.vocab_size(),
         teacher_logit_rows: logits.value.logits.len(),

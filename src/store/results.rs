@@ -31,13 +31,8 @@ pub struct ModelResult {
     pub predictions: Vec<usize>,
 }
 
-/// Examples per class in each split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SplitCounts {
-    pub train: Vec<usize>,
-    pub valid: Vec<usize>,
-    pub test: Vec<usize>,
-}
+/// Examples per class in each split (the data layer's counts, stored as they are).
+pub use crate::data::SplitCounts;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {
