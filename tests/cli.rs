@@ -158,6 +158,8 @@ fn quick_recipe_runs_end_to_end() {
     for (name, file) in [
         ("teacher", "teacher.bpk"),
         ("teacher", "config.json"),
+        ("teacher", "teacher_hf/tokenizer.json"),
+        ("teacher", "teacher_hf/tokenizer_config.json"),
         ("logits", "teacher_logits.safetensors"),
         ("student", "student.bpk"),
         ("distilled", "student.bpk"),

@@ -203,7 +203,8 @@ fn exported_folders_load_back_to_identical_outputs() {
                 .unwrap()
         };
         let out = tempfile::tempdir().unwrap();
-        kdrun::models::bert::export::save_folder(out.path(), &c, arch, &vocab, &tensors).unwrap();
+        kdrun::models::bert::export::save_folder(out.path(), &c, arch, &vocab, &tensors, None)
+            .unwrap();
         for f in ["config.json", "vocab.txt", "model.safetensors"] {
             assert!(out.path().join(f).is_file(), "{f}");
         }

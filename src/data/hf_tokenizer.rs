@@ -98,6 +98,11 @@ impl HfTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The `tokenizers` tokenizer underneath (no padding, no truncation).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
     /// The token of `id` (empty if there is none).
     pub fn token(&self, id: u32) -> String {
         self.inner.id_to_token(id).unwrap_or_default()

@@ -6,6 +6,7 @@ pub mod piece;
 pub mod read;
 pub mod select;
 pub mod tokenizer;
+pub mod tokenizer_json;
 pub mod vectors;
 pub mod vocab;
 pub mod words;

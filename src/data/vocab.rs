@@ -87,6 +87,11 @@ impl CharVocab {
         self.tokens.len() <= SPECIALS.len()
     }
 
+    /// Whether text is lower-cased before lookup.
+    pub fn lowercase(&self) -> bool {
+        self.lowercase
+    }
+
     pub fn token(&self, id: u32) -> &str {
         &self.tokens[id as usize]
     }

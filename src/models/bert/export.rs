@@ -149,13 +149,16 @@ pub fn write_safetensors(path: &Path, tensors: &Tensors) -> Result<()> {
 }
 
 /// Write a Hugging Face folder: `config.json` (with `architectures` = `architecture`),
-/// `vocab.txt` (one token per line) and `model.safetensors`.
+/// `vocab.txt` (one token per line), `model.safetensors` and, when given, the tokenizer as
+/// `tokenizer.json` with `tokenizer_config.json` (`model_max_length` = the tokens kdrun read at
+/// most) and `special_tokens_map.json` — what `AutoTokenizer.from_pretrained` reads.
 pub fn save_folder(
     dir: &Path,
     config: &BertConfig,
     architecture: &str,
     vocab: &[String],
     tensors: &Tensors,
+    tokenizer: Option<(&str, usize)>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut config = config.clone();
@@ -169,5 +172,34 @@ pub fn save_folder(
     let mut text = vocab.join("\n");
     text.push('\n');
     crate::files::write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
+    if let Some((json, max_len)) = tokenizer {
+        write_tokenizer(dir, json, max_len)?;
+    }
     write_safetensors(&dir.join("model.safetensors"), tensors)
+}
+
+/// `tokenizer.json` and the two small files that tell transformers which tokens are special.
+fn write_tokenizer(dir: &Path, tokenizer_json: &str, max_len: usize) -> Result<()> {
+    crate::files::write_atomic(&dir.join("tokenizer.json"), tokenizer_json.as_bytes())?;
+    let specials = serde_json::json!({
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    });
+    let mut config = specials.clone();
+    config["tokenizer_class"] = "PreTrainedTokenizerFast".into();
+    config["model_max_length"] = max_len.into();
+    config["padding_side"] = "right".into();
+    config["clean_up_tokenization_spaces"] = false.into();
+    crate::files::write_atomic(
+        &dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
+    crate::files::write_atomic(
+        &dir.join("special_tokens_map.json"),
+        serde_json::to_string_pretty(&specials)?.as_bytes(),
+    )?;
+    Ok(())
 }

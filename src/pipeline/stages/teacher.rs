@@ -211,6 +211,10 @@ impl Stage<Context<'_>> for TeacherStage {
                 "BertForSequenceClassification",
                 &setup.tokenizer.vocab(),
                 &model.hf_tensors()?,
+                Some((
+                    &setup.tokenizer.tokenizer_json(r.data.max_len)?,
+                    r.data.max_len,
+                )),
             )?;
         }
         Ok(Teacher {

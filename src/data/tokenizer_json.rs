@@ -1,0 +1,140 @@
+//! A teacher's tokenizer as Hugging Face `tokenizer.json`, so that transformers'
+//! `AutoTokenizer` (and the `tokenizers` crate) on an exported teacher folder reads text exactly
+//! as kdrun did: for the character vocabulary a `WordLevel` model behind normalizers that repeat
+//! [`normalize_chars`](super::vocab::normalize_chars) (full-width forms to half-width, whitespace
+//! and control characters dropped, optional lower-casing) and a pre-tokenizer that isolates every
+//! character; for a checkpoint's tokenizer, that tokenizer itself. Both truncate to `max_len`
+//! tokens with `[CLS] … [SEP]` as kdrun does.
+//!
+//! Two inputs read differently: a text that is empty after normalization (kdrun reads `[UNK]`,
+//! the tokenizer nothing), and a text that spells a special token such as `[SEP]` (the tokenizer
+//! reads the special token).
+
+use super::vocab::{CharVocab, CLS, SEP};
+use super::TeacherTokenizer;
+use anyhow::{anyhow, Result};
+use serde_json::{json, Value};
+
+/// What `char::is_whitespace` or `char::is_control` holds for, as one regex class.
+const DROPPED: &str =
+    r"[\x{0}-\x{20}\x{7F}-\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]";
+
+fn special(id: u32, content: &str) -> Value {
+    json!({
+        "id": id,
+        "content": content,
+        "single_word": false,
+        "lstrip": false,
+        "rstrip": false,
+        "normalized": false,
+        "special": true,
+    })
+}
+
+/// `[CLS] A [SEP]` (and `[CLS] A [SEP] B [SEP]` for pairs), BERT's template.
+fn bert_template(cls: u32, sep: u32) -> Value {
+    let piece = |t: &str, type_id: u32| json!({"SpecialToken": {"id": t, "type_id": type_id}});
+    let seq = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    json!({
+        "type": "TemplateProcessing",
+        "single": [piece("[CLS]", 0), seq("A", 0), piece("[SEP]", 0)],
+        "pair": [piece("[CLS]", 0), seq("A", 0), piece("[SEP]", 0), seq("B", 1), piece("[SEP]", 1)],
+        "special_tokens": {
+            "[CLS]": {"id": "[CLS]", "ids": [cls], "tokens": ["[CLS]"]},
+            "[SEP]": {"id": "[SEP]", "ids": [sep], "tokens": ["[SEP]"]},
+        },
+    })
+}
+
+fn truncation(max_len: usize) -> Value {
+    json!({"direction": "Right", "max_length": max_len, "strategy": "LongestFirst", "stride": 0})
+}
+
+/// The `tokenizer.json` of a character vocabulary.
+pub fn char_tokenizer_json(vocab: &CharVocab, max_len: usize) -> Value {
+    let mut normalizers: Vec<Value> = (0xFF01u32..=0xFF5E)
+        .filter_map(|c| Some((char::from_u32(c)?, char::from_u32(c - 0xFEE0)?)))
+        .map(|(wide, narrow)| {
+            json!({"type": "Replace", "pattern": {"String": wide.to_string()}, "content": narrow.to_string()})
+        })
+        .collect();
+    normalizers.push(json!({"type": "Replace", "pattern": {"Regex": DROPPED}, "content": ""}));
+    if vocab.lowercase() {
+        normalizers.push(json!({"type": "Lowercase"}));
+    }
+    let tokens = vocab.tokens();
+    let specials: Vec<Value> = tokens
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, t)| special(i as u32, t))
+        .collect();
+    let model_vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    json!({
+        "version": "1.0",
+        "truncation": truncation(max_len),
+        "padding": null,
+        "added_tokens": specials,
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": false},
+        "post_processor": bert_template(CLS, SEP),
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": model_vocab, "unk_token": "[UNK]"},
+    })
+}
+
+impl TeacherTokenizer {
+    /// The tokenizer as `tokenizer.json` text, truncating to `max_len` tokens.
+    pub fn tokenizer_json(&self, max_len: usize) -> Result<String> {
+        match self {
+            Self::Chars(v) => Ok(serde_json::to_string_pretty(&char_tokenizer_json(
+                v, max_len,
+            ))?),
+            Self::WordPiece(t) => {
+                let mut inner = t.inner().clone();
+                inner
+                    .with_truncation(Some(tokenizers::TruncationParams {
+                        max_length: max_len,
+                        ..Default::default()
+                    }))
+                    .map_err(|e| anyhow!("tokenizer truncation: {e}"))?;
+                inner
+                    .to_string(true)
+                    .map_err(|e| anyhow!("cannot write the tokenizer: {e}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::{InputKind, TextEncoder};
+    use std::str::FromStr;
+
+    #[test]
+    fn the_exported_tokenizer_reads_like_kdrun() {
+        let train = [
+            "汽车ABC，ｆｕｌｌ　width",
+            "体育 新闻\t比赛 2024",
+            "Ünïcödé ß",
+        ];
+        let vocab = CharVocab::build(train.iter().copied(), 1, true);
+        let json = char_tokenizer_json(&vocab, 8).to_string();
+        let tok = tokenizers::Tokenizer::from_str(&json).unwrap();
+        for text in [
+            "汽车ABC，ｆｕｌｌ　width",
+            "体育\u{3000}新闻 比赛 2024 又一个很长的句子",
+            "unknown 字 ！？",
+            "Ünïcödé ß\u{0}\u{85}",
+        ] {
+            let kdrun = vocab.encode_text(text, InputKind::Teacher, 8).unwrap();
+            let hf = tok.encode(text, true).unwrap().get_ids().to_vec();
+            assert_eq!(hf, kdrun, "{text:?}");
+        }
+    }
+}
