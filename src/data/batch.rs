@@ -1,6 +1,7 @@
 //! Token ids → padded batches on a device, and the order batches are drawn in.
 //!
-//! Batches are padded on the right to the longest example *in the batch*; training batches are
+//! Batches are padded to the longest example *in the batch*, on the right (on the left for a
+//! teacher that reads its last position, as XLNet does); training batches are
 //! drawn from length buckets (shuffle, sort pools of 50 batches by length, shuffle the batches),
 //! so little time goes into padding while every epoch still sees a fresh order.
 
@@ -62,6 +63,11 @@ pub trait TextEncoder {
     fn pad_id(&self) -> u32;
     /// How many ids there are.
     fn vocab_size(&self) -> usize;
+    /// Whether the teacher's batches are padded on the left (a model that reads its
+    /// classification token last, as XLNet does).
+    fn pad_left(&self) -> bool {
+        false
+    }
 }
 
 /// Turns examples into encoded items and items into batches for one kind of model.
@@ -70,6 +76,8 @@ pub struct Batcher {
     pub kind: InputKind,
     pub max_len: usize,
     pub pad_id: u32,
+    /// Pad on the left (rows end together) rather than on the right.
+    pub pad_left: bool,
 }
 
 impl Batcher {
@@ -78,12 +86,16 @@ impl Batcher {
             kind,
             max_len,
             pad_id,
+            pad_left: false,
         }
     }
 
-    /// A batcher padding with `encoder`'s padding id.
+    /// A batcher padding with `encoder`'s padding id, on the side its teacher reads from.
     pub fn for_encoder(kind: InputKind, max_len: usize, encoder: &dyn TextEncoder) -> Self {
-        Self::new(kind, max_len, encoder.pad_id())
+        Self {
+            pad_left: kind == InputKind::Teacher && encoder.pad_left(),
+            ..Self::new(kind, max_len, encoder.pad_id())
+        }
     }
 
     /// Tokenize and truncate every example.
@@ -112,9 +124,10 @@ impl Batcher {
         let mut tokens = vec![self.pad_id as i64; b * t];
         let mut mask = vec![0f32; b * t];
         for (r, e) in items.iter().enumerate() {
+            let start = if self.pad_left { t - e.tokens.len() } else { 0 };
             for (c, &tok) in e.tokens.iter().enumerate() {
-                tokens[r * t + c] = tok as i64;
-                mask[r * t + c] = 1.0;
+                tokens[r * t + start + c] = tok as i64;
+                mask[r * t + start + c] = 1.0;
             }
         }
         let labels: Vec<i64> = items.iter().map(|e| e.label as i64).collect();

@@ -20,7 +20,19 @@ pub struct HfTokenizer {
     pub cls_id: u32,
     pub sep_id: u32,
     pub unk_id: u32,
+    /// The post-processor puts the classification token last (XLNet: `A <sep> <cls>`), so
+    /// batches are padded on the left and the classifier reads the last position.
+    pub cls_last: bool,
 }
+
+/// The names a special token goes by: BERT's, then XLNet's (SentencePiece) spelling.
+const ROLES: [(&str, [&str; 2]); 5] = [
+    ("padding", ["[PAD]", "<pad>"]),
+    ("mask", ["[MASK]", "<mask>"]),
+    ("classification", ["[CLS]", "<cls>"]),
+    ("separator", ["[SEP]", "<sep>"]),
+    ("unknown", ["[UNK]", "<unk>"]),
+];
 
 fn lowercase_setting(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("tokenizer_config.json"))
@@ -45,9 +57,16 @@ impl HfTokenizer {
             t
         } else if vocab.is_file() {
             Self::bert_from_vocab(&vocab, lowercase_setting(dir))?
+        } else if dir.join("spiece.model").is_file() {
+            anyhow::bail!(
+                "{}: only spiece.model, which kdrun cannot read; convert it to tokenizer.json with \
+                 transformers: python -c \"from transformers import AutoTokenizer; \
+                 AutoTokenizer.from_pretrained('{0}').save_pretrained('{0}')\"",
+                dir.display()
+            );
         } else {
             anyhow::bail!(
-                "{}: no tokenizer.json or vocab.txt (a BERT checkpoint folder holds one of them)",
+                "{}: no tokenizer.json or vocab.txt (a checkpoint folder holds one of them)",
                 dir.display()
             );
         };
@@ -78,18 +97,42 @@ impl HfTokenizer {
         Ok(tok)
     }
 
+    /// A `tokenizer.json` file by itself (no checkpoint folder around it).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let mut t = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: cannot read tokenizer: {e}", path.display()))?;
+        t.with_padding(None);
+        t.with_truncation(None)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Self::from_tokenizer(t, path)
+    }
+
     fn from_tokenizer(inner: Tokenizer, dir: &Path) -> Result<Self> {
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| anyhow!("{}: the tokenizer has no {t} token", dir.display()))
-        };
+        let mut ids = [0u32; 5];
+        for (slot, (role, names)) in ids.iter_mut().zip(ROLES) {
+            *slot = names
+                .iter()
+                .find_map(|n| inner.token_to_id(n))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: the tokenizer has no {role} token ({})",
+                        dir.display(),
+                        names.join(" or ")
+                    )
+                })?;
+        }
+        let [pad_id, mask_id, cls_id, sep_id, unk_id] = ids;
+        let probe = inner
+            .encode("a", true)
+            .map_err(|e| anyhow!("{}: cannot tokenize: {e}", dir.display()))?;
+        let cls_last = probe.get_ids().last() == Some(&cls_id);
         Ok(Self {
-            pad_id: id("[PAD]")?,
-            mask_id: id("[MASK]")?,
-            cls_id: id("[CLS]")?,
-            sep_id: id("[SEP]")?,
-            unk_id: id("[UNK]")?,
+            pad_id,
+            mask_id,
+            cls_id,
+            sep_id,
+            unk_id,
+            cls_last,
             inner,
         })
     }
@@ -108,22 +151,34 @@ impl HfTokenizer {
         self.inner.id_to_token(id).unwrap_or_default()
     }
 
-    /// Ids of `text`, with `[CLS]`/`[SEP]` when `specials`, cut to `max_len` (keeping `[SEP]`).
+    /// Ids of `text`, with the special tokens when `specials` (`[CLS] A [SEP]`, XLNet's
+    /// `A <sep> <cls>`), at most `max_len`: the text's tokens are cut, the special ones kept.
     pub fn encode(&self, text: &str, specials: bool, max_len: usize) -> Result<Vec<u32>> {
+        Ok(self.encode_with_types(text, specials, max_len)?.0)
+    }
+
+    /// As [`HfTokenizer::encode`], with each token's segment id (XLNet's `<cls>`: 2).
+    pub fn encode_with_types(
+        &self,
+        text: &str,
+        specials: bool,
+        max_len: usize,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
+        use tokenizers::{PostProcessor, TruncationDirection};
+        let mut enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize {text:?}: {e}"))?;
+        let added = match (specials, self.inner.get_post_processor()) {
+            (true, Some(p)) => p.added_tokens(false),
+            _ => 0,
+        };
+        enc.truncate(max_len.saturating_sub(added), 0, TruncationDirection::Right);
         let enc = self
             .inner
-            .encode(text, specials)
+            .post_process(enc, None, specials)
             .map_err(|e| anyhow!("cannot tokenize {text:?}: {e}"))?;
-        let mut ids = enc.get_ids().to_vec();
-        if ids.len() > max_len {
-            if specials {
-                ids.truncate(max_len - 1);
-                ids.push(self.sep_id);
-            } else {
-                ids.truncate(max_len);
-            }
-        }
-        Ok(ids)
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
     }
 
     /// Ids and, for each, the char offset in `text` where the token starts (specials: `None`).
@@ -172,5 +227,9 @@ impl TextEncoder for HfTokenizer {
 
     fn vocab_size(&self) -> usize {
         HfTokenizer::vocab_size(self)
+    }
+
+    fn pad_left(&self) -> bool {
+        self.cls_last
     }
 }

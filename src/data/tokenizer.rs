@@ -154,6 +154,13 @@ impl TextEncoder for TeacherTokenizer {
             Self::WordPiece(t) => t.vocab_size(),
         }
     }
+
+    fn pad_left(&self) -> bool {
+        match self {
+            Self::Chars(_) => false,
+            Self::WordPiece(t) => t.cls_last,
+        }
+    }
 }
 
 #[cfg(test)]
