@@ -1,96 +1,18 @@
 //! Saving a BERT as a Hugging Face folder: `config.json`, `vocab.txt` and `model.safetensors`
 //! with transformers' tensor names, so `AutoModel*.from_pretrained(folder)` loads it.
 
+use super::load::{ENCODER_NAMES, MLM_HEAD_NAMES};
 use super::mlm::BertMaskedLm;
 use super::{BertClassifier, BertConfig, BertModel};
 use crate::files::write_with;
-use crate::models::hf::RawTensor;
+use crate::models::hf::tree::{self, Tensors};
 use anyhow::{anyhow, Context, Result};
-use burn::nn::{Embedding, LayerNorm, Linear};
-use burn::tensor::Tensor;
-use std::collections::BTreeMap;
 use std::path::Path;
-
-type Tensors = BTreeMap<String, RawTensor>;
-
-fn raw<const D: usize>(t: Tensor<D>) -> Result<RawTensor> {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow!("cannot read a tensor for export: {e:?}"))?;
-    Ok(RawTensor { shape, data })
-}
-
-fn put_linear(out: &mut Tensors, name: &str, l: &Linear) -> Result<()> {
-    // burn keeps [in, out]; PyTorch [out, in].
-    out.insert(format!("{name}.weight"), raw(l.weight.val().transpose())?);
-    if let Some(b) = &l.bias {
-        out.insert(format!("{name}.bias"), raw(b.val())?);
-    }
-    Ok(())
-}
-
-fn put_layer_norm(out: &mut Tensors, name: &str, ln: &LayerNorm) -> Result<()> {
-    out.insert(format!("{name}.weight"), raw(ln.gamma.val())?);
-    if let Some(b) = &ln.beta {
-        out.insert(format!("{name}.bias"), raw(b.val())?);
-    }
-    Ok(())
-}
-
-fn put_embedding(out: &mut Tensors, name: &str, e: &Embedding) -> Result<()> {
-    out.insert(format!("{name}.weight"), raw(e.weight.val())?);
-    Ok(())
-}
 
 impl BertModel {
     /// The encoder's tensors under `prefix` (`bert.` for task models).
     pub fn hf_tensors(&self, prefix: &str, out: &mut Tensors) -> Result<()> {
-        let e = &self.embeddings;
-        put_embedding(
-            out,
-            &format!("{prefix}embeddings.word_embeddings"),
-            &e.word_embeddings,
-        )?;
-        put_embedding(
-            out,
-            &format!("{prefix}embeddings.position_embeddings"),
-            &e.position_embeddings,
-        )?;
-        put_embedding(
-            out,
-            &format!("{prefix}embeddings.token_type_embeddings"),
-            &e.token_type_embeddings,
-        )?;
-        put_layer_norm(out, &format!("{prefix}embeddings.LayerNorm"), &e.layer_norm)?;
-        for (i, layer) in self.encoder.layer.iter().enumerate() {
-            let l = format!("{prefix}encoder.layer.{i}.");
-            let a = &layer.attention;
-            put_linear(out, &format!("{l}attention.self.query"), &a.self_attn.query)?;
-            put_linear(out, &format!("{l}attention.self.key"), &a.self_attn.key)?;
-            put_linear(out, &format!("{l}attention.self.value"), &a.self_attn.value)?;
-            put_linear(out, &format!("{l}attention.output.dense"), &a.output.dense)?;
-            put_layer_norm(
-                out,
-                &format!("{l}attention.output.LayerNorm"),
-                &a.output.layer_norm,
-            )?;
-            put_linear(
-                out,
-                &format!("{l}intermediate.dense"),
-                &layer.intermediate.dense,
-            )?;
-            put_linear(out, &format!("{l}output.dense"), &layer.output.dense)?;
-            put_layer_norm(
-                out,
-                &format!("{l}output.LayerNorm"),
-                &layer.output.layer_norm,
-            )?;
-        }
-        put_linear(out, &format!("{prefix}pooler.dense"), &self.pooler.dense)?;
-        Ok(())
+        tree::export(self, &ENCODER_NAMES, prefix, out)
     }
 }
 
@@ -99,7 +21,7 @@ impl BertClassifier {
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
         self.bert.hf_tensors("bert.", &mut out)?;
-        put_linear(&mut out, "classifier", &self.classifier)?;
+        tree::export(&self.classifier, &ENCODER_NAMES, "classifier.", &mut out)?;
         Ok(out)
     }
 }
@@ -110,13 +32,7 @@ impl BertMaskedLm {
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
         self.bert.hf_tensors("bert.", &mut out)?;
-        put_linear(&mut out, "cls.predictions.transform.dense", &self.cls.dense)?;
-        put_layer_norm(
-            &mut out,
-            "cls.predictions.transform.LayerNorm",
-            &self.cls.layer_norm,
-        )?;
-        out.insert("cls.predictions.bias".into(), raw(self.cls.bias.val())?);
+        tree::export(&self.cls, &MLM_HEAD_NAMES, "cls.predictions.", &mut out)?;
         Ok(out)
     }
 }

@@ -1,22 +1,20 @@
-//! Building the BERT modules from a checkpoint's tensors, by Hugging Face names
+//! Loading the BERT modules from a checkpoint's tensors, by Hugging Face names
 //! (`transformers/models/bert/modeling_bert.py` state dicts of `BertModel`,
 //! `BertForSequenceClassification`, `BertForMaskedLM` and `BertForPreTraining`, with or without
-//! the `bert.` prefix). PyTorch `Linear` weights are `[out, in]` and are transposed to burn's
-//! `[in, out]`; LayerNorm `weight`/`bias` (or the legacy `gamma`/`beta`) become `gamma`/`beta`.
+//! the `bert.` prefix). The module tree is the one `BertConfig::init_model` builds; the names
+//! follow it through [`ENCODER_NAMES`] and [`MLM_HEAD_NAMES`] (`models::hf::tree`), which export
+//! uses too.
 //!
 //! A missing or mis-shaped tensor is an error naming it. Tensors of heads that the requested model
 //! does not have (`cls.*`, a classifier with another label count) are skipped and said once in the
 //! returned notes; any other tensor left over is an error.
 
 use super::mlm::{BertMaskedLm, BertMlmHead};
-use super::{
-    BertAttention, BertClassifier, BertConfig, BertEmbeddings, BertEncoder, BertIntermediate,
-    BertLayer, BertModel, BertOutput, BertPooler, BertSelfAttention, BertSelfOutput,
-};
+use super::{BertClassifier, BertConfig, BertModel};
+use crate::models::hf::tree::{self, HfNames};
 use crate::models::hf::Weights;
 use anyhow::{bail, Result};
-use burn::module::Param;
-use burn::nn::{DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::nn::DropoutConfig;
 use burn::tensor::Device;
 
 /// `bert.` when the checkpoint nests the encoder (task models), else empty (`BertModel`).
@@ -28,32 +26,35 @@ pub fn encoder_prefix(w: &Weights) -> &'static str {
     }
 }
 
-fn linear(w: &Weights, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Linear> {
-    let weight = w.tensor(&format!("{name}.weight"), [d_out, d_in], device)?;
-    let bias = w.tensor(&format!("{name}.bias"), [d_out], device)?;
-    Ok(Linear {
-        weight: Param::from_tensor(weight.transpose()),
-        bias: Some(Param::from_tensor(bias)),
-    })
-}
+/// BERT's encoder (and `classifier`) by Hugging Face name: burn's field names but for
+/// `self_attn` (HF `self`) and LayerNorm's `gamma`/`beta` (HF `LayerNorm.weight`/`.bias`, in
+/// older checkpoints `LayerNorm.gamma`/`.beta`).
+pub const ENCODER_NAMES: HfNames = HfNames {
+    renames: &[
+        ("self_attn.", "self."),
+        ("layer_norm.gamma", "LayerNorm.weight"),
+        ("layer_norm.beta", "LayerNorm.bias"),
+    ],
+    aliases: &[
+        ("LayerNorm.weight", "LayerNorm.gamma"),
+        ("LayerNorm.bias", "LayerNorm.beta"),
+    ],
+};
 
-fn layer_norm(w: &Weights, c: &BertConfig, name: &str, device: &Device) -> Result<LayerNorm> {
-    let h = c.hidden_size;
-    let (gamma, beta) = match w.first_of(&[&format!("{name}.weight"), &format!("{name}.gamma")]) {
-        Some(g) if g.ends_with(".gamma") => (g.to_string(), format!("{name}.beta")),
-        _ => (format!("{name}.weight"), format!("{name}.bias")),
-    };
-    let mut ln = c.layer_norm(device);
-    ln.gamma = Param::from_tensor(w.tensor(&gamma, [h], device)?);
-    ln.beta = Some(Param::from_tensor(w.tensor(&beta, [h], device)?));
-    Ok(ln)
-}
-
-fn embedding(w: &Weights, name: &str, n: usize, d: usize, device: &Device) -> Result<Embedding> {
-    Ok(Embedding {
-        weight: Param::from_tensor(w.tensor(&format!("{name}.weight"), [n, d], device)?),
-    })
-}
+/// The masked-LM head under `cls.predictions.`: `transform.dense`, `transform.LayerNorm`, and the
+/// decoder's `bias` (stored as `bias` or `decoder.bias`).
+pub const MLM_HEAD_NAMES: HfNames = HfNames {
+    renames: &[
+        ("dense.", "transform.dense."),
+        ("layer_norm.gamma", "transform.LayerNorm.weight"),
+        ("layer_norm.beta", "transform.LayerNorm.bias"),
+    ],
+    aliases: &[
+        ("LayerNorm.weight", "LayerNorm.gamma"),
+        ("LayerNorm.bias", "LayerNorm.beta"),
+        ("predictions.bias", "predictions.decoder.bias"),
+    ],
+};
 
 impl BertModel {
     /// The encoder under `prefix`. A missing pooler (masked-LM checkpoints have none) is
@@ -65,79 +66,22 @@ impl BertModel {
         device: &Device,
         notes: &mut Vec<String>,
     ) -> Result<Self> {
-        let h = c.hidden_size;
-        let p = |s: &str| format!("{prefix}{s}");
-        let embeddings = BertEmbeddings {
-            word_embeddings: embedding(
-                w,
-                &p("embeddings.word_embeddings"),
-                c.vocab_size,
-                h,
-                device,
-            )?,
-            position_embeddings: embedding(
-                w,
-                &p("embeddings.position_embeddings"),
-                c.max_position_embeddings,
-                h,
-                device,
-            )?,
-            token_type_embeddings: embedding(
-                w,
-                &p("embeddings.token_type_embeddings"),
-                c.type_vocab_size,
-                h,
-                device,
-            )?,
-            layer_norm: layer_norm(w, c, &p("embeddings.LayerNorm"), device)?,
-            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-        };
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
-        for i in 0..c.num_hidden_layers {
-            let l = |s: &str| p(&format!("encoder.layer.{i}.{s}"));
-            layers.push(BertLayer {
-                attention: BertAttention {
-                    self_attn: BertSelfAttention {
-                        query: linear(w, &l("attention.self.query"), h, h, device)?,
-                        key: linear(w, &l("attention.self.key"), h, h, device)?,
-                        value: linear(w, &l("attention.self.value"), h, h, device)?,
-                        dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
-                        num_heads: c.num_attention_heads,
-                    },
-                    output: BertSelfOutput {
-                        dense: linear(w, &l("attention.output.dense"), h, h, device)?,
-                        layer_norm: layer_norm(w, c, &l("attention.output.LayerNorm"), device)?,
-                        dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-                    },
-                },
-                intermediate: BertIntermediate {
-                    dense: linear(w, &l("intermediate.dense"), h, c.intermediate_size, device)?,
-                    activation: c.activation().init(device),
-                },
-                output: BertOutput {
-                    dense: linear(w, &l("output.dense"), c.intermediate_size, h, device)?,
-                    layer_norm: layer_norm(w, c, &l("output.LayerNorm"), device)?,
-                    dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-                },
-            });
-        }
-        let pooler = if w.contains(&p("pooler.dense.weight")) {
-            BertPooler {
-                dense: linear(w, &p("pooler.dense"), h, h, device)?,
-            }
-        } else {
+        let has_pooler = w.contains(&format!("{prefix}pooler.dense.weight"));
+        if !has_pooler {
             notes.push("the checkpoint has no pooler (pooler.dense): initialized anew".into());
-            BertPooler {
-                dense: c.linear(h, h, device),
-            }
-        };
+        }
+        let keep = |path: &str| !has_pooler && path.starts_with("pooler.");
+        let model = tree::load(
+            c.init_model(device),
+            w,
+            &ENCODER_NAMES,
+            prefix,
+            &keep,
+            device,
+        )?;
         // A position-id buffer is not a parameter.
-        w.skip(&p("embeddings.position_ids"));
-        Ok(Self {
-            embeddings,
-            encoder: BertEncoder { layer: layers },
-            pooler,
-        })
+        w.skip(&format!("{prefix}embeddings.position_ids"));
+        Ok(model)
     }
 }
 
@@ -184,7 +128,14 @@ impl BertClassifier {
         let mut notes = Vec::new();
         let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
         let classifier = match w.shape("classifier.weight") {
-            Some([n, _]) if *n == labels => linear(w, "classifier", c.hidden_size, labels, device)?,
+            Some([n, _]) if *n == labels => tree::load(
+                c.linear(c.hidden_size, labels, device),
+                w,
+                &ENCODER_NAMES,
+                "classifier.",
+                &|_| false,
+                device,
+            )?,
             Some(shape) => {
                 let n = shape[0];
                 skip_head(
@@ -227,17 +178,15 @@ impl BertMaskedLm {
     pub fn load(c: &BertConfig, w: &Weights, device: &Device) -> Result<(Self, Vec<String>)> {
         let mut notes = Vec::new();
         let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
-        let h = c.hidden_size;
         let cls = if w.contains("cls.predictions.transform.dense.weight") {
-            let bias_name = w
-                .first_of(&["cls.predictions.bias", "cls.predictions.decoder.bias"])
-                .unwrap_or("cls.predictions.bias");
-            let head = BertMlmHead {
-                dense: linear(w, "cls.predictions.transform.dense", h, h, device)?,
-                activation: c.activation().init(device),
-                layer_norm: layer_norm(w, c, "cls.predictions.transform.LayerNorm", device)?,
-                bias: Param::from_tensor(w.tensor(bias_name, [c.vocab_size], device)?),
-            };
+            let head = tree::load(
+                BertMlmHead::new(c, device),
+                w,
+                &MLM_HEAD_NAMES,
+                "cls.predictions.",
+                &|_| false,
+                device,
+            )?;
             w.skip("cls.predictions.decoder.weight");
             w.skip("cls.predictions.decoder.bias");
             head

@@ -2,6 +2,7 @@
 //! `pytorch_model.bin`). The folder's tokenizer is read by `data::hf_tokenizer`.
 
 pub mod forward;
+pub mod tree;
 pub mod weights;
 
 use crate::models::bert::BertConfig;
