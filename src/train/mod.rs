@@ -1,6 +1,7 @@
 //! Training: one loop for every model (AdamW, linear warm-up/decay, best epoch on validation),
 //! and the teacher- and student-specific set-ups around it.
 
+pub mod plm;
 pub mod pretrain;
 pub mod progress;
 pub mod schedule;
