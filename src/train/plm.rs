@@ -61,7 +61,7 @@ pub fn permute(
     rng: &mut impl Rng,
 ) -> Result<PlmExample> {
     let len = ids.len();
-    if len % 2 != 0 {
+    if !len.is_multiple_of(2) {
         bail!("permutation LM needs sequences of even length, found {len}");
     }
     if special.len() != len {
