@@ -209,9 +209,10 @@ fn exported_folders_load_back_to_identical_outputs() {
             assert!(out.path().join(f).is_file(), "{f}");
         }
         let back = Checkpoint::open(out.path()).unwrap();
-        assert_eq!(back.config.architectures, vec![arch.to_string()]);
+        let kdrun::models::TeacherConfig::Bert(back_config) = &back.config;
+        assert_eq!(back_config.architectures, vec![arch.to_string()]);
         let a = forward(&c, &Weights::open(&dir).unwrap(), &inputs, &device).unwrap();
-        let b = forward(&back.config, &back.weights, &inputs, &device).unwrap();
+        let b = forward(back_config, &back.weights, &inputs, &device).unwrap();
         for key in ["embedding_output", "last_hidden_state", "logits"] {
             assert_eq!(a[key].max_abs_diff(&b[key]), 0.0, "{name} {key}");
         }
@@ -291,7 +292,8 @@ fn real_checkpoint_minilm_tokenizes_and_embeds() {
     let tok = HfTokenizer::open(&dir).unwrap();
     let device = Device::flex();
     let mut notes = Vec::new();
-    let model = BertModel::load(&ckpt.config, &ckpt.weights, "", &device, &mut notes).unwrap();
+    let kdrun::models::TeacherConfig::Bert(config) = &ckpt.config;
+    let model = BertModel::load(config, &ckpt.weights, "", &device, &mut notes).unwrap();
     assert!(
         ckpt.weights.unused().is_empty(),
         "{:?}",

@@ -1,8 +1,10 @@
-//! Models: the BERT teacher and the BiLSTM student, each a Config/Module pair.
+//! Models: the teachers behind one seam ([`teacher`]: BERT) and the BiLSTM student, each a
+//! Config/Module pair; Hugging Face checkpoints by name ([`hf`]).
 
 pub mod bert;
 pub mod bilstm;
 pub mod hf;
+pub mod teacher;
 
 use crate::data::batch::{eval_order, Batcher, Encoded};
 use crate::data::{InputKind, TokenBatch};
@@ -12,6 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 pub use bert::{BertClassifier, BertConfig};
 pub use bilstm::{BiLstmClassifier, BiLstmConfig};
+pub use teacher::{FreezePlan, PretrainModel, TeacherConfig, TeacherModel};
 
 /// A model that turns a padded batch into class logits.
 pub trait Classifier: Module {

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 /// Bumped when what a stage writes changes, so old artifacts are not misread (2: teacher logits
 /// as safetensors, vector coverage kept with the student, recipes keyed with derived values
-/// filled in).
-pub const ARTIFACT_VERSION: u32 = 2;
+/// filled in; 3: teachers stored as the architecture enum `models::TeacherModel`).
+pub const ARTIFACT_VERSION: u32 = 3;
 
 /// What a stage folder says of itself (written last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

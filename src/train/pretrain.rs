@@ -10,6 +10,7 @@ use crate::data::MlmSequence;
 use crate::data::{TeacherTokenizer, TextEncoder};
 use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
+use crate::models::PretrainModel;
 use crate::recipe::{PretrainSection, Recipe};
 use anyhow::{anyhow, bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
@@ -310,9 +311,10 @@ pub fn further_pretrain(
     r: &Recipe,
     tokenizer: &TeacherTokenizer,
     texts: &[String],
-    mlm: BertMaskedLm,
+    model: PretrainModel,
     device: &Device,
-) -> Result<(BertMaskedLm, PretrainReport)> {
+) -> Result<(PretrainModel, PretrainReport)> {
+    let PretrainModel::Mlm(mlm) = model;
     use anyhow::Context as _;
     use rand::seq::SliceRandom;
     let p = &r.teacher.pretrain;
@@ -350,7 +352,8 @@ pub fn further_pretrain(
         vocab_size: tokenizer.vocab_size() as u32,
         special_ids: tokenizer.special_ids(),
     };
-    pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)
+    let (mlm, report) = pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)?;
+    Ok((PretrainModel::Mlm(mlm), report))
 }
 
 #[cfg(test)]

@@ -1,40 +1,42 @@
-//! The teacher: a BERT classifier, trained from scratch or started from a Hugging Face
-//! checkpoint, optionally further pre-trained with masked-LM, partly frozen, then fine-tuned with
-//! cross-entropy.
+//! The teacher, of any architecture behind `models::teacher` (BERT): from the recipe's sizes
+//! or a Hugging Face checkpoint, optionally further pre-trained, partly frozen, then fine-tuned
+//! with cross-entropy.
 
 use super::{fit, FitSettings, Fitted};
 use crate::data::batch::{Batcher, Encoded};
 use crate::data::{CharVocab, HfTokenizer, TeacherTokenizer};
 use crate::distill::cross_entropy;
-use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::hf::Checkpoint;
-use crate::models::{BertClassifier, BertConfig, Classifier};
-use crate::recipe::{Freeze, Recipe};
+use crate::models::{
+    BertConfig, Classifier, FreezePlan, PretrainModel, TeacherConfig, TeacherModel,
+};
+use crate::recipe::{Freeze, Recipe, TeacherArch};
 use anyhow::{bail, Result};
-use burn::module::Module;
-use burn::nn::DropoutConfig;
 use burn::tensor::Device;
 
 /// Where the teacher starts: its tokenizer, configuration and (for a checkpoint) weights.
 pub struct TeacherSetup {
     pub tokenizer: TeacherTokenizer,
-    pub config: BertConfig,
+    pub config: TeacherConfig,
     pub checkpoint: Option<Checkpoint>,
 }
 
-/// The BERT configuration a recipe describes, for a vocabulary and a list of class names.
-pub fn bert_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]) -> BertConfig {
+/// The configuration a recipe describes for a teacher from scratch, for a vocabulary and a list
+/// of class names.
+pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]) -> TeacherConfig {
     let t = &recipe.teacher;
-    BertConfig::new(
-        vocab_size,
-        t.hidden,
-        t.layers,
-        t.heads,
-        t.intermediate(),
-        recipe.data.max_len,
-        t.dropout,
-        class_names,
-    )
+    match t.arch {
+        TeacherArch::Bert => TeacherConfig::Bert(BertConfig::new(
+            vocab_size,
+            t.hidden,
+            t.layers,
+            t.heads,
+            t.intermediate(),
+            recipe.data.max_len,
+            t.dropout,
+            class_names,
+        )),
+    }
 }
 
 /// Open the checkpoint (if the recipe names one) or describe a teacher from scratch over the
@@ -44,26 +46,22 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
     if dir.as_os_str().is_empty() {
         return Ok(TeacherSetup {
             tokenizer: TeacherTokenizer::Chars(vocab.clone()),
-            config: bert_config(recipe, vocab.len(), class_names),
+            config: scratch_config(recipe, vocab.len(), class_names),
             checkpoint: None,
         });
     }
     let checkpoint = Checkpoint::open(dir)?;
     let tokenizer = HfTokenizer::open(dir)?;
     let mut config = checkpoint.config.clone();
-    if recipe.data.max_len > config.max_position_embeddings {
+    if recipe.data.max_len > config.max_positions() {
         bail!(
             "data.max_len = {} but the checkpoint {} takes at most {} positions",
             recipe.data.max_len,
             dir.display(),
-            config.max_position_embeddings
+            config.max_positions()
         );
     }
-    config.id2label = class_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i.to_string(), n.clone()))
-        .collect();
+    config.set_labels(class_names);
     Ok(TeacherSetup {
         tokenizer: TeacherTokenizer::WordPiece(Box::new(tokenizer)),
         config,
@@ -73,67 +71,34 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
 
 impl TeacherSetup {
     /// The classifier to fine-tune: the checkpoint's (with a new head where needed) or a new one.
-    pub fn classifier(&self, device: &Device) -> Result<(BertClassifier, Vec<String>)> {
-        let labels = self.config.num_labels();
+    pub fn classifier(&self, device: &Device) -> Result<(TeacherModel, Vec<String>)> {
         match &self.checkpoint {
-            Some(c) => BertClassifier::load(&self.config, &c.weights, labels, device),
+            Some(c) => self.config.load_classifier(&c.weights, device),
             None => Ok((self.config.init_classifier(device), Vec::new())),
         }
     }
 
-    /// The masked-LM model to further pre-train.
-    pub fn masked_lm(&self, device: &Device) -> Result<(BertMaskedLm, Vec<String>)> {
+    /// The model to further pre-train.
+    pub fn pretrain_model(&self, device: &Device) -> Result<(PretrainModel, Vec<String>)> {
         match &self.checkpoint {
-            Some(c) => BertMaskedLm::load(&self.config, &c.weights, device),
-            None => Ok((BertMaskedLm::new(&self.config, device), Vec::new())),
+            Some(c) => self.config.load_pretrain(&c.weights, device),
+            None => Ok((self.config.init_pretrain(device), Vec::new())),
         }
     }
 
     /// A classifier over a pre-trained encoder, with a new head.
-    pub fn classifier_over(&self, mlm: BertMaskedLm, device: &Device) -> BertClassifier {
-        let c = &self.config;
-        BertClassifier {
-            bert: mlm.bert,
-            dropout: DropoutConfig::new(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))
-                .init(),
-            classifier: c.linear(c.hidden_size, c.num_labels(), device),
-        }
+    pub fn classifier_over(&self, pretrained: PretrainModel, device: &Device) -> TeacherModel {
+        self.config.classifier_over(pretrained, device)
     }
 }
 
-/// Freeze what `freeze` says; returns the model and its trainable parameter count.
-pub fn apply_freeze(mut model: BertClassifier, freeze: Freeze) -> Result<(BertClassifier, usize)> {
-    let total = model.num_params();
-    let mut frozen = 0;
-    match freeze {
-        Freeze::None => {}
-        Freeze::Embeddings => {
-            frozen += model.bert.embeddings.num_params();
-            model.bert.embeddings = model.bert.embeddings.freeze();
-        }
-        Freeze::AllButLast(k) => {
-            let n = model.bert.encoder.layer.len();
-            if k > n {
-                bail!("teacher.freeze = {{ all-but-last = {k} }} but the teacher has {n} layers");
-            }
-            frozen += model.bert.embeddings.num_params();
-            model.bert.embeddings = model.bert.embeddings.freeze();
-            let layers = std::mem::take(&mut model.bert.encoder.layer);
-            model.bert.encoder.layer = layers
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    if i < n - k {
-                        frozen += l.num_params();
-                        l.freeze()
-                    } else {
-                        l
-                    }
-                })
-                .collect();
-        }
-    }
-    Ok((model, total - frozen))
+/// Freeze what the recipe's `teacher.freeze` says; the model and its trainable parameter count.
+pub fn apply_freeze(model: TeacherModel, freeze: Freeze) -> Result<(TeacherModel, usize)> {
+    model.freeze(match freeze {
+        Freeze::None => FreezePlan::None,
+        Freeze::Embeddings => FreezePlan::Embeddings,
+        Freeze::AllButLast(k) => FreezePlan::AllButLast(k),
+    })
 }
 
 pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
@@ -154,12 +119,12 @@ pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
 pub fn fine_tune(
     recipe: &Recipe,
     stage: &str,
-    model: BertClassifier,
+    model: TeacherModel,
     batcher: &Batcher,
     train: &[Encoded],
     valid: &[Encoded],
     device: &Device,
-) -> Result<Fitted<BertClassifier>> {
+) -> Result<Fitted<TeacherModel>> {
     fit(
         model,
         batcher,

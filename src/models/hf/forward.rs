@@ -217,6 +217,8 @@ pub fn forward(
 pub fn forward_folder(dir: &Path, input: &Path, device: &Device) -> Result<String> {
     let ckpt = Checkpoint::open(dir)?;
     let inputs = Inputs::load(input)?;
-    let out = forward(&ckpt.config, &ckpt.weights, &inputs, device)?;
+    let out = match &ckpt.config {
+        crate::models::TeacherConfig::Bert(c) => forward(c, &ckpt.weights, &inputs, device)?,
+    };
     Ok(serde_json::to_string(&out)?)
 }

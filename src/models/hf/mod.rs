@@ -5,7 +5,7 @@ pub mod forward;
 pub mod tree;
 pub mod weights;
 
-use crate::models::bert::BertConfig;
+use crate::models::teacher::TeacherConfig;
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,7 @@ pub use weights::{RawTensor, Weights};
 /// An opened checkpoint folder.
 pub struct Checkpoint {
     pub dir: PathBuf,
-    pub config: BertConfig,
+    pub config: TeacherConfig,
     pub weights: Weights,
 }
 
@@ -32,15 +32,14 @@ impl Checkpoint {
                 path.display()
             )
         })?;
-        let config: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| anyhow!("{}: not a BERT config: {e}", path.display()))?;
-        if config.model_type != "bert" {
-            anyhow::bail!(
-                "{}: model_type is {:?}; kdrun loads BERT checkpoints (model_type \"bert\")",
-                path.display(),
-                config.model_type
-            );
-        }
+        let model_type = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| anyhow!("{}: not JSON: {e}", path.display()))?
+            .get("model_type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let config = TeacherConfig::from_checkpoint(&model_type, &text)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             config,

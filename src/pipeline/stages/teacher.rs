@@ -4,8 +4,7 @@
 
 use super::super::context::Context;
 use super::{load_record, read_json, save_model};
-use crate::models::bert::mlm::BertMaskedLm;
-use crate::models::{bert, BertClassifier};
+use crate::models::{PretrainModel, TeacherModel};
 use crate::store::stage::{stage_key, Stage, StageWriter};
 use crate::train::pretrain::{further_pretrain, PretrainReport};
 use crate::train::progress::note;
@@ -27,7 +26,7 @@ struct TeacherMeta {
 
 /// A fine-tuned teacher (in inference mode).
 pub struct Teacher {
-    pub model: BertClassifier,
+    pub model: TeacherModel,
     pub fit: FitInfo,
     /// Parameters fine-tuning changed (all but the frozen ones).
     pub trainable: usize,
@@ -41,7 +40,7 @@ pub struct PretrainStage {
 }
 
 impl Stage<Context<'_>> for PretrainStage {
-    type Output = (BertMaskedLm, PretrainReport);
+    type Output = (PretrainModel, PretrainReport);
 
     fn name(&self) -> &str {
         "pretrain"
@@ -67,7 +66,7 @@ impl Stage<Context<'_>> for PretrainStage {
         let r = cx.r;
         cx.ad.seed(r.runtime.seed);
         let setup = cx.setup()?;
-        let (mlm, notes) = setup.masked_lm(&cx.ad)?;
+        let (mlm, notes) = setup.pretrain_model(&cx.ad)?;
         for n in notes {
             note(&format!("pretrain: {n}"));
             cx.add_note(format!("pretrain: {n}"));
@@ -81,7 +80,7 @@ impl Stage<Context<'_>> for PretrainStage {
 
     fn load(&self, cx: &Context, dir: &Path) -> Result<Self::Output> {
         let model = load_record(
-            BertMaskedLm::new(&cx.setup()?.config, &cx.ad),
+            cx.setup()?.config.init_pretrain(&cx.ad),
             &dir.join("mlm.bpk"),
         )?;
         Ok((model, read_json(&dir.join("pretrain.json"))?))
@@ -205,12 +204,10 @@ impl Stage<Context<'_>> for TeacherStage {
         out.write_json("teacher.json", &meta)?;
         let model = fitted.model.valid();
         if t.export {
-            bert::export::save_folder(
+            setup.config.export(
                 &out.file("teacher_hf"),
-                &setup.config,
-                "BertForSequenceClassification",
+                &model,
                 &setup.tokenizer.vocab(),
-                &model.hf_tensors()?,
                 Some((
                     &setup.tokenizer.tokenizer_json(r.data.max_len)?,
                     r.data.max_len,

@@ -1,0 +1,235 @@
+//! The teacher architectures behind one seam, one enum per family (as rust-bert's
+//! `pipelines/common.rs`): a teacher's configuration ([`TeacherConfig`]), its classifier
+//! ([`TeacherModel`]) and its further pre-training model ([`PretrainModel`]) each have a variant
+//! per architecture. Training, the pipeline and the store hold these and never an
+//! architecture's own types, so a new architecture is its `models/<arch>/` folder and a variant
+//! here.
+
+use super::bert::export::save_folder;
+use super::bert::mlm::BertMaskedLm;
+use super::bert::{BertClassifier, BertConfig};
+use super::hf::tree::Tensors;
+use super::hf::Weights;
+use super::Classifier;
+use crate::data::{InputKind, TokenBatch};
+use anyhow::{bail, Result};
+use burn::module::Module;
+use burn::nn::DropoutConfig;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A teacher's configuration: the Hugging Face `config.json` of its architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TeacherConfig {
+    Bert(BertConfig),
+}
+
+/// Which parameters fine-tuning leaves unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezePlan {
+    /// Everything trains.
+    None,
+    /// The embeddings stay fixed.
+    Embeddings,
+    /// Only the last K encoder layers (and what follows them) train.
+    AllButLast(usize),
+}
+
+/// A teacher classifier of any architecture.
+#[derive(Module, Debug)]
+pub enum TeacherModel {
+    Bert(BertClassifier),
+}
+
+/// A model for further pre-training, by objective: masked-LM (BERT).
+#[derive(Module, Debug)]
+pub enum PretrainModel {
+    Mlm(BertMaskedLm),
+}
+
+impl TeacherConfig {
+    /// The architecture's name in reports ("BERT").
+    pub fn arch_name(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "BERT",
+        }
+    }
+
+    /// The checkpoint `config.json` of `model_type`, as this architecture reads it.
+    pub fn from_checkpoint(model_type: &str, json: &str) -> Result<Self> {
+        match model_type {
+            "bert" => Ok(Self::Bert(serde_json::from_str(json)?)),
+            other => bail!(
+                "model_type is {other:?}; kdrun's teachers are \"bert\" (BertModel and its task models)"
+            ),
+        }
+    }
+
+    /// The largest input length the model takes.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Bert(c) => c.max_position_embeddings,
+        }
+    }
+
+    /// Name the recipe's classes (`id2label`), which also sets the classifier's width.
+    pub fn set_labels(&mut self, class_names: &[String]) {
+        let id2label = class_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i.to_string(), n.clone()))
+            .collect();
+        match self {
+            Self::Bert(c) => c.id2label = id2label,
+        }
+    }
+
+    pub fn num_labels(&self) -> usize {
+        match self {
+            Self::Bert(c) => c.num_labels(),
+        }
+    }
+
+    /// A new classifier, drawn from `device`'s seed.
+    pub fn init_classifier(&self, device: &Device) -> TeacherModel {
+        match self {
+            Self::Bert(c) => TeacherModel::Bert(c.init_classifier(device)),
+        }
+    }
+
+    /// The classifier from a checkpoint's weights (a head of another width is drawn anew); what
+    /// loading noticed, to tell the user once.
+    pub fn load_classifier(
+        &self,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<(TeacherModel, Vec<String>)> {
+        match self {
+            Self::Bert(c) => {
+                let (m, notes) = BertClassifier::load(c, weights, c.num_labels(), device)?;
+                Ok((TeacherModel::Bert(m), notes))
+            }
+        }
+    }
+
+    /// A new model for further pre-training.
+    pub fn init_pretrain(&self, device: &Device) -> PretrainModel {
+        match self {
+            Self::Bert(c) => PretrainModel::Mlm(BertMaskedLm::new(c, device)),
+        }
+    }
+
+    /// The pre-training model from a checkpoint's weights.
+    pub fn load_pretrain(
+        &self,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<(PretrainModel, Vec<String>)> {
+        match self {
+            Self::Bert(c) => {
+                let (m, notes) = BertMaskedLm::load(c, weights, device)?;
+                Ok((PretrainModel::Mlm(m), notes))
+            }
+        }
+    }
+
+    /// A classifier over a pre-trained encoder, with a new head.
+    pub fn classifier_over(&self, pretrained: PretrainModel, device: &Device) -> TeacherModel {
+        match (self, pretrained) {
+            (Self::Bert(c), PretrainModel::Mlm(mlm)) => TeacherModel::Bert(BertClassifier {
+                bert: mlm.bert,
+                dropout: DropoutConfig::new(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))
+                    .init(),
+                classifier: c.linear(c.hidden_size, c.num_labels(), device),
+            }),
+        }
+    }
+
+    /// Save `model` as a Hugging Face folder transformers loads (`…ForSequenceClassification`),
+    /// with its vocabulary and, when given, its `tokenizer.json` and the tokens it reads at most.
+    pub fn export(
+        &self,
+        dir: &Path,
+        model: &TeacherModel,
+        vocab: &[String],
+        tokenizer: Option<(&str, usize)>,
+    ) -> Result<()> {
+        match (self, model) {
+            (Self::Bert(c), TeacherModel::Bert(m)) => save_folder(
+                dir,
+                c,
+                "BertForSequenceClassification",
+                vocab,
+                &m.hf_tensors()?,
+                tokenizer,
+            ),
+        }
+    }
+}
+
+impl TeacherModel {
+    /// Encoder layers (what `FreezePlan::AllButLast` counts).
+    pub fn layers(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.bert.encoder.layer.len(),
+        }
+    }
+
+    /// Freeze what `plan` says; the model and its trainable parameter count.
+    pub fn freeze(self, plan: FreezePlan) -> Result<(Self, usize)> {
+        let total = self.num_params();
+        let n = self.layers();
+        if let FreezePlan::AllButLast(k) = plan {
+            if k > n {
+                bail!("teacher.freeze = {{ all-but-last = {k} }} but the teacher has {n} layers");
+            }
+        }
+        let mut frozen = 0;
+        let model = match self {
+            Self::Bert(mut m) => {
+                if plan != FreezePlan::None {
+                    frozen += m.bert.embeddings.num_params();
+                    m.bert.embeddings = m.bert.embeddings.freeze();
+                }
+                if let FreezePlan::AllButLast(k) = plan {
+                    let layers = std::mem::take(&mut m.bert.encoder.layer);
+                    m.bert.encoder.layer = layers
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            if i < n - k {
+                                frozen += l.num_params();
+                                l.freeze()
+                            } else {
+                                l
+                            }
+                        })
+                        .collect();
+                }
+                Self::Bert(m)
+            }
+        };
+        Ok((model, total - frozen))
+    }
+
+    /// The state dict by Hugging Face names.
+    pub fn hf_tensors(&self) -> Result<Tensors> {
+        match self {
+            Self::Bert(m) => m.hf_tensors(),
+        }
+    }
+}
+
+impl Classifier for TeacherModel {
+    fn input_kind(&self) -> InputKind {
+        InputKind::Teacher
+    }
+
+    fn logits(&self, batch: &TokenBatch) -> Tensor<2> {
+        match self {
+            Self::Bert(m) => m.logits(batch),
+        }
+    }
+}
