@@ -212,7 +212,7 @@ fn exported_folders_load_back_to_identical_outputs() {
         let kdrun::models::TeacherConfig::Bert(back_config) = &back.config;
         assert_eq!(back_config.architectures, vec![arch.to_string()]);
         let a = forward(&c, &Weights::open(&dir).unwrap(), &inputs, &device).unwrap();
-        let b = forward(back_config, &back.weights, &inputs, &device).unwrap();
+        let b = forward(back_config, back.weights().unwrap(), &inputs, &device).unwrap();
         for key in ["embedding_output", "last_hidden_state", "logits"] {
             assert_eq!(a[key].max_abs_diff(&b[key]), 0.0, "{name} {key}");
         }
@@ -293,12 +293,9 @@ fn real_checkpoint_minilm_tokenizes_and_embeds() {
     let device = Device::flex();
     let mut notes = Vec::new();
     let kdrun::models::TeacherConfig::Bert(config) = &ckpt.config;
-    let model = BertModel::load(config, &ckpt.weights, "", &device, &mut notes).unwrap();
-    assert!(
-        ckpt.weights.unused().is_empty(),
-        "{:?}",
-        ckpt.weights.unused()
-    );
+    let weights = ckpt.weights().unwrap();
+    let model = BertModel::load(config, weights, "", &device, &mut notes).unwrap();
+    assert!(weights.unused().is_empty(), "{:?}", weights.unused());
     assert!(notes.is_empty(), "{notes:?}");
 
     let embed = |texts: &[&str]| -> Vec<Vec<f32>> {

@@ -73,7 +73,7 @@ impl TeacherSetup {
     /// The classifier to fine-tune: the checkpoint's (with a new head where needed) or a new one.
     pub fn classifier(&self, device: &Device) -> Result<(TeacherModel, Vec<String>)> {
         match &self.checkpoint {
-            Some(c) => self.config.load_classifier(&c.weights, device),
+            Some(c) => self.config.load_classifier(c.weights()?, device),
             None => Ok((self.config.init_classifier(device), Vec::new())),
         }
     }
@@ -81,7 +81,7 @@ impl TeacherSetup {
     /// The model to further pre-train.
     pub fn pretrain_model(&self, device: &Device) -> Result<(PretrainModel, Vec<String>)> {
         match &self.checkpoint {
-            Some(c) => self.config.load_pretrain(&c.weights, device),
+            Some(c) => self.config.load_pretrain(c.weights()?, device),
             None => Ok((self.config.init_pretrain(device), Vec::new())),
         }
     }

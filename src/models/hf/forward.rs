@@ -218,7 +218,7 @@ pub fn forward_folder(dir: &Path, input: &Path, device: &Device) -> Result<Strin
     let ckpt = Checkpoint::open(dir)?;
     let inputs = Inputs::load(input)?;
     let out = match &ckpt.config {
-        crate::models::TeacherConfig::Bert(c) => forward(c, &ckpt.weights, &inputs, device)?,
+        crate::models::TeacherConfig::Bert(c) => forward(c, ckpt.weights()?, &inputs, device)?,
     };
     Ok(serde_json::to_string(&out)?)
 }

@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 
 pub use weights::{RawTensor, Weights};
 
-/// An opened checkpoint folder.
+/// An opened checkpoint folder: its configuration, and its weights read on first use (a run
+/// whose teacher comes from the store never reads them).
 pub struct Checkpoint {
     pub dir: PathBuf,
     pub config: TeacherConfig,
-    pub weights: Weights,
+    /// The weights file (`model.safetensors`, else `pytorch_model.bin`).
+    pub weights_file: PathBuf,
+    weights: once_cell::unsync::OnceCell<Weights>,
 }
 
 impl Checkpoint {
@@ -43,7 +46,13 @@ impl Checkpoint {
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
-            weights: Weights::open(dir)?,
+            weights_file: Weights::file_in(dir)?,
+            weights: once_cell::unsync::OnceCell::new(),
         })
+    }
+
+    /// The weights, read now if not yet.
+    pub fn weights(&self) -> Result<&Weights> {
+        self.weights.get_or_try_init(|| Weights::open(&self.dir))
     }
 }

@@ -56,12 +56,22 @@ impl Weights {
     /// The weights of a checkpoint folder: `model.safetensors` if present, else
     /// `pytorch_model.bin`.
     pub fn open(dir: &Path) -> Result<Self> {
+        let file = Self::file_in(dir)?;
+        if file.extension().is_some_and(|e| e == "safetensors") {
+            Self::from_safetensors(&file)
+        } else {
+            Self::from_pytorch(&file)
+        }
+    }
+
+    /// The weights file [`Weights::open`] reads in `dir`, without reading it.
+    pub fn file_in(dir: &Path) -> Result<PathBuf> {
         let st = dir.join("model.safetensors");
         let pt = dir.join("pytorch_model.bin");
         if st.is_file() {
-            Self::from_safetensors(&st)
+            Ok(st)
         } else if pt.is_file() {
-            Self::from_pytorch(&pt)
+            Ok(pt)
         } else {
             bail!(
                 "{}: no model.safetensors or pytorch_model.bin (a Hugging Face checkpoint folder holds one of them)",

@@ -122,7 +122,7 @@ fn checkpoint_hash(cx: &Context) -> Result<Option<String>> {
         return Ok(None);
     }
     match &cx.setup()?.checkpoint {
-        Some(c) => Ok(Some(cx.hash(&c.weights.source)?)),
+        Some(c) => Ok(Some(cx.hash(&c.weights_file)?)),
         None => Ok(None),
     }
 }
