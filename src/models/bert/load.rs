@@ -71,14 +71,11 @@ impl BertModel {
             notes.push("the checkpoint has no pooler (pooler.dense): initialized anew".into());
         }
         let keep = |path: &str| !has_pooler && path.starts_with("pooler.");
-        let model = tree::load(
-            c.init_model(device),
-            w,
-            &ENCODER_NAMES,
-            prefix,
-            &keep,
-            device,
-        )?;
+        let skeleton = c.skeleton().init_model(device);
+        let mut model = tree::load(skeleton, w, &ENCODER_NAMES, prefix, &keep, device)?;
+        if !has_pooler {
+            model.pooler.dense = c.linear(c.hidden_size, c.hidden_size, device);
+        }
         // A position-id buffer is not a parameter.
         w.skip(&format!("{prefix}embeddings.position_ids"));
         Ok(model)
@@ -129,7 +126,7 @@ impl BertClassifier {
         let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
         let classifier = match w.shape("classifier.weight") {
             Some([n, _]) if *n == labels => tree::load(
-                c.linear(c.hidden_size, labels, device),
+                c.skeleton().linear(c.hidden_size, labels, device),
                 w,
                 &ENCODER_NAMES,
                 "classifier.",
@@ -180,7 +177,7 @@ impl BertMaskedLm {
         let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
         let cls = if w.contains("cls.predictions.transform.dense.weight") {
             let head = tree::load(
-                BertMlmHead::new(c, device),
+                BertMlmHead::new(&c.skeleton(), device),
                 w,
                 &MLM_HEAD_NAMES,
                 "cls.predictions.",

@@ -127,21 +127,38 @@ impl BertConfig {
         }
     }
 
-    pub(crate) fn linear(&self, d_in: usize, d_out: usize, device: &Device) -> Linear {
-        LinearConfig::new(d_in, d_out)
-            .with_initializer(Initializer::Normal {
+    /// BERT's initialization, N(0, initializer_range²); zeros (drawing nothing from the seeded
+    /// stream) for a [`BertConfig::skeleton`].
+    fn initializer(&self) -> Initializer {
+        if self.initializer_range == 0.0 {
+            Initializer::Zeros
+        } else {
+            Initializer::Normal {
                 mean: 0.0,
                 std: self.initializer_range,
-            })
+            }
+        }
+    }
+
+    /// This configuration with zero initialization: modules built from it are the tree that a
+    /// checkpoint's weights are loaded into, and draw nothing from the device's seeded stream (so a
+    /// new head drawn after loading is the same whatever was loaded).
+    pub fn skeleton(&self) -> Self {
+        Self {
+            initializer_range: 0.0,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn linear(&self, d_in: usize, d_out: usize, device: &Device) -> Linear {
+        LinearConfig::new(d_in, d_out)
+            .with_initializer(self.initializer())
             .init(device)
     }
 
     pub(crate) fn embedding(&self, n: usize, device: &Device) -> Embedding {
         EmbeddingConfig::new(n, self.hidden_size)
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: self.initializer_range,
-            })
+            .with_initializer(self.initializer())
             .init(device)
     }
 
