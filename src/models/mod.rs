@@ -1,8 +1,10 @@
-//! Models: the BERT teacher and the BiLSTM student, each a Config/Module pair.
+//! Models: the BERT teacher, the XLNet port (teacher to be) and the BiLSTM student, each a
+//! Config/Module pair.
 
 pub mod bert;
 pub mod bilstm;
 pub mod hf;
+pub mod xlnet;
 
 use crate::data::batch::{eval_order, Batcher, Encoded};
 use crate::data::{InputKind, TokenBatch};
