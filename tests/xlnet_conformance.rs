@@ -290,6 +290,30 @@ fn bodies_load_with_and_without_the_transformer_prefix() {
 }
 
 #[test]
+fn another_number_of_labels_gets_a_new_logits_proj() {
+    let d = Device::flex();
+    let dir = fixture("xlnet-tiny-cls");
+    let mut c = config(&dir);
+    c.id2label = (0..3).map(|i| (i.to_string(), format!("c{i}"))).collect();
+    let w = Weights::open(&dir).unwrap();
+    let (m, notes) = XlnetForSequenceClassification::load(&c, &w, &d).unwrap();
+    assert_eq!(m.logits_proj.weight.dims(), [64, 3]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("logits_proj.weight") && n.contains("new logits_proj")),
+        "{notes:?}"
+    );
+    // The summary projection is the checkpoint's.
+    let summary = m.hf_tensors().unwrap()["sequence_summary.summary.weight"].clone();
+    let (full, _) = XlnetForSequenceClassification::load(&config(&dir), &w, &d).unwrap();
+    assert_eq!(
+        summary,
+        full.hf_tensors().unwrap()["sequence_summary.summary.weight"]
+    );
+}
+
+#[test]
 fn a_fresh_model_exports_every_parameter_it_initialises() {
     let d = Device::flex();
     let c = config(&fixture("xlnet-tiny-lm"));

@@ -208,4 +208,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn positional_encoding_is_sin_then_cos_of_clamped_distances() {
+        let d = Device::flex();
+        let (q, k, dm) = (3usize, 3usize, 4usize);
+        let at = |clamp: i64| {
+            relative_positional_encoding(q, k, dm, clamp, &d)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let free = at(-1);
+        assert_eq!(free.len(), (q + k) * dm);
+        // Row p is position k - p: 3, 2, 1, 0, -1, -2; frequencies 1 and 1/100.
+        for (p, pos) in [3f32, 2., 1., 0., -1., -2.].iter().enumerate() {
+            let row = &free[p * dm..(p + 1) * dm];
+            let want = [pos.sin(), (pos / 100.).sin(), pos.cos(), (pos / 100.).cos()];
+            for (a, b) in row.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6, "row {p}: {row:?} vs {want:?}");
+            }
+        }
+        // clamp_len 1: positions 1, 1, 1, 0, -1, -1.
+        let clamped = at(1);
+        assert_eq!(clamped[..dm], free[2 * dm..3 * dm]);
+        assert_eq!(clamped[dm..2 * dm], free[2 * dm..3 * dm]);
+        assert_eq!(clamped[5 * dm..], free[4 * dm..5 * dm]);
+    }
 }

@@ -226,19 +226,36 @@ impl XlnetModel {
 impl XlnetForSequenceClassification {
     /// A classifier with `config.num_labels()` classes. A checkpoint without any classification
     /// head (`XLNetModel`, `XLNetLMHeadModel`) gets a new one, initialised as transformers
-    /// does and named in the notes; a partial or mis-shaped head is an error.
+    /// does; one whose `logits_proj` has another number of labels keeps its summary and gets a
+    /// new `logits_proj` (both said in the notes). A partial head, or any other missing or
+    /// mis-shaped tensor, is an error that names it.
     pub fn load(c: &XlnetConfig, w: &Weights, device: &Device) -> Result<(Self, Vec<String>)> {
         let new_head = !w.names().any(|n| CLS_HEAD.iter().any(|h| n.starts_with(h)));
-        let fresh = move |n: &str| new_head && CLS_HEAD.iter().any(|h| n.starts_with(h));
+        let labels = c.num_labels();
+        let relabel = matches!(w.shape("logits_proj.weight"), Some([n, _]) if *n != labels);
+        let fresh = move |n: &str| {
+            (new_head && CLS_HEAD.iter().any(|h| n.starts_with(h)))
+                || (relabel && n.starts_with("logits_proj."))
+        };
         let mut m = c.skeleton_classifier(device);
         let mut loader = c.loader(w, device, &fresh);
         m.visit_params(&mut |e| loader.visit(e))?;
         let mut notes = Vec::new();
-        if !loader.initialised.is_empty() {
+        if new_head {
             notes.push(format!(
                 "no classification head in the checkpoint: initialised anew {}",
                 loader.initialised.join(", ")
             ));
+        }
+        if relabel {
+            skip_heads(
+                w,
+                &["logits_proj."],
+                &format!(
+                    "the checkpoint's labels are not the {labels} of the config; a new logits_proj is initialised"
+                ),
+                &mut notes,
+            );
         }
         skip_heads(
             w,

@@ -9,7 +9,8 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Int, Tensor};
 
 /// transformers' `XLNetSequenceSummary`: one position (`last`, or `first`), an optional
-/// projection `summary` (d_model → d_model), optional tanh, dropout.
+/// projection `summary` (d_model → d_model), optional tanh, dropout. With "last", inputs must be
+/// padded on the left (as XLNetTokenizer does), or a right-padded row is read at its padding.
 #[derive(Module, Debug)]
 pub struct XlnetSequenceSummary {
     pub summary: Option<Linear>,

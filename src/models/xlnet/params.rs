@@ -282,3 +282,50 @@ impl XlnetConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use std::collections::BTreeSet;
+
+    /// Names (unique) and the number of values the description visits.
+    fn described(visit: impl FnOnce(&mut Visitor) -> Result<()>) -> (BTreeSet<String>, usize) {
+        let mut names = BTreeSet::new();
+        let mut values = 0;
+        visit(&mut |e: Entry<'_>| {
+            values += e.shape().iter().product::<usize>();
+            assert!(names.insert(e.name.clone()), "{} twice", e.name);
+            Ok(())
+        })
+        .unwrap();
+        (names, values)
+    }
+
+    #[test]
+    fn the_description_reaches_every_parameter_once() {
+        let d = Device::flex();
+        let mut c = XlnetConfig::new(30, 8, 3, 2, 16, &["a".into(), "b".into()]);
+        for use_proj in [true, false] {
+            c.summary_use_proj = use_proj;
+            c.ff_activation = if use_proj { "gelu" } else { "relu" }.into();
+            let mut m = c.skeleton_classifier(&d);
+            let params = m.num_params();
+            let (names, values) = described(|f| m.visit_params(f));
+            assert_eq!(values, params);
+            assert_eq!(names.contains("sequence_summary.summary.weight"), use_proj);
+            // 2 body tensors + 17 per layer + the head.
+            assert_eq!(names.len(), 2 + 3 * 17 + if use_proj { 4 } else { 2 });
+        }
+        let mut lm = c.skeleton_lm(&d);
+        let params = lm.num_params();
+        let (names, values) = described(|f| lm.visit_params(f));
+        assert_eq!(values, params);
+        assert!(names.contains("lm_loss.bias") && !names.contains("lm_loss.weight"));
+        let mut body = c.skeleton_model(&d);
+        let params = body.num_params();
+        let (names, values) = described(|f| body.visit_params("", f));
+        assert_eq!(values, params);
+        assert!(names.contains("layer.2.rel_attn.seg_embed"));
+    }
+}
