@@ -142,3 +142,44 @@ impl XlnetLmHeadModel {
         (logits, out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::models::xlnet::XlnetConfig;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+
+    #[test]
+    fn both_heads_train_every_parameter_they_use() {
+        let d = Device::flex().autodiff();
+        d.seed(3);
+        let c = XlnetConfig::new(30, 8, 2, 2, 16, &["a".into(), "b".into(), "c".into()]);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![7i64, 9, 4, 3], [1, 4]), &d);
+        let types = ids.zeros_like();
+        let mask = Tensor::<2>::ones([1, 4], &d);
+        let tensors = 2 + 2 * 17;
+
+        let cls = c.init_classifier(&d);
+        let logits = cls.forward(ids.clone(), types.clone(), mask.clone());
+        assert_eq!(logits.dims(), [1, 3]);
+        let grads = GradientsParams::from_grads(logits.sum().backward(), &cls);
+        // Everything but mask_emb (the query stream's start).
+        assert_eq!(grads.len(), tensors + 4 - 1);
+
+        let lm = c.init_lm(&d);
+        let mut perm = vec![0f32; 16];
+        for i in 0..4 {
+            perm[i * 4 + 2] = 1.0;
+        }
+        let (logits, _) = lm.forward_plm(
+            ids,
+            types,
+            mask,
+            Tensor::from_data(TensorData::new(perm, [1, 4, 4]), &d),
+            Tensor::from_data(TensorData::new(vec![0f32, 0., 1., 0.], [1, 1, 4]), &d),
+        );
+        assert_eq!(logits.dims(), [1, 1, 30]);
+        let grads = GradientsParams::from_grads(logits.sum().backward(), &lm);
+        assert_eq!(grads.len(), tensors + 1);
+    }
+}
