@@ -339,3 +339,39 @@ fn a_fresh_model_exports_every_parameter_it_initialises() {
     let std = (q.iter().map(|v| v * v).sum::<f32>() / q.len() as f32).sqrt();
     assert!((0.015..0.025).contains(&std), "{std}");
 }
+
+fn float3(t: &JsonTensor, d: &Device) -> Tensor<3> {
+    let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [t.shape[0], t.shape[1], t.shape[2]]), d)
+}
+
+/// The two streams against transformers: `tests/fixtures/xlnet-two-stream.json`, made by
+/// `tests/fixtures/xlnet_two_stream.py` from xlnet-tiny-lm with a permutation-LM `perm_mask`
+/// and `target_mapping` (two targets per row).
+#[test]
+fn two_stream_fixture_matches_transformers() {
+    let d = Device::flex();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xlnet-two-stream.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let get = |v: &serde_json::Value| -> JsonTensor { serde_json::from_value(v.clone()).unwrap() };
+    let inputs = &v["inputs"];
+    let (c, w) = open_folder(&fixture("xlnet-tiny-lm")).unwrap();
+    let (m, _) = XlnetLmHeadModel::load(&c, &w, &d).unwrap();
+    let (logits, streams) = m.forward_plm(
+        int(&get(&inputs["input_ids"]), &d),
+        int(&get(&inputs["token_type_ids"]), &d),
+        float(&get(&inputs["attention_mask"]), &d),
+        float3(&get(&inputs["perm_mask"]), &d),
+        float3(&get(&inputs["target_mapping"]), &d),
+    );
+    for (key, got) in [
+        ("logits", json(logits)),
+        ("h", json(streams.h)),
+        ("g", json(streams.g)),
+    ] {
+        let diff = got.max_abs_diff(&get(&v[key]));
+        eprintln!("xlnet-two-stream {key}: max abs diff {diff:.3e}");
+        assert!(diff < 1e-4, "two-stream {key}: max abs diff {diff}");
+    }
+}
