@@ -1,10 +1,12 @@
-//! Models: the teachers behind one seam ([`teacher`]: BERT) and the BiLSTM student, each a
-//! Config/Module pair; Hugging Face checkpoints by name ([`hf`]).
+//! Models: the teachers behind one seam ([`teacher`]: BERT), the XLNet port (a teacher once it
+//! joins the seam) and the BiLSTM student, each a Config/Module pair; Hugging Face checkpoints by
+//! name ([`hf`]).
 
 pub mod bert;
 pub mod bilstm;
 pub mod hf;
 pub mod teacher;
+pub mod xlnet;
 
 use crate::data::batch::{eval_order, Batcher, Encoded};
 use crate::data::{InputKind, TokenBatch};
