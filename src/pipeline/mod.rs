@@ -185,29 +185,20 @@ pub(crate) fn run_in(
     })?;
 
     // Evaluation on the test split.
-    let label = teacher_label(r, pretrain);
-    let mut models = vec![
-        cx.run(&EvalStage {
-            model_key: teacher.key.clone(),
-            model: &teacher.value.model,
-            reads: Reads::Teacher,
-            fit: &teacher.value.fit,
-            trainable: teacher.value.trainable,
-            key: "teacher",
-            label: &label,
-        })?
-        .value,
-    ];
+    let mut teachers = vec![(&teacher, "teacher", teacher_label(r, pretrain))];
     if let Some(b) = &baseline {
-        let label = teacher_label(r, false);
+        teachers.push((b, "teacher_base", teacher_label(r, false)));
+    }
+    let mut models = Vec::new();
+    for (stage, key, label) in teachers {
         models.push(
             cx.run(&EvalStage {
-                model_key: b.key.clone(),
-                model: &b.value.model,
+                model_key: stage.key.clone(),
+                model: &stage.value.model,
                 reads: Reads::Teacher,
-                fit: &b.value.fit,
-                trainable: b.value.trainable,
-                key: "teacher_base",
+                fit: &stage.value.fit,
+                trainable: stage.value.trainable,
+                key,
                 label: &label,
             })?
             .value,

@@ -34,6 +34,18 @@ pub struct Teacher {
     pub notes: Vec<String>,
 }
 
+impl Teacher {
+    fn new(model: TeacherModel, meta: TeacherMeta) -> Self {
+        Self {
+            model,
+            fit: meta.fit,
+            trainable: meta.trainable,
+            pretrain: meta.pretrain,
+            notes: meta.notes,
+        }
+    }
+}
+
 /// Further pre-training of the teacher's encoder.
 pub struct PretrainStage {
     pub data_key: String,
@@ -214,13 +226,7 @@ impl Stage<Context<'_>> for TeacherStage {
                 )),
             )?;
         }
-        Ok(Teacher {
-            model,
-            fit: meta.fit,
-            trainable: meta.trainable,
-            pretrain: meta.pretrain,
-            notes: meta.notes,
-        })
+        Ok(Teacher::new(model, meta))
     }
 
     fn load(&self, cx: &Context, dir: &Path) -> Result<Teacher> {
@@ -229,12 +235,6 @@ impl Stage<Context<'_>> for TeacherStage {
             cx.setup()?.config.init_classifier(&cx.compute.device),
             &dir.join("teacher.bpk"),
         )?;
-        Ok(Teacher {
-            model,
-            fit: meta.fit,
-            trainable: meta.trainable,
-            pretrain: meta.pretrain,
-            notes: meta.notes,
-        })
+        Ok(Teacher::new(model, meta))
     }
 }
