@@ -2,6 +2,7 @@
 //! weight files, reject broken checkpoints by name, export loadable folders, and (where the model is
 //! available) load a real pretrained BERT.
 
+mod common;
 use burn::tensor::Device;
 use kdrun::models::bert::mlm::BertMaskedLm;
 use kdrun::models::hf::forward::{forward, Inputs, JsonTensor};
@@ -21,18 +22,7 @@ fn config(dir: &Path) -> BertConfig {
 }
 
 fn reference(dir: &Path) -> BTreeMap<String, JsonTensor> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    ["embedding_output", "last_hidden_state", "logits"]
-        .iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                serde_json::from_value(v[*k].clone()).unwrap(),
-            )
-        })
-        .collect()
+    common::reference_outputs(dir)
 }
 
 fn check(name: &str, weights: Weights) {

@@ -4,6 +4,7 @@
 //! backend; exports must load back to identical outputs; broken checkpoints must be refused by
 //! the name of the tensor.
 
+mod common;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kdrun::models::hf::forward::{Inputs, JsonTensor};
 use kdrun::models::hf::{RawTensor, Weights};
@@ -32,18 +33,7 @@ fn config(dir: &Path) -> XlnetConfig {
 }
 
 fn reference(dir: &Path) -> BTreeMap<String, JsonTensor> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    ["embedding_output", "last_hidden_state", "logits"]
-        .iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                serde_json::from_value(v[*k].clone()).unwrap(),
-            )
-        })
-        .collect()
+    common::reference_outputs(dir)
 }
 
 fn json<const D: usize>(t: Tensor<D>) -> JsonTensor {

@@ -76,15 +76,7 @@ pub fn save_folder(
     tensors: &Tensors,
     tokenizer: Option<(&str, usize)>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut config = config.clone();
-    config.architectures = vec![architecture.to_string()];
-    let mut json = serde_json::to_value(&config)?;
-    json["transformers_version"] = serde_json::Value::from("4.0.0");
-    crate::files::write_atomic(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
+    crate::models::hf::write_config(dir, config, architecture)?;
     let mut text = vocab.join("\n");
     text.push('\n');
     crate::files::write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;

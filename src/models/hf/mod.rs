@@ -56,3 +56,17 @@ impl Checkpoint {
         self.weights.get_or_try_init(|| Weights::open(&self.dir))
     }
 }
+
+/// Start a Hugging Face folder: create `dir` and write `config.json` (the architecture's config
+/// with `architectures` = `[architecture]`), as `from_pretrained` reads it.
+pub fn write_config<C: serde::Serialize>(dir: &Path, config: &C, architecture: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut json = serde_json::to_value(config)?;
+    json["architectures"] = serde_json::json!([architecture]);
+    json["transformers_version"] = serde_json::Value::from("4.0.0");
+    crate::files::write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    Ok(())
+}

@@ -10,7 +10,7 @@ use super::params::{Entry, Init, Layout, Slot};
 use super::XlnetConfig;
 use crate::models::bert::export::write_safetensors;
 use crate::models::hf::{RawTensor, Weights};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor};
 use std::collections::BTreeMap;
@@ -332,15 +332,7 @@ pub fn save_folder(
     architecture: &str,
     tensors: &Tensors,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut config = config.clone();
-    config.architectures = vec![architecture.to_string()];
-    let mut json = serde_json::to_value(&config)?;
-    json["transformers_version"] = serde_json::Value::from("4.0.0");
-    crate::files::write_atomic(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
+    crate::models::hf::write_config(dir, config, architecture)?;
     write_safetensors(&dir.join("model.safetensors"), tensors)
 }
 
