@@ -365,3 +365,28 @@ fn two_stream_fixture_matches_transformers() {
         assert!(diff < 1e-4, "two-stream {key}: max abs diff {diff}");
     }
 }
+
+#[test]
+fn forward_command_runs_an_xlnet_folder() {
+    for name in ["xlnet-tiny-cls", "xlnet-tiny-lm"] {
+        let dir = fixture(name);
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("out.json");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_kdrun"))
+            .args(["forward", "--checkpoint"])
+            .arg(&dir)
+            .arg("--input")
+            .arg(dir.join("reference.json"))
+            .arg("--output")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}");
+        let got: BTreeMap<String, JsonTensor> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (key, want) in reference(&dir) {
+            let diff = got[&key].max_abs_diff(&want);
+            assert!(diff < 1e-4, "{name} {key}: {diff}");
+        }
+    }
+}

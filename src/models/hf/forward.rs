@@ -10,6 +10,9 @@
 use super::{Checkpoint, Weights};
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::bert::{BertClassifier, BertConfig, BertModel};
+use crate::models::xlnet::{
+    XlnetConfig, XlnetForSequenceClassification, XlnetLmHeadModel, XlnetModel,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -213,8 +216,60 @@ pub fn forward(
     Ok(out)
 }
 
-/// `kdrun forward --checkpoint DIR --input FILE`: the outputs as JSON text.
+/// An XLNet checkpoint on `inputs` (`XLNetForSequenceClassification`, `XLNetLMHeadModel` or the
+/// bare `XLNetModel`, by the tensors it holds); outputs by transformers' names.
+pub fn forward_xlnet(
+    config: &XlnetConfig,
+    weights: &Weights,
+    inputs: &Inputs,
+    device: &Device,
+) -> Result<BTreeMap<String, JsonTensor>> {
+    let ids = Inputs::int(&inputs.input_ids, device);
+    let types = Inputs::int(&inputs.token_type_ids, device);
+    let mask = Inputs::float(&inputs.attention_mask, device);
+    let mut out = BTreeMap::new();
+    let body = if weights.contains("logits_proj.weight") {
+        let (model, _) = XlnetForSequenceClassification::load(config, weights, device)?;
+        let (logits, body) = model.forward_all(ids, types, mask);
+        out.insert("logits".into(), JsonTensor::from_tensor(logits)?);
+        body
+    } else if weights.contains("lm_loss.bias") {
+        let (model, _) = XlnetLmHeadModel::load(config, weights, device)?;
+        let (logits, body) = model.forward_all(ids, types, mask);
+        out.insert("logits".into(), JsonTensor::from_tensor(logits)?);
+        body
+    } else {
+        let (model, _) = XlnetModel::load(config, weights, device)?;
+        model.forward(ids, types, mask)
+    };
+    out.insert(
+        "embedding_output".into(),
+        JsonTensor::from_tensor(body.embedding_output)?,
+    );
+    out.insert(
+        "last_hidden_state".into(),
+        JsonTensor::from_tensor(body.last_hidden_state)?,
+    );
+    Ok(out)
+}
+
+/// The `model_type` of a checkpoint folder's `config.json` (empty if it names none).
+fn model_type(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("model_type")?.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// `kdrun forward --checkpoint DIR --input FILE`: the outputs as JSON text (BERT or XLNet).
 pub fn forward_folder(dir: &Path, input: &Path, device: &Device) -> Result<String> {
+    if model_type(dir) == "xlnet" {
+        let (config, weights) = crate::models::xlnet::open_folder(dir)?;
+        let inputs = Inputs::load(input)?;
+        let out = forward_xlnet(&config, &weights, &inputs, device)?;
+        return Ok(serde_json::to_string(&out)?);
+    }
     let ckpt = Checkpoint::open(dir)?;
     let inputs = Inputs::load(input)?;
     let out = match &ckpt.config {
