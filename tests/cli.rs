@@ -89,6 +89,37 @@ fn missing_data_file_is_a_clear_error() {
         err.contains("nowhere/train.json") && err.contains("not found"),
         "{err}"
     );
+    assert!(err.contains("data.train"), "{err}");
+    // Found before anything is made: no run folder.
+    assert!(!store.path().join("quick").exists());
+}
+
+#[test]
+fn check_finds_missing_and_misplaced_files() {
+    let out = kdrun()
+        .args([
+            "check",
+            "recipes/quick.toml",
+            "--set",
+            "data.test=recipes",
+            "--set",
+            "student.vectors=nowhere/vectors.txt",
+            "--set",
+            "teacher.checkpoint=recipes/quick.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "data.test",
+        "found a folder",
+        "student.vectors",
+        "nowhere/vectors.txt",
+        "teacher.checkpoint",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
 }
 
 #[test]
