@@ -29,13 +29,13 @@ use std::time::{Instant, SystemTime};
 /// Checks of a recipe that need the later layers (run by `kdrun check` and before any run):
 /// a `report.templates` folder holds templates that parse, and `name` is not the store's own
 /// stage folder.
-pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[check_templates, check_name, check_files];
+pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[check_templates, check_name, check_data_files];
 
 /// The data files exist and can be opened, before anything is made (a folder where a file is
 /// expected is said as such). The recipe checks its other files itself (vectors, checkpoint,
 /// extra pre-training text); these are here because recipes are also loaded, in tests and tools,
 /// without their data at hand.
-fn check_files(r: &Recipe) -> Vec<(&'static str, String)> {
+pub(crate) fn check_data_files(r: &Recipe) -> Vec<(&'static str, String)> {
     let file = |key: &'static str, path: &std::path::Path, what: &str| {
         let message = if path.is_dir() {
             format!("expected {what}, found a folder: {}", path.display())

@@ -18,13 +18,14 @@ impl Stage<Context<'_>> for DataStage {
 
     fn settings(&self, cx: &Context) -> Result<Value> {
         let d = &cx.r.data;
-        for (key, path) in [("data.train", &d.train), ("data.test", &d.test)] {
-            if !path.is_file() {
-                bail!(
-                    "data file {} not found (set {key} in the recipe)",
-                    path.display()
-                );
-            }
+        // Checked at load already on the command line; a library caller may skip that.
+        let problems = crate::pipeline::check_data_files(cx.r);
+        if !problems.is_empty() {
+            let lines: Vec<String> = problems
+                .into_iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect();
+            bail!("{}", lines.join("\n"));
         }
         Ok(json!({
             "data": d,
