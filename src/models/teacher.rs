@@ -57,6 +57,13 @@ impl TeacherConfig {
         }
     }
 
+    /// The further pre-training objective's name in reports ("MLM").
+    pub fn pretrain_name(&self) -> &'static str {
+        match self {
+            Self::Bert(_) => "MLM",
+        }
+    }
+
     /// The checkpoint `config.json` of `model_type`, as this architecture reads it.
     pub fn from_checkpoint(model_type: &str, json: &str) -> Result<Self> {
         match model_type {

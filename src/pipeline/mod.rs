@@ -10,6 +10,7 @@ pub mod sweep;
 
 use crate::backend::Compute;
 use crate::data::TextEncoder;
+use crate::models::TeacherConfig;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
 use crate::store::machine::Machine;
@@ -134,16 +135,19 @@ fn distilled_label(r: &Recipe) -> String {
     )
 }
 
-/// How the report names a teacher: from a checkpoint or not, further pre-trained or not.
-fn teacher_label(r: &Recipe, pretrained: bool) -> String {
+/// How the report names a teacher: its architecture and pre-training objective (from the seam,
+/// `models::TeacherConfig`), from a checkpoint or not, further pre-trained or not.
+fn teacher_label(r: &Recipe, config: &TeacherConfig, pretrained: bool) -> String {
+    let arch = config.arch_name();
     let origin = if r.teacher.checkpoint.as_os_str().is_empty() {
-        "BERT"
+        arch.to_string()
     } else {
-        "BERT checkpoint"
+        format!("{arch} checkpoint")
     };
+    let objective = config.pretrain_name();
     match (pretrained, r.teacher.pretrain.enabled()) {
-        (true, _) => format!("Teacher ({origin} + MLM)"),
-        (false, true) => format!("Teacher ({origin}, no MLM)"),
+        (true, _) => format!("Teacher ({origin} + {objective})"),
+        (false, true) => format!("Teacher ({origin}, no {objective})"),
         (false, false) => format!("Teacher ({origin})"),
     }
 }
@@ -212,9 +216,10 @@ pub(crate) fn run_in(
     })?;
 
     // Evaluation on the test split.
-    let mut teachers = vec![(&teacher, "teacher", teacher_label(r, pretrain))];
+    let config = &cx.setup()?.config;
+    let mut teachers = vec![(&teacher, "teacher", teacher_label(r, config, pretrain))];
     if let Some(b) = &baseline {
-        teachers.push((b, "teacher_base", teacher_label(r, false)));
+        teachers.push((b, "teacher_base", teacher_label(r, config, false)));
     }
     let mut models = Vec::new();
     for (stage, key, label) in teachers {
