@@ -121,6 +121,15 @@ impl Inputs {
         })
     }
 
+    /// `input_ids`, `token_type_ids` and `attention_mask` as tensors on `device`.
+    fn tensors(&self, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+        (
+            Self::int(&self.input_ids, device),
+            Self::int(&self.token_type_ids, device),
+            Self::float(&self.attention_mask, device),
+        )
+    }
+
     fn int(t: &JsonTensor, device: &Device) -> Tensor<2, Int> {
         let data: Vec<i64> = t.data.iter().map(|v| *v as i64).collect();
         Tensor::from_data(TensorData::new(data, [t.shape[0], t.shape[1]]), device)
@@ -153,6 +162,23 @@ pub fn detect_head(w: &Weights) -> Head {
     }
 }
 
+/// An encoder's outputs by transformers' names (`hidden_states[0]` and `[-1]`).
+fn insert_body(
+    out: &mut BTreeMap<String, JsonTensor>,
+    embedding_output: Tensor<3>,
+    last_hidden_state: Tensor<3>,
+) -> Result<()> {
+    out.insert(
+        "embedding_output".into(),
+        JsonTensor::from_tensor(embedding_output)?,
+    );
+    out.insert(
+        "last_hidden_state".into(),
+        JsonTensor::from_tensor(last_hidden_state)?,
+    );
+    Ok(())
+}
+
 /// Run the model `config` + `weights` describe on `inputs`; outputs by transformers' names.
 pub fn forward(
     config: &BertConfig,
@@ -160,9 +186,7 @@ pub fn forward(
     inputs: &Inputs,
     device: &Device,
 ) -> Result<BTreeMap<String, JsonTensor>> {
-    let ids = Inputs::int(&inputs.input_ids, device);
-    let types = Inputs::int(&inputs.token_type_ids, device);
-    let mask = Inputs::float(&inputs.attention_mask, device);
+    let (ids, types, mask) = inputs.tensors(device);
     let [_, t] = ids.dims();
     if t > config.max_position_embeddings {
         bail!(
@@ -202,14 +226,11 @@ pub fn forward(
             (enc, None)
         }
     };
-    out.insert(
-        "embedding_output".into(),
-        JsonTensor::from_tensor(encoder.embedding_output)?,
-    );
-    out.insert(
-        "last_hidden_state".into(),
-        JsonTensor::from_tensor(encoder.last_hidden_state)?,
-    );
+    insert_body(
+        &mut out,
+        encoder.embedding_output,
+        encoder.last_hidden_state,
+    )?;
     if let Some(l) = logits {
         out.insert("logits".into(), l);
     }
@@ -224,9 +245,7 @@ pub fn forward_xlnet(
     inputs: &Inputs,
     device: &Device,
 ) -> Result<BTreeMap<String, JsonTensor>> {
-    let ids = Inputs::int(&inputs.input_ids, device);
-    let types = Inputs::int(&inputs.token_type_ids, device);
-    let mask = Inputs::float(&inputs.attention_mask, device);
+    let (ids, types, mask) = inputs.tensors(device);
     let mut out = BTreeMap::new();
     let body = if weights.contains("logits_proj.weight") {
         let (model, _) = XlnetForSequenceClassification::load(config, weights, device)?;
@@ -242,14 +261,7 @@ pub fn forward_xlnet(
         let (model, _) = XlnetModel::load(config, weights, device)?;
         model.forward(ids, types, mask)
     };
-    out.insert(
-        "embedding_output".into(),
-        JsonTensor::from_tensor(body.embedding_output)?,
-    );
-    out.insert(
-        "last_hidden_state".into(),
-        JsonTensor::from_tensor(body.last_hidden_state)?,
-    );
+    insert_body(&mut out, body.embedding_output, body.last_hidden_state)?;
     Ok(out)
 }
 
