@@ -9,6 +9,7 @@ use crate::data::vectors::Coverage;
 use crate::data::{CharVocab, Dataset, StudentVocab, WordVocab};
 use crate::recipe::{Recipe, StudentTokens};
 use crate::store::hashes::HashCache;
+use crate::store::machine::Machine;
 use crate::store::stage::{Done, Stage, Stages};
 use crate::train::progress::note;
 use crate::train::student::{student_init, StudentInit};
@@ -56,6 +57,7 @@ pub struct Context<'a> {
     student_init: OnceCell<(StudentInit, Option<Coverage>)>,
     hashes: RefCell<HashMap<PathBuf, String>>,
     hash_cache: HashCache,
+    machine: OnceCell<Machine>,
     /// What loading and training said once, for the report.
     pub notes: RefCell<Vec<String>>,
     /// Stage name → folder of every stage this trial used.
@@ -78,6 +80,7 @@ impl<'a> Context<'a> {
             student_init: OnceCell::new(),
             hashes: RefCell::new(HashMap::new()),
             hash_cache: HashCache::new(&r.runtime.store),
+            machine: OnceCell::new(),
             notes: RefCell::new(Vec::new()),
             used: RefCell::new(BTreeMap::new()),
         }
@@ -177,6 +180,11 @@ impl<'a> Context<'a> {
             .borrow_mut()
             .insert(path.to_path_buf(), h.clone());
         Ok(h)
+    }
+
+    /// The machine this trial runs on (read once).
+    pub fn machine(&self) -> &Machine {
+        self.machine.get_or_init(Machine::detect)
     }
 
     /// Settings every model stage depends on.

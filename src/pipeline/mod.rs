@@ -13,7 +13,6 @@ use crate::data::TextEncoder;
 use crate::models::TeacherConfig;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
-use crate::store::machine::Machine;
 use crate::store::stage::{Stages, StoreLock, STAGES_DIR};
 use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
@@ -281,7 +280,7 @@ pub(crate) fn run_in(
         backend: compute.backend.clone(),
         adapter: compute.adapter.clone(),
         backend_reason: compute.reason.clone(),
-        machine: Machine::detect(),
+        machine: cx.machine().clone(),
         classes: data.classes.clone(),
         counts: data.class_counts().clone(),
         vocab_size: vocab.len(),

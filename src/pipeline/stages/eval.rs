@@ -6,7 +6,6 @@ use super::super::context::{Context, Encodings};
 use super::read_json;
 use crate::eval::evaluate;
 use crate::models::Classifier;
-use crate::store::machine::Machine;
 use crate::store::stage::{Stage, StageWriter};
 use crate::store::ModelResult;
 use crate::train::progress::note;
@@ -57,7 +56,7 @@ impl<M: Classifier> Stage<Context<'_>> for EvalStage<'_, M> {
             "timing_repeats": r.report.timing_repeats,
             "backend": cx.compute.backend,
             "adapter": cx.compute.adapter,
-            "cpu": Machine::detect().cpu,
+            "cpu": cx.machine().cpu,
             // 2: results carry per-example predictions (error analysis).
             "outputs": 2,
         }))
