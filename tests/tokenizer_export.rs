@@ -1,10 +1,10 @@
 //! An exported teacher's `tokenizer.json`, loaded by the `tokenizers` crate as transformers'
 //! `AutoTokenizer` loads it, reads every sentence of the default recipe's test split into the
-//! same ids as kdrun's own tokenizer (training vocabulary, `[CLS] … [SEP]`, truncation to
-//! `data.max_len`).
+//! same ids as kdrun's own tokenizer (training vocabulary, truncation to `data.max_len`), for
+//! BERT's layout (`[CLS] … [SEP]`) and XLNet's (`… [SEP] [CLS]`, `[CLS]` in segment 2).
 
 use kdrun::data::batch::{InputKind, TextEncoder};
-use kdrun::data::{CharVocab, Dataset, TeacherTokenizer};
+use kdrun::data::{CharVocab, Dataset, Layout, TeacherTokenizer};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -20,7 +20,13 @@ fn exported_tokenizer_gives_kdruns_ids_on_the_whole_test_split() {
         r.data.min_count,
         r.data.lowercase,
     );
-    let teacher = TeacherTokenizer::Chars(vocab);
+    for layout in [Layout::ClsFirst, Layout::ClsLast] {
+        check_layout(&data, r, TeacherTokenizer::Chars(vocab.clone(), layout));
+    }
+}
+
+fn check_layout(data: &Dataset, r: &kdrun::recipe::Recipe, teacher: TeacherTokenizer) {
+    let layout = teacher.layout();
     let json = teacher.tokenizer_json(r.data.max_len).unwrap();
     let exported = tokenizers::Tokenizer::from_str(&json).unwrap();
     assert_eq!(data.test.len(), 2810);
@@ -37,14 +43,23 @@ fn exported_tokenizer_gives_kdruns_ids_on_the_whole_test_split() {
         assert_eq!(
             theirs.get_ids(),
             ours.as_slice(),
-            "test example {}: {:?}",
+            "{layout:?}, test example {}: {:?}",
             e.id,
             e.text
         );
+        let types = theirs.get_type_ids();
+        match layout {
+            Layout::ClsFirst => assert!(types.iter().all(|&t| t == 0)),
+            Layout::ClsLast => {
+                assert_eq!(types.last(), Some(&2));
+                assert!(types[..types.len() - 1].iter().all(|&t| t == 0));
+            }
+        }
         truncated += usize::from(ours.len() == r.data.max_len);
         lines.push(serde_json::json!({"text": e.text, "ids": ours}).to_string());
     }
     if let Some(dir) = dump {
+        let dir = dir.join(format!("{layout:?}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tokenizer.json"), &json).unwrap();
         std::fs::write(dir.join("ids.jsonl"), lines.join("\n") + "\n").unwrap();

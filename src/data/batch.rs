@@ -37,6 +37,10 @@ pub struct TokenBatch {
     pub tokens: Tensor<2, Int>,
     /// `[batch, time]`: 1.0 on tokens, 0.0 on padding.
     pub mask: Tensor<2>,
+    /// `[batch, time]` segment ids: 0 for a sentence's tokens; in a left-padded teacher batch
+    /// (XLNet's `A <sep> <cls>`) 2 on the last position (`<cls>`) and 3 on padding, as
+    /// XLNetTokenizer writes them.
+    pub segments: Tensor<2, Int>,
     /// Unpadded length of each row.
     pub lengths: Vec<usize>,
     /// `[batch]` class indices.
@@ -123,11 +127,16 @@ impl Batcher {
             .max(1);
         let mut tokens = vec![self.pad_id as i64; b * t];
         let mut mask = vec![0f32; b * t];
+        let mut segments = vec![0i64; b * t];
         for (r, e) in items.iter().enumerate() {
             let start = if self.pad_left { t - e.tokens.len() } else { 0 };
             for (c, &tok) in e.tokens.iter().enumerate() {
                 tokens[r * t + start + c] = tok as i64;
                 mask[r * t + start + c] = 1.0;
+            }
+            if self.pad_left {
+                segments[r * t..r * t + start].fill(3);
+                segments[r * t + t - 1] = 2;
             }
         }
         let labels: Vec<i64> = items.iter().map(|e| e.label as i64).collect();
@@ -135,6 +144,7 @@ impl Batcher {
             ids: items.iter().map(|e| e.id).collect(),
             tokens: Tensor::from_data(TensorData::new(tokens, [b, t]), device),
             mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+            segments: Tensor::from_data(TensorData::new(segments, [b, t]), device),
             lengths: items.iter().map(|e| e.tokens.len()).collect(),
             labels: Tensor::from_data(TensorData::new(labels, [b]), device),
         }

@@ -141,6 +141,27 @@ impl HfTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Where the post-processor puts the special tokens.
+    pub fn layout(&self) -> super::tokenizer::Layout {
+        if self.cls_last {
+            super::tokenizer::Layout::ClsLast
+        } else {
+            super::tokenizer::Layout::ClsFirst
+        }
+    }
+
+    /// The tokens of the five special roles, as transformers' `special_tokens_map.json` names
+    /// them (`pad_token`, `mask_token`, `cls_token`, `sep_token`, `unk_token`).
+    pub fn special_tokens(&self) -> [(&'static str, String); 5] {
+        [
+            ("pad_token", self.token(self.pad_id)),
+            ("mask_token", self.token(self.mask_id)),
+            ("cls_token", self.token(self.cls_id)),
+            ("sep_token", self.token(self.sep_id)),
+            ("unk_token", self.token(self.unk_id)),
+        ]
+    }
+
     /// The `tokenizers` tokenizer underneath (no padding, no truncation).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner

@@ -18,7 +18,7 @@ use polars::prelude::*;
 pub use batch::{Batcher, InputKind, TextEncoder, TokenBatch};
 pub use hf_tokenizer::HfTokenizer;
 pub use piece::Piece;
-pub use tokenizer::{MlmSequence, TeacherTokenizer};
+pub use tokenizer::{Layout, MlmSequence, TeacherTokenizer};
 pub use vocab::CharVocab;
 pub use words::{StudentVocab, WordVocab};
 

@@ -8,8 +8,35 @@ use super::vocab::{normalize_chars, CharVocab, CLS, MASK, PAD, SEP, UNK};
 use anyhow::Result;
 
 pub enum TeacherTokenizer {
-    Chars(CharVocab),
+    /// kdrun's characters, with the special tokens where the architecture reads them.
+    Chars(CharVocab, Layout),
+    /// A checkpoint's tokenizer (its post-processor places the special tokens).
     WordPiece(Box<HfTokenizer>),
+}
+
+/// Where a teacher's special tokens go around a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[CLS] A [SEP]`, padded on the right; the classifier reads the first position (BERT).
+    ClsFirst,
+    /// `A [SEP] [CLS]`, padded on the left; the classifier reads the last position (XLNet).
+    ClsLast,
+}
+
+impl Layout {
+    /// `core` (truncated to leave room for the two special tokens, keeping at least one) with
+    /// `cls` and `sep` where this layout puts them.
+    pub fn wrap(self, mut core: Vec<u32>, max_len: usize, cls: u32, sep: u32) -> Vec<u32> {
+        core.truncate(max_len.saturating_sub(2).max(1));
+        match self {
+            Self::ClsFirst => {
+                core.insert(0, cls);
+                core.push(sep);
+            }
+            Self::ClsLast => core.extend([sep, cls]),
+        }
+        core
+    }
 }
 
 /// A sequence for masked-LM: ids with `[CLS]`/`[SEP]`, and for each token the group it is masked
@@ -32,7 +59,7 @@ fn word_of_chars(jieba: &jieba_rs::Jieba, text: &str) -> Vec<u32> {
 impl TeacherTokenizer {
     pub fn mask_id(&self) -> u32 {
         match self {
-            Self::Chars(_) => MASK,
+            Self::Chars(..) => MASK,
             Self::WordPiece(t) => t.mask_id,
         }
     }
@@ -40,7 +67,7 @@ impl TeacherTokenizer {
     /// Ids that masking never selects nor draws as random replacements.
     pub fn special_ids(&self) -> Vec<u32> {
         match self {
-            Self::Chars(_) => vec![PAD, UNK, CLS, SEP, MASK],
+            Self::Chars(..) => vec![PAD, UNK, CLS, SEP, MASK],
             Self::WordPiece(t) => vec![t.pad_id, t.unk_id, t.cls_id, t.sep_id, t.mask_id],
         }
     }
@@ -48,7 +75,7 @@ impl TeacherTokenizer {
     /// The vocabulary in id order, for `vocab.txt`.
     pub fn vocab(&self) -> Vec<String> {
         match self {
-            Self::Chars(v) => v.tokens().to_vec(),
+            Self::Chars(v, _) => v.tokens().to_vec(),
             Self::WordPiece(t) => t.vocab_in_order(),
         }
     }
@@ -62,31 +89,34 @@ impl TeacherTokenizer {
         jieba: Option<&jieba_rs::Jieba>,
     ) -> Result<MlmSequence> {
         match self {
-            Self::Chars(v) => {
-                let ids = v.encode_text(text, InputKind::Teacher, max_len)?;
+            Self::Chars(v, layout) => {
+                let ids = layout.wrap(v.encode(text), max_len, CLS, SEP);
                 let n = ids.len() - 2;
                 let words: Option<Vec<u32>> = jieba.map(|j| {
                     let normalized: String = normalize_chars(text, true).collect();
                     word_of_chars(j, &normalized)
                 });
-                let mut groups = vec![None];
-                for i in 0..n {
-                    let g = match &words {
+                let core = (0..n).map(|i| {
+                    Some(match &words {
                         Some(w) => w.get(i).copied().unwrap_or(i as u32),
                         None => i as u32,
-                    };
-                    groups.push(Some(g));
-                }
-                groups.push(None);
+                    })
+                });
+                let groups = match layout {
+                    Layout::ClsFirst => std::iter::once(None).chain(core).chain([None]).collect(),
+                    Layout::ClsLast => core.chain([None, None]).collect(),
+                };
                 Ok(MlmSequence { ids, groups })
             }
             Self::WordPiece(t) => {
                 let (mut ids, mut starts) = t.encode_with_offsets(text)?;
                 if ids.len() > max_len {
-                    ids.truncate(max_len - 1);
-                    starts.truncate(max_len - 1);
-                    ids.push(t.sep_id);
-                    starts.push(None);
+                    // Keep the special tokens at their ends: cut the text's last tokens.
+                    let cut = ids.len() - max_len;
+                    let tail = if t.cls_last { 2 } else { 1 };
+                    let at = ids.len() - tail - cut;
+                    ids.drain(at..at + cut);
+                    starts.drain(at..at + cut);
                 }
                 let words = jieba.map(|j| word_of_chars(j, text));
                 let mut groups = Vec::with_capacity(ids.len());
@@ -113,53 +143,58 @@ impl TeacherTokenizer {
     /// at most `max_len`.
     pub fn encode_pieces(&self, pieces: &[crate::data::Piece], max_len: usize) -> Result<Vec<u32>> {
         use crate::data::Piece;
-        let (cls, sep) = match self {
-            Self::Chars(_) => (CLS, SEP),
-            Self::WordPiece(t) => (t.cls_id, t.sep_id),
-        };
-        let mut ids = vec![cls];
+        let mut ids = Vec::new();
         for p in pieces {
             match p {
                 Piece::Mask => ids.push(self.mask_id()),
                 Piece::Word(w) => match self {
-                    Self::Chars(v) => ids.extend(v.encode(w)),
+                    Self::Chars(v, _) => ids.extend(v.encode(w)),
                     Self::WordPiece(t) => ids.extend(t.encode(w, false, usize::MAX)?),
                 },
             }
         }
-        ids.truncate(max_len.saturating_sub(1).max(1));
-        ids.push(sep);
-        Ok(ids)
+        Ok(match self {
+            Self::Chars(_, layout) => layout.wrap(ids, max_len, CLS, SEP),
+            Self::WordPiece(t) => t.layout().wrap(ids, max_len, t.cls_id, t.sep_id),
+        })
+    }
+
+    /// Where this tokenizer puts its special tokens.
+    pub fn layout(&self) -> Layout {
+        match self {
+            Self::Chars(_, layout) => *layout,
+            Self::WordPiece(t) => t.layout(),
+        }
     }
 }
 
 impl TextEncoder for TeacherTokenizer {
     fn encode_text(&self, text: &str, kind: InputKind, max_len: usize) -> Result<Vec<u32>> {
         match self {
-            Self::Chars(v) => v.encode_text(text, kind, max_len),
+            Self::Chars(v, layout) if kind == InputKind::Teacher => {
+                Ok(layout.wrap(v.encode(text), max_len, CLS, SEP))
+            }
+            Self::Chars(v, _) => v.encode_text(text, kind, max_len),
             Self::WordPiece(t) => t.encode_text(text, kind, max_len),
         }
     }
 
     fn pad_id(&self) -> u32 {
         match self {
-            Self::Chars(v) => v.pad_id(),
+            Self::Chars(v, _) => v.pad_id(),
             Self::WordPiece(t) => t.pad_id,
         }
     }
 
     fn vocab_size(&self) -> usize {
         match self {
-            Self::Chars(v) => v.len(),
+            Self::Chars(v, _) => v.len(),
             Self::WordPiece(t) => t.vocab_size(),
         }
     }
 
     fn pad_left(&self) -> bool {
-        match self {
-            Self::Chars(_) => false,
-            Self::WordPiece(t) => t.cls_last,
-        }
+        self.layout() == Layout::ClsLast
     }
 }
 
@@ -171,7 +206,7 @@ mod tests {
     fn char_sequences_group_by_word_when_asked() {
         let text = "我们喜欢篮球";
         let v = CharVocab::build([text], 1, true);
-        let tok = TeacherTokenizer::Chars(v);
+        let tok = TeacherTokenizer::Chars(v.clone(), Layout::ClsFirst);
         let plain = tok.mlm_sequence(text, 32, None).unwrap();
         assert_eq!(plain.ids.len(), 8);
         assert_eq!(plain.groups[0], None);

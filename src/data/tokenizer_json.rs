@@ -4,16 +4,18 @@
 //! [`normalize_chars`](super::vocab::normalize_chars) (full-width forms to half-width, whitespace
 //! and control characters dropped, optional lower-casing) and a pre-tokenizer that isolates every
 //! character; for a checkpoint's tokenizer, that tokenizer itself. Both truncate to `max_len`
-//! tokens with `[CLS] … [SEP]` as kdrun does.
+//! tokens with the special tokens where the teacher reads them (`[CLS] A [SEP]` for BERT,
+//! `A [SEP] [CLS]` with `[CLS]` in segment 2 for XLNet), as kdrun does.
 //!
 //! Two inputs read differently: a text that is empty after normalization (kdrun reads `[UNK]`,
 //! the tokenizer nothing), and a text that spells a special token such as `[SEP]` (the tokenizer
 //! reads the special token).
 
 use super::vocab::{CharVocab, CLS, SEP};
-use super::TeacherTokenizer;
+use super::{Layout, TeacherTokenizer};
 use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
+use std::path::Path;
 
 /// What `char::is_whitespace` or `char::is_control` holds for, as one regex class.
 const DROPPED: &str =
@@ -31,14 +33,37 @@ fn special(id: u32, content: &str) -> Value {
     })
 }
 
-/// `[CLS] A [SEP]` (and `[CLS] A [SEP] B [SEP]` for pairs), BERT's template.
-fn bert_template(cls: u32, sep: u32) -> Value {
+/// BERT's template `[CLS] A [SEP]` (pairs `[CLS] A [SEP] B [SEP]`) or XLNet's `A [SEP] [CLS]`
+/// with `[CLS]` in segment 2 (pairs `A [SEP] B [SEP] [CLS]`).
+fn template(layout: Layout, cls: u32, sep: u32) -> Value {
     let piece = |t: &str, type_id: u32| json!({"SpecialToken": {"id": t, "type_id": type_id}});
     let seq = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    let (single, pair) = match layout {
+        Layout::ClsFirst => (
+            json!([piece("[CLS]", 0), seq("A", 0), piece("[SEP]", 0)]),
+            json!([
+                piece("[CLS]", 0),
+                seq("A", 0),
+                piece("[SEP]", 0),
+                seq("B", 1),
+                piece("[SEP]", 1)
+            ]),
+        ),
+        Layout::ClsLast => (
+            json!([seq("A", 0), piece("[SEP]", 0), piece("[CLS]", 2)]),
+            json!([
+                seq("A", 0),
+                piece("[SEP]", 0),
+                seq("B", 1),
+                piece("[SEP]", 1),
+                piece("[CLS]", 2)
+            ]),
+        ),
+    };
     json!({
         "type": "TemplateProcessing",
-        "single": [piece("[CLS]", 0), seq("A", 0), piece("[SEP]", 0)],
-        "pair": [piece("[CLS]", 0), seq("A", 0), piece("[SEP]", 0), seq("B", 1), piece("[SEP]", 1)],
+        "single": single,
+        "pair": pair,
         "special_tokens": {
             "[CLS]": {"id": "[CLS]", "ids": [cls], "tokens": ["[CLS]"]},
             "[SEP]": {"id": "[SEP]", "ids": [sep], "tokens": ["[SEP]"]},
@@ -50,8 +75,8 @@ fn truncation(max_len: usize) -> Value {
     json!({"direction": "Right", "max_length": max_len, "strategy": "LongestFirst", "stride": 0})
 }
 
-/// The `tokenizer.json` of a character vocabulary.
-pub fn char_tokenizer_json(vocab: &CharVocab, max_len: usize) -> Value {
+/// The `tokenizer.json` of a character vocabulary with the special tokens of `layout`.
+pub fn char_tokenizer_json(vocab: &CharVocab, layout: Layout, max_len: usize) -> Value {
     let mut normalizers: Vec<Value> = (0xFF01u32..=0xFF5E)
         .filter_map(|c| Some((char::from_u32(c)?, char::from_u32(c - 0xFEE0)?)))
         .map(|(wide, narrow)| {
@@ -81,7 +106,7 @@ pub fn char_tokenizer_json(vocab: &CharVocab, max_len: usize) -> Value {
         "added_tokens": specials,
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": false},
-        "post_processor": bert_template(CLS, SEP),
+        "post_processor": template(layout, CLS, SEP),
         "decoder": null,
         "model": {"type": "WordLevel", "vocab": model_vocab, "unk_token": "[UNK]"},
     })
@@ -91,8 +116,8 @@ impl TeacherTokenizer {
     /// The tokenizer as `tokenizer.json` text, truncating to `max_len` tokens.
     pub fn tokenizer_json(&self, max_len: usize) -> Result<String> {
         match self {
-            Self::Chars(v) => Ok(serde_json::to_string_pretty(&char_tokenizer_json(
-                v, max_len,
+            Self::Chars(v, layout) => Ok(serde_json::to_string_pretty(&char_tokenizer_json(
+                v, *layout, max_len,
             ))?),
             Self::WordPiece(t) => {
                 let mut inner = t.inner().clone();
@@ -110,6 +135,71 @@ impl TeacherTokenizer {
     }
 }
 
+impl TeacherTokenizer {
+    /// The special tokens by transformers' role names (`pad_token`, …).
+    pub fn special_tokens(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Chars(v, _) => [
+                "pad_token",
+                "unk_token",
+                "cls_token",
+                "sep_token",
+                "mask_token",
+            ]
+            .into_iter()
+            .zip(self.special_ids())
+            .map(|(role, id)| (role, v.token(id).to_string()))
+            .collect(),
+            Self::WordPiece(t) => t.special_tokens().to_vec(),
+        }
+    }
+
+    /// Write the tokenizer into a Hugging Face folder as `AutoTokenizer.from_pretrained` reads
+    /// it: `tokenizer.json` (truncating to `max_len`), `tokenizer_config.json` (a
+    /// `PreTrainedTokenizerFast`, `model_max_length` = `max_len`, padding on the side the
+    /// teacher reads from) and `special_tokens_map.json`; for `[CLS]`-first tokenizers also
+    /// `vocab.txt`, which BERT's slow tokenizer reads.
+    pub fn save_hf(&self, dir: &Path, max_len: usize) -> Result<()> {
+        use crate::files::write_atomic;
+        write_atomic(
+            &dir.join("tokenizer.json"),
+            self.tokenizer_json(max_len)?.as_bytes(),
+        )?;
+        let specials: serde_json::Map<String, Value> = self
+            .special_tokens()
+            .into_iter()
+            .map(|(role, token)| (role.to_string(), Value::from(token)))
+            .collect();
+        let mut config = specials.clone();
+        config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+        config.insert("model_max_length".into(), max_len.into());
+        let left = self.layout() == Layout::ClsLast;
+        config.insert(
+            "padding_side".into(),
+            if left { "left" } else { "right" }.into(),
+        );
+        if left {
+            // XLNetTokenizer's segment of padding.
+            config.insert("pad_token_type_id".into(), 3.into());
+        }
+        config.insert("clean_up_tokenization_spaces".into(), false.into());
+        write_atomic(
+            &dir.join("tokenizer_config.json"),
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("special_tokens_map.json"),
+            serde_json::to_string_pretty(&specials)?.as_bytes(),
+        )?;
+        if !left {
+            let mut text = self.vocab().join("\n");
+            text.push('\n');
+            write_atomic(&dir.join("vocab.txt"), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,17 +214,23 @@ mod tests {
             "Ünïcödé ß",
         ];
         let vocab = CharVocab::build(train.iter().copied(), 1, true);
-        let json = char_tokenizer_json(&vocab, 8).to_string();
-        let tok = tokenizers::Tokenizer::from_str(&json).unwrap();
-        for text in [
-            "汽车ABC，ｆｕｌｌ　width",
-            "体育\u{3000}新闻 比赛 2024 又一个很长的句子",
-            "unknown 字 ！？",
-            "Ünïcödé ß\u{0}\u{85}",
-        ] {
-            let kdrun = vocab.encode_text(text, InputKind::Teacher, 8).unwrap();
-            let hf = tok.encode(text, true).unwrap().get_ids().to_vec();
-            assert_eq!(hf, kdrun, "{text:?}");
+        for layout in [Layout::ClsFirst, Layout::ClsLast] {
+            let teacher = TeacherTokenizer::Chars(vocab.clone(), layout);
+            let json = char_tokenizer_json(&vocab, layout, 8).to_string();
+            let tok = tokenizers::Tokenizer::from_str(&json).unwrap();
+            for text in [
+                "汽车ABC，ｆｕｌｌ　width",
+                "体育\u{3000}新闻 比赛 2024 又一个很长的句子",
+                "unknown 字 ！？",
+                "Ünïcödé ß\u{0}\u{85}",
+            ] {
+                let kdrun = teacher.encode_text(text, InputKind::Teacher, 8).unwrap();
+                let hf = tok.encode(text, true).unwrap();
+                assert_eq!(hf.get_ids(), kdrun, "{layout:?} {text:?}");
+                let cls_segment =
+                    hf.get_type_ids()[hf.get_ids().iter().position(|&i| i == CLS).unwrap()];
+                assert_eq!(cls_segment, if layout == Layout::ClsLast { 2 } else { 0 });
+            }
         }
     }
 }

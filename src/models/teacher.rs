@@ -5,13 +5,13 @@
 //! architecture's own types, so a new architecture is its `models/<arch>/` folder and a variant
 //! here.
 
-use super::bert::export::save_folder;
 use super::bert::mlm::BertMaskedLm;
 use super::bert::{BertClassifier, BertConfig};
 use super::hf::tree::Tensors;
-use super::hf::Weights;
+use super::hf::{save_folder, Weights};
+use super::xlnet::{XlnetConfig, XlnetForSequenceClassification, XlnetLmHeadModel};
 use super::Classifier;
-use crate::data::{InputKind, TokenBatch};
+use crate::data::{InputKind, Layout, TokenBatch};
 use anyhow::{bail, Result};
 use burn::module::Module;
 use burn::nn::DropoutConfig;
@@ -24,6 +24,7 @@ use std::path::Path;
 #[serde(untagged)]
 pub enum TeacherConfig {
     Bert(BertConfig),
+    Xlnet(XlnetConfig),
 }
 
 /// Which parameters fine-tuning leaves unchanged.
@@ -41,12 +42,14 @@ pub enum FreezePlan {
 #[derive(Module, Debug)]
 pub enum TeacherModel {
     Bert(BertClassifier),
+    Xlnet(XlnetForSequenceClassification),
 }
 
-/// A model for further pre-training, by objective: masked-LM (BERT).
+/// A model for further pre-training, by objective: masked-LM (BERT) or permutation-LM (XLNet).
 #[derive(Module, Debug)]
 pub enum PretrainModel {
     Mlm(BertMaskedLm),
+    Plm(XlnetLmHeadModel),
 }
 
 impl TeacherConfig {
@@ -54,6 +57,15 @@ impl TeacherConfig {
     pub fn arch_name(&self) -> &'static str {
         match self {
             Self::Bert(_) => "BERT",
+            Self::Xlnet(_) => "XLNet",
+        }
+    }
+
+    /// Where the architecture reads its special tokens (and so which side batches are padded).
+    pub fn layout(&self) -> Layout {
+        match self {
+            Self::Bert(_) => Layout::ClsFirst,
+            Self::Xlnet(_) => Layout::ClsLast,
         }
     }
 
@@ -61,6 +73,7 @@ impl TeacherConfig {
     pub fn pretrain_name(&self) -> &'static str {
         match self {
             Self::Bert(_) => "MLM",
+            Self::Xlnet(_) => "PLM",
         }
     }
 
@@ -68,8 +81,14 @@ impl TeacherConfig {
     pub fn from_checkpoint(model_type: &str, json: &str) -> Result<Self> {
         match model_type {
             "bert" => Ok(Self::Bert(serde_json::from_str(json)?)),
+            "xlnet" => {
+                let c: XlnetConfig = serde_json::from_str(json)?;
+                c.check()?;
+                Ok(Self::Xlnet(c))
+            }
             other => bail!(
-                "model_type is {other:?}; kdrun's teachers are \"bert\" (BertModel and its task models)"
+                "model_type is {other:?}; kdrun's teachers are \"bert\" and \"xlnet\" (BertModel, \
+                 XLNetModel and their task models)"
             ),
         }
     }
@@ -78,6 +97,8 @@ impl TeacherConfig {
     pub fn max_positions(&self) -> usize {
         match self {
             Self::Bert(c) => c.max_position_embeddings,
+            // Relative positions: any length.
+            Self::Xlnet(_) => usize::MAX,
         }
     }
 
@@ -90,12 +111,17 @@ impl TeacherConfig {
             .collect();
         match self {
             Self::Bert(c) => c.id2label = id2label,
+            Self::Xlnet(c) => {
+                c.id2label = id2label;
+                c.num_labels = None;
+            }
         }
     }
 
     pub fn num_labels(&self) -> usize {
         match self {
             Self::Bert(c) => c.num_labels(),
+            Self::Xlnet(c) => c.num_labels(),
         }
     }
 
@@ -103,6 +129,7 @@ impl TeacherConfig {
     pub fn init_classifier(&self, device: &Device) -> TeacherModel {
         match self {
             Self::Bert(c) => TeacherModel::Bert(c.init_classifier(device)),
+            Self::Xlnet(c) => TeacherModel::Xlnet(c.init_classifier(device)),
         }
     }
 
@@ -118,6 +145,10 @@ impl TeacherConfig {
                 let (m, notes) = BertClassifier::load(c, weights, c.num_labels(), device)?;
                 Ok((TeacherModel::Bert(m), notes))
             }
+            Self::Xlnet(c) => {
+                let (m, notes) = XlnetForSequenceClassification::load(c, weights, device)?;
+                Ok((TeacherModel::Xlnet(m), notes))
+            }
         }
     }
 
@@ -125,6 +156,7 @@ impl TeacherConfig {
     pub fn init_pretrain(&self, device: &Device) -> PretrainModel {
         match self {
             Self::Bert(c) => PretrainModel::Mlm(BertMaskedLm::new(c, device)),
+            Self::Xlnet(c) => PretrainModel::Plm(c.init_lm(device)),
         }
     }
 
@@ -139,39 +171,48 @@ impl TeacherConfig {
                 let (m, notes) = BertMaskedLm::load(c, weights, device)?;
                 Ok((PretrainModel::Mlm(m), notes))
             }
+            Self::Xlnet(c) => {
+                let (m, notes) = XlnetLmHeadModel::load(c, weights, device)?;
+                Ok((PretrainModel::Plm(m), notes))
+            }
         }
     }
 
     /// A classifier over a pre-trained encoder, with a new head.
-    pub fn classifier_over(&self, pretrained: PretrainModel, device: &Device) -> TeacherModel {
-        match (self, pretrained) {
+    pub fn classifier_over(
+        &self,
+        pretrained: PretrainModel,
+        device: &Device,
+    ) -> Result<TeacherModel> {
+        Ok(match (self, pretrained) {
             (Self::Bert(c), PretrainModel::Mlm(mlm)) => TeacherModel::Bert(BertClassifier {
                 bert: mlm.bert,
                 dropout: DropoutConfig::new(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))
                     .init(),
                 classifier: c.linear(c.hidden_size, c.num_labels(), device),
             }),
-        }
+            (Self::Xlnet(c), PretrainModel::Plm(lm)) => TeacherModel::Xlnet(
+                XlnetForSequenceClassification::over(c, lm.transformer, device),
+            ),
+            (c, _) => bail!(
+                "the pre-trained model is not a {} pre-training model",
+                c.arch_name()
+            ),
+        })
     }
 
-    /// Save `model` as a Hugging Face folder transformers loads (`…ForSequenceClassification`),
-    /// with its vocabulary and, when given, its `tokenizer.json` and the tokens it reads at most.
-    pub fn export(
-        &self,
-        dir: &Path,
-        model: &TeacherModel,
-        vocab: &[String],
-        tokenizer: Option<(&str, usize)>,
-    ) -> Result<()> {
+    /// Save `model` as a Hugging Face model folder transformers loads
+    /// (`…ForSequenceClassification`: `config.json` and `model.safetensors`; the tokenizer
+    /// writes its own files beside them).
+    pub fn export(&self, dir: &Path, model: &TeacherModel) -> Result<()> {
         match (self, model) {
-            (Self::Bert(c), TeacherModel::Bert(m)) => save_folder(
-                dir,
-                c,
-                "BertForSequenceClassification",
-                vocab,
-                &m.hf_tensors()?,
-                tokenizer,
-            ),
+            (Self::Bert(c), TeacherModel::Bert(m)) => {
+                save_folder(dir, c, "BertForSequenceClassification", &m.hf_tensors()?)
+            }
+            (Self::Xlnet(c), TeacherModel::Xlnet(m)) => {
+                save_folder(dir, c, "XLNetForSequenceClassification", &m.hf_tensors()?)
+            }
+            (c, _) => bail!("the model is not a {} classifier", c.arch_name()),
         }
     }
 }
@@ -181,6 +222,7 @@ impl TeacherModel {
     pub fn layers(&self) -> usize {
         match self {
             Self::Bert(m) => m.bert.encoder.layer.len(),
+            Self::Xlnet(m) => m.transformer.layer.len(),
         }
     }
 
@@ -217,6 +259,31 @@ impl TeacherModel {
                 }
                 Self::Bert(m)
             }
+            Self::Xlnet(mut m) => {
+                let t = &mut m.transformer;
+                if plan != FreezePlan::None {
+                    // XLNet's embeddings: the word embedding and the query stream's start.
+                    frozen += t.word_embedding.num_params() + t.mask_emb.num_params();
+                    t.word_embedding = t.word_embedding.clone().freeze();
+                    t.mask_emb = t.mask_emb.clone().freeze();
+                }
+                if let FreezePlan::AllButLast(k) = plan {
+                    let layers = std::mem::take(&mut t.layer);
+                    t.layer = layers
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            if i < n - k {
+                                frozen += l.num_params();
+                                l.freeze()
+                            } else {
+                                l
+                            }
+                        })
+                        .collect();
+                }
+                Self::Xlnet(m)
+            }
         };
         Ok((model, total - frozen))
     }
@@ -225,6 +292,7 @@ impl TeacherModel {
     pub fn hf_tensors(&self) -> Result<Tensors> {
         match self {
             Self::Bert(m) => m.hf_tensors(),
+            Self::Xlnet(m) => m.hf_tensors(),
         }
     }
 }
@@ -237,6 +305,11 @@ impl Classifier for TeacherModel {
     fn logits(&self, batch: &TokenBatch) -> Tensor<2> {
         match self {
             Self::Bert(m) => m.logits(batch),
+            Self::Xlnet(m) => m.forward(
+                batch.tokens.clone(),
+                batch.segments.clone(),
+                batch.mask.clone(),
+            ),
         }
     }
 }

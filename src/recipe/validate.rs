@@ -1,6 +1,6 @@
 //! Value ranges that serde's types cannot express.
 
-use super::sections::Recipe;
+use super::sections::{PretrainObjective, Recipe, MLM_KEYS, PLM_KEYS};
 
 /// Every out-of-range value, as (dotted key, what was expected and what was found).
 pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
@@ -120,12 +120,64 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         );
     }
     let p = &t.pretrain;
+    let objective = p.objective(t.arch);
+    check(
+        "teacher.pretrain.objective",
+        objective == t.arch.objective(),
+        &format!(
+            "{:?} for a {} teacher",
+            t.arch.objective().name(),
+            t.arch.name()
+        ),
+        format!("{:?}", objective.name()),
+    );
+    for (of, key, set) in p.keys_set() {
+        if set && of != objective {
+            let full: &'static str = match key {
+                "mask_prob" => "teacher.pretrain.mask_prob",
+                "whole_word" => "teacher.pretrain.whole_word",
+                "plm_probability" => "teacher.pretrain.plm_probability",
+                _ => "teacher.pretrain.max_span_length",
+            };
+            let (name, keys) = match objective {
+                PretrainObjective::Mlm => ("masked-LM", MLM_KEYS),
+                PretrainObjective::Plm => ("permutation-LM", PLM_KEYS),
+            };
+            let other = match of {
+                PretrainObjective::Mlm => "masked-LM",
+                PretrainObjective::Plm => "permutation-LM",
+            };
+            check(
+                full,
+                false,
+                &format!(
+                    "only {name} keys ({}), as the {} teacher's objective is {:?}",
+                    keys.join(", "),
+                    t.arch.name(),
+                    objective.name()
+                ),
+                format!("{key}, a {other} key"),
+            );
+        }
+    }
     if p.enabled() {
         check(
             "teacher.pretrain.mask_prob",
-            p.mask_prob > 0.0 && p.mask_prob < 1.0,
+            p.mask_prob() > 0.0 && p.mask_prob() < 1.0,
             "a probability in (0, 1)",
-            p.mask_prob.to_string(),
+            p.mask_prob().to_string(),
+        );
+        check(
+            "teacher.pretrain.plm_probability",
+            p.plm_probability() > 0.0 && p.plm_probability() <= 1.0,
+            "a share in (0, 1]",
+            p.plm_probability().to_string(),
+        );
+        check(
+            "teacher.pretrain.max_span_length",
+            p.max_span_length() >= 1,
+            "an integer ≥ 1",
+            p.max_span_length().to_string(),
         );
         check(
             "teacher.pretrain.lr",

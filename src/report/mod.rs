@@ -105,6 +105,8 @@ pub const DISAGREEMENTS_SHOWN: usize = 25;
 /// Further pre-training, formatted.
 #[derive(Debug, Clone, Serialize)]
 pub struct PretrainPage {
+    /// "masked-LM" or "permutation-LM".
+    pub objective: String,
     pub steps: usize,
     pub corpus: usize,
     pub heldout: usize,
@@ -280,6 +282,7 @@ impl Report {
             teacher_vocab_size: results.teacher_vocab_size,
             teacher_logit_rows: results.teacher_logit_rows,
             pretrain: results.pretrain.as_ref().map(|p| PretrainPage {
+                objective: p.objective.clone(),
                 steps: p.steps,
                 corpus: p.corpus,
                 heldout: p.heldout,

@@ -192,6 +192,9 @@ pub fn evaluate(
 /// What further pre-training did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainReport {
+    /// "masked-LM" or "permutation-LM" (results stored before XLNet are masked-LM).
+    #[serde(default = "masked_lm")]
+    pub objective: String,
     pub steps: usize,
     pub corpus: usize,
     pub heldout: usize,
@@ -200,6 +203,10 @@ pub struct PretrainReport {
     pub after: MlmScores,
     /// (step, mean training loss over the steps since the last entry).
     pub curve: Vec<(usize, f64)>,
+}
+
+fn masked_lm() -> String {
+    "masked-LM".into()
 }
 
 /// Pre-train `model` (on the autodiff `device`) on `corpus`; score it on `heldout` before and after.
@@ -293,6 +300,7 @@ pub fn pretrain(
     Ok((
         model,
         PretrainReport {
+            objective: masked_lm(),
             steps,
             corpus: corpus.len(),
             heldout: heldout.len(),
@@ -314,7 +322,9 @@ pub fn further_pretrain(
     model: PretrainModel,
     device: &Device,
 ) -> Result<(PretrainModel, PretrainReport)> {
-    let PretrainModel::Mlm(mlm) = model;
+    let PretrainModel::Mlm(mlm) = model else {
+        bail!("permutation-LM pre-training is not wired yet");
+    };
     use anyhow::Context as _;
     use rand::seq::SliceRandom;
     let p = &r.teacher.pretrain;
@@ -331,7 +341,7 @@ pub fn further_pretrain(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
     texts.shuffle(&mut rng);
-    let jieba = p.whole_word.then(jieba_rs::Jieba::new);
+    let jieba = p.whole_word().then(jieba_rs::Jieba::new);
     let sequences = texts
         .iter()
         .map(|t| tokenizer.mlm_sequence(t, r.data.max_len, jieba.as_ref()))
@@ -343,10 +353,14 @@ pub fn further_pretrain(
         "pretrain: {} sequences ({} held out), {} masking",
         corpus.len(),
         heldout.len(),
-        if p.whole_word { "whole-word" } else { "token" }
+        if p.whole_word() {
+            "whole-word"
+        } else {
+            "token"
+        }
     ));
     let masker = Masker {
-        mask_prob: p.mask_prob,
+        mask_prob: p.mask_prob(),
         pad_id: tokenizer.pad_id(),
         mask_id: tokenizer.mask_id(),
         vocab_size: tokenizer.vocab_size() as u32,

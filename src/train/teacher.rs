@@ -1,4 +1,4 @@
-//! The teacher, of any architecture behind `models::teacher` (BERT): from the recipe's sizes
+//! The teacher, of any architecture behind `models::teacher` (BERT, XLNet): from the recipe's sizes
 //! or a Hugging Face checkpoint, optionally further pre-trained, partly frozen, then fine-tuned
 //! with cross-entropy.
 
@@ -7,6 +7,7 @@ use crate::data::batch::{Batcher, Encoded};
 use crate::data::{CharVocab, HfTokenizer, TeacherTokenizer};
 use crate::distill::cross_entropy;
 use crate::models::hf::Checkpoint;
+use crate::models::xlnet::XlnetConfig;
 use crate::models::{
     BertConfig, Classifier, FreezePlan, PretrainModel, TeacherConfig, TeacherModel,
 };
@@ -36,6 +37,20 @@ pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]
             t.dropout,
             class_names,
         )),
+        TeacherArch::Xlnet => {
+            let mut c = XlnetConfig::new(
+                vocab_size,
+                t.hidden,
+                t.layers,
+                t.heads,
+                t.intermediate(),
+                class_names,
+            );
+            c.dropout = t.dropout;
+            c.summary_last_dropout = t.dropout;
+            c.pad_token_id = crate::data::vocab::PAD as usize;
+            TeacherConfig::Xlnet(c)
+        }
     }
 }
 
@@ -44,14 +59,34 @@ pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]
 pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Result<TeacherSetup> {
     let dir = &recipe.teacher.checkpoint;
     if dir.as_os_str().is_empty() {
+        let config = scratch_config(recipe, vocab.len(), class_names);
         return Ok(TeacherSetup {
-            tokenizer: TeacherTokenizer::Chars(vocab.clone()),
-            config: scratch_config(recipe, vocab.len(), class_names),
+            tokenizer: TeacherTokenizer::Chars(vocab.clone(), config.layout()),
+            config,
             checkpoint: None,
         });
     }
     let checkpoint = Checkpoint::open(dir)?;
+    let arch = arch_of(&checkpoint.config);
+    if arch != recipe.teacher.arch {
+        bail!(
+            "teacher.arch = {:?} but the checkpoint {} is {} (set teacher.arch = {:?})",
+            recipe.teacher.arch.name(),
+            dir.display(),
+            checkpoint.config.arch_name(),
+            arch.name()
+        );
+    }
     let tokenizer = HfTokenizer::open(dir)?;
+    if tokenizer.layout() != checkpoint.config.layout() {
+        bail!(
+            "{}: the tokenizer puts its classification token {} but {} reads it {}",
+            dir.display(),
+            if tokenizer.cls_last { "last" } else { "first" },
+            checkpoint.config.arch_name(),
+            if tokenizer.cls_last { "first" } else { "last" },
+        );
+    }
     let mut config = checkpoint.config.clone();
     if recipe.data.max_len > config.max_positions() {
         bail!(
@@ -67,6 +102,14 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
         config,
         checkpoint: Some(checkpoint),
     })
+}
+
+/// The recipe's name for a checkpoint's architecture.
+fn arch_of(config: &TeacherConfig) -> TeacherArch {
+    match config {
+        TeacherConfig::Bert(_) => TeacherArch::Bert,
+        TeacherConfig::Xlnet(_) => TeacherArch::Xlnet,
+    }
 }
 
 impl TeacherSetup {
@@ -87,7 +130,11 @@ impl TeacherSetup {
     }
 
     /// A classifier over a pre-trained encoder, with a new head.
-    pub fn classifier_over(&self, pretrained: PretrainModel, device: &Device) -> TeacherModel {
+    pub fn classifier_over(
+        &self,
+        pretrained: PretrainModel,
+        device: &Device,
+    ) -> Result<TeacherModel> {
         self.config.classifier_over(pretrained, device)
     }
 }

@@ -13,6 +13,7 @@ use crate::models::bert::{BertClassifier, BertConfig, BertModel};
 use crate::models::xlnet::{
     XlnetConfig, XlnetForSequenceClassification, XlnetLmHeadModel, XlnetModel,
 };
+use crate::models::TeacherConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -265,27 +266,13 @@ pub fn forward_xlnet(
     Ok(out)
 }
 
-/// The `model_type` of a checkpoint folder's `config.json` (empty if it names none).
-fn model_type(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("model_type")?.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 /// `kdrun forward --checkpoint DIR --input FILE`: the outputs as JSON text (BERT or XLNet).
 pub fn forward_folder(dir: &Path, input: &Path, device: &Device) -> Result<String> {
-    if model_type(dir) == "xlnet" {
-        let (config, weights) = crate::models::xlnet::open_folder(dir)?;
-        let inputs = Inputs::load(input)?;
-        let out = forward_xlnet(&config, &weights, &inputs, device)?;
-        return Ok(serde_json::to_string(&out)?);
-    }
     let ckpt = Checkpoint::open(dir)?;
     let inputs = Inputs::load(input)?;
     let out = match &ckpt.config {
-        crate::models::TeacherConfig::Bert(c) => forward(c, ckpt.weights()?, &inputs, device)?,
+        TeacherConfig::Bert(c) => forward(c, ckpt.weights()?, &inputs, device)?,
+        TeacherConfig::Xlnet(c) => forward_xlnet(c, ckpt.weights()?, &inputs, device)?,
     };
     Ok(serde_json::to_string(&out)?)
 }

@@ -57,6 +57,46 @@ impl Checkpoint {
     }
 }
 
+/// Write a Hugging Face model folder: `config.json` (with `architectures` = `[architecture]`)
+/// and `model.safetensors`, as `from_pretrained` reads them (the tokenizer's files are written
+/// by `data`).
+pub fn save_folder<C: serde::Serialize>(
+    dir: &Path,
+    config: &C,
+    architecture: &str,
+    tensors: &tree::Tensors,
+) -> Result<()> {
+    write_config(dir, config, architecture)?;
+    write_safetensors(&dir.join("model.safetensors"), tensors)
+}
+
+/// Write `tensors` as `model.safetensors` (f32).
+pub fn write_safetensors(path: &Path, tensors: &tree::Tensors) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let b: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), t.shape.clone(), b)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| anyhow!("tensor {name}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let data = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
+    crate::files::write_with(path, |tmp| {
+        std::fs::write(tmp, &data).with_context(|| format!("cannot write {}", tmp.display()))
+    })?;
+    Ok(())
+}
+
 /// Start a Hugging Face folder: create `dir` and write `config.json` (the architecture's config
 /// with `architectures` = `[architecture]`), as `from_pretrained` reads it.
 pub fn write_config<C: serde::Serialize>(dir: &Path, config: &C, architecture: &str) -> Result<()> {

@@ -8,7 +8,6 @@ use super::heads::{XlnetForSequenceClassification, XlnetLmHeadModel};
 use super::layer::XlnetModel;
 use super::params::{Entry, Init, Layout, Slot};
 use super::XlnetConfig;
-use crate::models::bert::export::write_safetensors;
 use crate::models::hf::{RawTensor, Weights};
 use anyhow::{anyhow, bail, Result};
 use burn::module::Param;
@@ -267,6 +266,23 @@ impl XlnetForSequenceClassification {
         Ok((m, notes))
     }
 
+    /// A classifier over a (further pre-trained) body, with a new head initialised as
+    /// transformers does; the body's parameters are not drawn again.
+    pub fn over(c: &XlnetConfig, transformer: XlnetModel, device: &Device) -> Self {
+        let mut m = c.skeleton_classifier(device);
+        let mut init = initializer(c.initializer_range, device);
+        m.visit_params(&mut |e: Entry<'_>| {
+            if e.name.starts_with("transformer.") {
+                Ok(())
+            } else {
+                init(e)
+            }
+        })
+        .expect("initialisation cannot fail");
+        m.transformer = transformer;
+        m
+    }
+
     /// `XLNetForSequenceClassification`'s state dict.
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
@@ -322,18 +338,6 @@ impl XlnetLmHeadModel {
         self.clone().visit_params(&mut exporter(&mut out))?;
         Ok(out)
     }
-}
-
-/// Write a Hugging Face folder: `config.json` (with `architectures` = `architecture`) and
-/// `model.safetensors`.
-pub fn save_folder(
-    dir: &Path,
-    config: &XlnetConfig,
-    architecture: &str,
-    tensors: &Tensors,
-) -> Result<()> {
-    crate::models::hf::write_config(dir, config, architecture)?;
-    write_safetensors(&dir.join("model.safetensors"), tensors)
 }
 
 /// `config.json` and the weights of a checkpoint folder.

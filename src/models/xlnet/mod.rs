@@ -15,8 +15,9 @@ mod heads;
 mod layer;
 pub mod params;
 
+pub use crate::models::hf::save_folder;
 pub use attention::{rel_shift, relative_positional_encoding, XlnetRelativeAttention};
-pub use checkpoint::{body_prefix, open_folder, save_folder, Tensors};
+pub use checkpoint::{body_prefix, open_folder, Tensors};
 pub use heads::{
     XlnetForSequenceClassification, XlnetLmHead, XlnetLmHeadModel, XlnetSequenceSummary,
 };

@@ -1,4 +1,5 @@
-//! Stages `pretrain` (further masked-LM pre-training of the teacher's encoder) and `teacher`
+//! Stages `pretrain` (further pre-training of the teacher's encoder: masked-LM, permutation-LM)
+//! and `teacher`
 //! (fine-tuning, from the pre-trained encoder, a checkpoint or scratch; exported as a Hugging
 //! Face folder when `teacher.export`).
 
@@ -61,6 +62,7 @@ impl Stage<Context<'_>> for PretrainStage {
     fn settings(&self, cx: &Context) -> Result<Value> {
         let t = &cx.r.teacher;
         Ok(json!({
+            "arch": t.arch,
             "checkpoint": t.checkpoint,
             "checkpoint_sha256": checkpoint_hash(cx)?,
             "sizes": [t.layers, t.hidden, t.heads, t.intermediate()],
@@ -78,22 +80,22 @@ impl Stage<Context<'_>> for PretrainStage {
         let r = cx.r;
         cx.ad.seed(r.runtime.seed);
         let setup = cx.setup()?;
-        let (mlm, notes) = setup.pretrain_model(&cx.ad)?;
+        let (model, notes) = setup.pretrain_model(&cx.ad)?;
         for n in notes {
             note(&format!("pretrain: {n}"));
             cx.add_note(format!("pretrain: {n}"));
         }
-        let (mlm, report) =
-            further_pretrain(r, &setup.tokenizer, &cx.data()?.unlabeled, mlm, &cx.ad)?;
-        save_model(&mlm, &out.file("mlm.bpk"))?;
+        let (model, report) =
+            further_pretrain(r, &setup.tokenizer, &cx.data()?.unlabeled, model, &cx.ad)?;
+        save_model(&model, &out.file("pretrained.bpk"))?;
         out.write_json("pretrain.json", &report)?;
-        Ok((mlm, report))
+        Ok((model, report))
     }
 
     fn load(&self, cx: &Context, dir: &Path) -> Result<Self::Output> {
         let model = load_record(
             cx.setup()?.config.init_pretrain(&cx.ad),
-            &dir.join("mlm.bpk"),
+            &dir.join("pretrained.bpk"),
         )?;
         Ok((model, read_json(&dir.join("pretrain.json"))?))
     }
@@ -172,11 +174,11 @@ impl Stage<Context<'_>> for TeacherStage {
         let mut notes = Vec::new();
         let mut pretrain_report = None;
         let start = if let Some((stage, _)) = &self.pretrain {
-            let (mlm, report) = cx.run(stage)?.value;
+            let (pretrained, report) = cx.run(stage)?.value;
             pretrain_report = Some(report);
             // Seeded here, so the new head is the same whether pre-training ran now or not.
             cx.ad.seed(r.runtime.seed.wrapping_add(17));
-            setup.classifier_over(mlm, &cx.ad)
+            setup.classifier_over(pretrained, &cx.ad)?
         } else {
             cx.ad.seed(r.runtime.seed);
             let (model, ns) = setup.classifier(&cx.ad)?;
@@ -216,15 +218,9 @@ impl Stage<Context<'_>> for TeacherStage {
         out.write_json("teacher.json", &meta)?;
         let model = fitted.model.valid();
         if t.export {
-            setup.config.export(
-                &out.file("teacher_hf"),
-                &model,
-                &setup.tokenizer.vocab(),
-                Some((
-                    &setup.tokenizer.tokenizer_json(r.data.max_len)?,
-                    r.data.max_len,
-                )),
-            )?;
+            let dir = out.file("teacher_hf");
+            setup.config.export(&dir, &model)?;
+            setup.tokenizer.save_hf(&dir, r.data.max_len)?;
         }
         Ok(Teacher::new(model, meta))
     }

@@ -71,6 +71,7 @@ impl Recipe {
         self.data.text_field = Some(self.data.text_field().to_string());
         self.data.label_field = Some(self.data.label_field().to_string());
         self.teacher.intermediate = Some(self.teacher.intermediate());
+        self.teacher.pretrain.resolve(self.teacher.arch);
         self.distill.soft_weight = Some(self.distill.soft_weight());
     }
 }

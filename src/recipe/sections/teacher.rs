@@ -8,6 +8,44 @@ use std::path::PathBuf;
 #[serde(rename_all = "lowercase")]
 pub enum TeacherArch {
     Bert,
+    Xlnet,
+}
+
+impl TeacherArch {
+    /// The recipe's spelling (`"bert"`, `"xlnet"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bert => "bert",
+            Self::Xlnet => "xlnet",
+        }
+    }
+
+    /// The further pre-training objective an architecture has.
+    pub fn objective(self) -> PretrainObjective {
+        match self {
+            Self::Bert => PretrainObjective::Mlm,
+            Self::Xlnet => PretrainObjective::Plm,
+        }
+    }
+}
+
+/// How the teacher is further pre-trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PretrainObjective {
+    /// Masked-LM (BERT).
+    Mlm,
+    /// Permutation-LM (XLNet).
+    Plm,
+}
+
+impl PretrainObjective {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mlm => "mlm",
+            Self::Plm => "plm",
+        }
+    }
 }
 
 /// Which teacher parameters fine-tuning leaves unchanged.
@@ -22,27 +60,42 @@ pub enum Freeze {
     AllButLast(usize),
 }
 
-/// Further pre-training of the teacher with masked-LM before fine-tuning (off while `steps` and
-/// `epochs` are both 0).
+/// Further pre-training of the teacher before fine-tuning (off while `steps` and `epochs` are
+/// both 0): masked-LM for BERT, permutation-LM for XLNet. Keys of the other objective are
+/// errors; left out, each objective's keys take their defaults when the recipe is resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainSection {
+    /// `"mlm"` or `"plm"`. Left out: the architecture's (BERT: mlm, XLNet: plm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objective: Option<PretrainObjective>,
     /// Optimizer steps (used when `epochs` is 0).
     pub steps: usize,
     /// Passes over the corpus (overrides `steps` when above 0).
     pub epochs: usize,
-    /// Share of tokens selected for prediction; of those 80 % become `[MASK]`, 10 % a random
-    /// token, 10 % stay.
-    pub mask_prob: f64,
-    /// Select whole words (jieba-rs segmentation) instead of single tokens.
-    pub whole_word: bool,
+    /// Masked-LM: share of tokens selected for prediction; of those 80 % become `[MASK]`, 10 %
+    /// a random token, 10 % stay. Left out: 0.15.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_prob: Option<f64>,
+    /// Masked-LM: select whole words (jieba-rs segmentation) instead of single tokens. Left
+    /// out: false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whole_word: Option<bool>,
+    /// Permutation-LM: the share of tokens predicted (transformers'
+    /// `DataCollatorForPermutationLanguageModeling`). Left out: 1/6.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plm_probability: Option<f64>,
+    /// Permutation-LM: the longest span of tokens predicted together. Left out: 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_span_length: Option<usize>,
     pub lr: f64,
     pub batch_size: usize,
     pub warmup: f64,
     pub weight_decay: f64,
     /// Extra corpus files, one sentence per line, beside the training texts.
     pub extra: Vec<PathBuf>,
-    /// Share of the corpus held out to report masked-LM loss and accuracy before and after.
+    /// Share of the corpus held out to report the objective's loss and accuracy before and
+    /// after.
     pub holdout: f64,
     /// Also fine-tune a teacher without further pre-training (same seed and sizes), for the
     /// report's comparison.
@@ -52,10 +105,13 @@ pub struct PretrainSection {
 impl Default for PretrainSection {
     fn default() -> Self {
         Self {
+            objective: None,
             steps: 0,
             epochs: 0,
-            mask_prob: 0.15,
-            whole_word: false,
+            mask_prob: None,
+            whole_word: None,
+            plm_probability: None,
+            max_span_length: None,
             lr: 5e-4,
             batch_size: 64,
             warmup: 0.06,
@@ -67,22 +123,90 @@ impl Default for PretrainSection {
     }
 }
 
+/// The objective-specific keys, by objective.
+pub const MLM_KEYS: [&str; 2] = ["mask_prob", "whole_word"];
+pub const PLM_KEYS: [&str; 2] = ["plm_probability", "max_span_length"];
+
 impl PretrainSection {
     pub fn enabled(&self) -> bool {
         self.steps > 0 || self.epochs > 0
     }
+
+    /// The objective: the recipe's, else the architecture's.
+    pub fn objective(&self, arch: TeacherArch) -> PretrainObjective {
+        self.objective.unwrap_or(arch.objective())
+    }
+
+    pub fn mask_prob(&self) -> f64 {
+        self.mask_prob.unwrap_or(0.15)
+    }
+
+    pub fn whole_word(&self) -> bool {
+        self.whole_word.unwrap_or(false)
+    }
+
+    pub fn plm_probability(&self) -> f64 {
+        self.plm_probability.unwrap_or(1.0 / 6.0)
+    }
+
+    pub fn max_span_length(&self) -> usize {
+        self.max_span_length.unwrap_or(5)
+    }
+
+    /// The objective's keys the recipe set, by objective.
+    pub fn keys_set(&self) -> [(PretrainObjective, &'static str, bool); 4] {
+        [
+            (
+                PretrainObjective::Mlm,
+                MLM_KEYS[0],
+                self.mask_prob.is_some(),
+            ),
+            (
+                PretrainObjective::Mlm,
+                MLM_KEYS[1],
+                self.whole_word.is_some(),
+            ),
+            (
+                PretrainObjective::Plm,
+                PLM_KEYS[0],
+                self.plm_probability.is_some(),
+            ),
+            (
+                PretrainObjective::Plm,
+                PLM_KEYS[1],
+                self.max_span_length.is_some(),
+            ),
+        ]
+    }
+
+    /// Fill in the objective and its keys' defaults; the other objective's keys stay out.
+    pub fn resolve(&mut self, arch: TeacherArch) {
+        let objective = self.objective(arch);
+        self.objective = Some(objective);
+        match objective {
+            PretrainObjective::Mlm => {
+                self.mask_prob = Some(self.mask_prob());
+                self.whole_word = Some(self.whole_word());
+            }
+            PretrainObjective::Plm => {
+                self.plm_probability = Some(self.plm_probability());
+                self.max_span_length = Some(self.max_span_length());
+            }
+        }
+    }
 }
 
-/// The teacher: a BERT encoder trained from scratch or loaded from a Hugging Face checkpoint,
-/// optionally further pre-trained with masked-LM, then fine-tuned and selected on validation
-/// accuracy.
+/// The teacher: a BERT or XLNet encoder trained from scratch or loaded from a Hugging Face
+/// checkpoint, optionally further pre-trained (masked-LM / permutation-LM), then fine-tuned and
+/// selected on validation accuracy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherSection {
+    /// `"bert"` or `"xlnet"`.
     pub arch: TeacherArch,
-    /// A Hugging Face BERT folder (config.json, vocab.txt or tokenizer.json, model.safetensors or
-    /// pytorch_model.bin). Empty: train from scratch with the sizes below and a character
-    /// vocabulary.
+    /// A Hugging Face folder of that architecture (config.json, tokenizer.json — or vocab.txt for
+    /// BERT —, model.safetensors or pytorch_model.bin). Empty: train from scratch with the sizes
+    /// below and a character vocabulary.
     pub checkpoint: PathBuf,
     pub freeze: Freeze,
     pub pretrain: PretrainSection,
