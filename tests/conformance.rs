@@ -282,7 +282,9 @@ fn real_checkpoint_minilm_tokenizes_and_embeds() {
     let tok = HfTokenizer::open(&dir).unwrap();
     let device = Device::flex();
     let mut notes = Vec::new();
-    let kdrun::models::TeacherConfig::Bert(config) = &ckpt.config;
+    let kdrun::models::TeacherConfig::Bert(config) = &ckpt.config else {
+        panic!("MiniLM is read as BERT");
+    };
     let weights = ckpt.weights().unwrap();
     let model = BertModel::load(config, weights, "", &device, &mut notes).unwrap();
     assert!(weights.unused().is_empty(), "{:?}", weights.unused());
