@@ -333,6 +333,63 @@ fn an_exported_teacher_is_a_checkpoint_for_the_next_run() {
 }
 
 #[test]
+fn an_xlnet_teacher_pretrains_with_plm_and_exports_a_checkpoint() {
+    // From scratch on kdrun's characters, further pre-trained with permutation-LM.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = quick(
+        &tmp.path().join("a"),
+        &["teacher.arch=xlnet", "teacher.pretrain.steps=3"],
+    );
+    let p = a.pretrain.expect("pre-training is reported");
+    assert_eq!(p.objective, "permutation-LM");
+    assert!(p.before.predictions > 0 && p.after.predictions == p.before.predictions);
+    let labels: Vec<&str> = a.models.iter().map(|m| m.label.as_str()).collect();
+    assert!(labels[0].contains("XLNet"), "{labels:?}");
+    assert_eq!(a.models.len(), 4, "{labels:?}");
+    let exported = std::path::Path::new(&a.stages["teacher"]).join("teacher_hf");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(exported.join(f).is_file(), "{f}");
+    }
+    let config = std::fs::read_to_string(exported.join("tokenizer_config.json")).unwrap();
+    assert!(config.contains("\"padding_side\": \"left\""), "{config}");
+    // The exported folder is an XLNet checkpoint: fine-tune its last layer only.
+    let (b, _) = quick(
+        &tmp.path().join("b"),
+        &[
+            "teacher.arch=xlnet",
+            &format!("teacher.checkpoint={}", exported.display()),
+            "teacher.freeze={all-but-last=1}",
+        ],
+    );
+    let t = &b.models[0];
+    assert!(
+        t.trainable_params < t.params,
+        "{} of {}",
+        t.trainable_params,
+        t.params
+    );
+    assert_eq!(t.params, a.models[0].params);
+    // Naming the wrong architecture for it is an error that says which one it is.
+    let out = quick_cmd(
+        &tmp.path().join("c"),
+        &[&format!("teacher.checkpoint={}", exported.display())],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("teacher.arch = \"bert\"") && stderr.contains("is XLNet"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_lists_the_trials_of_a_sweep() {
     let out = kdrun()
         .args([

@@ -136,6 +136,48 @@ fn out_of_range_values_are_reported_together_with_their_source() {
 }
 
 #[test]
+fn pretraining_keys_follow_the_teacher_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    // XLNet: permutation-LM by default, with transformers' collator settings.
+    let p = write(dir.path(), "x.toml", "[teacher]\narch = \"xlnet\"\n");
+    let r = load_with_env(&p, &[], false).unwrap().recipe;
+    let pre = &r.teacher.pretrain;
+    assert_eq!(pre.objective, Some(kdrun::recipe::PretrainObjective::Plm));
+    assert_eq!(pre.max_span_length, Some(5));
+    assert!((pre.plm_probability.unwrap() - 1.0 / 6.0).abs() < 1e-12);
+    assert_eq!((pre.mask_prob, pre.whole_word), (None, None));
+    // A masked-LM key on an XLNet teacher, and PLM on BERT, name the key.
+    let err = load_with_env(&p, &sets(&["teacher.pretrain.mask_prob=0.2"]), false).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("key `teacher.pretrain.mask_prob`"), "{text}");
+    assert!(text.contains("only permutation-LM keys"), "{text}");
+    let b = write(
+        dir.path(),
+        "b.toml",
+        "[teacher.pretrain]\nobjective = \"plm\"\nmax_span_length = 3\n",
+    );
+    let text = load_with_env(&b, &[], false).unwrap_err().to_string();
+    assert!(text.contains("key `teacher.pretrain.objective`"), "{text}");
+    assert!(text.contains("\"mlm\" for a bert teacher"), "{text}");
+    let c = write(
+        dir.path(),
+        "c.toml",
+        "[teacher.pretrain]\nplm_probability = 0.2\n",
+    );
+    let text = load_with_env(&c, &[], false).unwrap_err().to_string();
+    assert!(
+        text.contains("key `teacher.pretrain.plm_probability`")
+            && text.contains("only masked-LM keys (mask_prob, whole_word)"),
+        "{text}"
+    );
+    // The same keys on an XLNet teacher are its own.
+    let r = load_with_env(&b, &sets(&["teacher.arch=xlnet"]), false)
+        .unwrap()
+        .recipe;
+    assert_eq!(r.teacher.pretrain.max_span_length, Some(3));
+}
+
+#[test]
 fn set_errors_name_the_argument() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "s.toml", "");
@@ -181,6 +223,7 @@ fn shipped_recipes_are_valid() {
         "tnews.toml",
         "tnews-gpu.toml",
         "tnews-pretrain.toml",
+        "tnews-xlnet.toml",
         "tnews-seed.toml",
         "tnews-tang.toml",
         "quick.toml",

@@ -228,6 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn left_padding_puts_cls_last_in_segment_two() {
+        let device = Device::flex();
+        let a = Encoded {
+            id: 1,
+            tokens: vec![5, 6, 3, 2],
+            label: 0,
+        };
+        let b = Encoded {
+            id: 2,
+            tokens: vec![8, 3, 2],
+            label: 1,
+        };
+        let mut batcher = Batcher::new(InputKind::Teacher, 10, 0);
+        batcher.pad_left = true;
+        let batch = batcher.batch(&[&a, &b], &device);
+        let ints = |t: Tensor<2, Int>| t.to_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        assert_eq!(ints(batch.tokens.clone()), vec![5, 6, 3, 2, 0, 8, 3, 2]);
+        assert_eq!(ints(batch.segments.clone()), vec![0, 0, 0, 2, 3, 0, 0, 2]);
+        let mask: Vec<f32> = batch.mask.to_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(mask, vec![1., 1., 1., 1., 0., 1., 1., 1.]);
+        batcher.pad_left = false;
+        let right = batcher.batch(&[&a, &b], &device);
+        assert_eq!(ints(right.segments), vec![0; 8]);
+    }
+
+    #[test]
     fn train_order_covers_every_item_once() {
         let lengths: Vec<usize> = (0..1000).map(|i| i % 37).collect();
         let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(3);

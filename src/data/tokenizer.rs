@@ -64,6 +64,14 @@ impl TeacherTokenizer {
         }
     }
 
+    /// The classification token's id.
+    pub fn cls_id(&self) -> u32 {
+        match self {
+            Self::Chars(..) => CLS,
+            Self::WordPiece(t) => t.cls_id,
+        }
+    }
+
     /// Ids that masking never selects nor draws as random replacements.
     pub fn special_ids(&self) -> Vec<u32> {
         match self {

@@ -1,8 +1,16 @@
-//! Further pre-training of the teacher with masked-LM (Devlin et al. 2019, §3.1): a share
-//! `mask_prob` of the tokens (or of the words, with whole-word masking) is selected; a selected
-//! token becomes `[MASK]` 80 % of the time, a random token 10 %, and stays 10 %; the model
-//! predicts the original tokens at the selected positions (cross-entropy there only).
+//! Further pre-training of the teacher, by its architecture's objective.
+//!
+//! Masked-LM for BERT (Devlin et al. 2019, §3.1): a share `mask_prob` of the tokens (or of the
+//! words, with whole-word masking) is selected; a selected token becomes `[MASK]` 80 % of the
+//! time, a random token 10 %, and stays 10 %; the model predicts the original tokens at the
+//! selected positions (cross-entropy there only).
+//!
+//! Permutation-LM for XLNet (Yang et al. 2019, §2.2): spans of tokens are predicted through the
+//! query stream in a random factorisation order ([`super::plm`]).
+//!
+//! One loop serves both: the objective turns sampled sequences into logits and targets.
 
+use super::plm::{PlmBatcher, PlmSettings};
 use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use crate::data::batch::train_order;
@@ -11,7 +19,7 @@ use crate::data::{TeacherTokenizer, TextEncoder};
 use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::PretrainModel;
-use crate::recipe::{PretrainSection, Recipe};
+use crate::recipe::{PretrainObjective, PretrainSection, Recipe};
 use anyhow::{anyhow, bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
@@ -189,6 +197,73 @@ pub fn evaluate(
     })
 }
 
+/// A further pre-training objective with its settings.
+pub enum Objective {
+    Mlm(Masker),
+    Plm(PlmBatcher),
+}
+
+impl Objective {
+    /// Its name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Mlm(_) => "masked-LM",
+            Self::Plm(_) => "permutation-LM",
+        }
+    }
+
+    fn mismatch(&self) -> anyhow::Error {
+        anyhow!(
+            "the {} objective needs its own pre-training model",
+            self.name()
+        )
+    }
+
+    /// Logits `[predictions, vocab]` and targets of one training batch drawn from `seqs`; `None`
+    /// when the batch has nothing to predict.
+    fn predict(
+        &self,
+        model: &PretrainModel,
+        seqs: &[&MlmSequence],
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Option<(Tensor<2>, Tensor<1, Int>)>> {
+        match (self, model) {
+            (Self::Mlm(masker), PretrainModel::Mlm(m)) => {
+                let masked: Vec<Masked> = seqs.iter().map(|s| masker.mask(s, rng)).collect();
+                let b = batch(&masked, masker.pad_id, device);
+                Ok(Some((predict(m, &b), b.targets)))
+            }
+            (Self::Plm(batcher), PretrainModel::Plm(m)) => {
+                let ids: Vec<&[u32]> = seqs.iter().map(|s| s.ids.as_slice()).collect();
+                let b = batcher.batch(&ids, rng, device)?;
+                if b.predictions() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some((super::plm::plm_logits(m, &b), b.targets.clone())))
+            }
+            _ => Err(self.mismatch()),
+        }
+    }
+
+    /// Loss and accuracy on `heldout` (the same draws every time).
+    fn evaluate(
+        &self,
+        model: &PretrainModel,
+        heldout: &[MlmSequence],
+        device: &Device,
+    ) -> Result<MlmScores> {
+        match (self, model) {
+            (Self::Mlm(masker), PretrainModel::Mlm(m)) => evaluate(m, heldout, masker, device),
+            (Self::Plm(batcher), PretrainModel::Plm(m)) => {
+                let ids: Vec<Vec<u32>> = heldout.iter().map(|s| s.ids.clone()).collect();
+                super::plm::evaluate(m, &ids, batcher, device)
+            }
+            _ => Err(self.mismatch()),
+        }
+    }
+}
+
 /// What further pre-training did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainReport {
@@ -209,23 +284,24 @@ fn masked_lm() -> String {
     "masked-LM".into()
 }
 
-/// Pre-train `model` (on the autodiff `device`) on `corpus`; score it on `heldout` before and after.
+/// Pre-train `model` (on the autodiff `device`) on `corpus` with `objective`; score it on
+/// `heldout` before and after.
 pub fn pretrain(
-    mut model: BertMaskedLm,
+    mut model: PretrainModel,
     corpus: &[MlmSequence],
     heldout: &[MlmSequence],
-    masker: &Masker,
+    objective: &Objective,
     p: &PretrainSection,
     seed: u64,
     device: &Device,
-) -> Result<(BertMaskedLm, PretrainReport)> {
-    let pad = masker.pad_id;
+) -> Result<(PretrainModel, PretrainReport)> {
     if corpus.is_empty() {
         bail!("teacher.pretrain: the corpus is empty");
     }
+    let name = objective.name();
     let start = Instant::now();
     let inner = device.clone().inner();
-    let before = evaluate(&model.valid(), heldout, masker, &inner)?;
+    let before = objective.evaluate(&model.valid(), heldout, &inner)?;
     let steps_per_epoch = corpus.len().div_ceil(p.batch_size);
     let steps = if p.epochs > 0 {
         p.epochs * steps_per_epoch
@@ -245,6 +321,8 @@ pub fn pretrain(
     let mut curve = Vec::new();
     let (mut window_sum, mut window_n) = (0.0f64, 0usize);
     let report_every = (steps / 20).max(1);
+    // Reading the loss waits for the device: every 10th step, and at least once per report.
+    let read_every = report_every.min(10);
     for step in 0..steps {
         if order.is_empty() {
             order = train_order(&lengths, p.batch_size, &mut rng);
@@ -255,13 +333,13 @@ pub fn pretrain(
             return Err(super::interrupt::Interrupted.into());
         }
         let idx = order.pop().expect("refilled above");
-        let masked: Vec<Masked> = idx
-            .iter()
-            .map(|&i| masker.mask(&corpus[i], &mut rng))
-            .collect();
-        let b = batch(&masked, pad, device);
-        let loss = cross_entropy(predict(&model, &b), b.targets.clone());
-        let read = (step % 10 == 0).then(|| loss.clone().into_scalar::<f32>() as f64);
+        let seqs: Vec<&MlmSequence> = idx.iter().map(|&i| &corpus[i]).collect();
+        let Some((logits, targets)) = objective.predict(&model, &seqs, &mut rng, device)? else {
+            progress.step(0, None);
+            continue;
+        };
+        let loss = cross_entropy(logits, targets);
+        let read = (step % read_every == 0).then(|| loss.clone().into_scalar::<f32>() as f64);
         if let Some(v) = read {
             if !v.is_finite() {
                 progress.finish();
@@ -281,16 +359,16 @@ pub fn pretrain(
             curve.push((step + 1, mean));
             (window_sum, window_n) = (0.0, 0);
             progress.epoch(&format!(
-                "step {}/{steps}: masked-LM loss {mean:.4} ({:.0} s)",
+                "step {}/{steps}: {name} loss {mean:.4} ({:.0} s)",
                 step + 1,
                 start.elapsed().as_secs_f64()
             ));
         }
     }
     progress.finish();
-    let after = evaluate(&model.valid(), heldout, masker, &inner)?;
+    let after = objective.evaluate(&model.valid(), heldout, &inner)?;
     progress.epoch(&format!(
-        "{steps} steps: held-out masked-LM loss {:.4} → {:.4}, accuracy {:.4} → {:.4} ({:.1} s)",
+        "{steps} steps: held-out {name} loss {:.4} → {:.4}, accuracy {:.4} → {:.4} ({:.1} s)",
         before.loss,
         after.loss,
         before.accuracy,
@@ -300,7 +378,7 @@ pub fn pretrain(
     Ok((
         model,
         PretrainReport {
-            objective: masked_lm(),
+            objective: name.into(),
             steps,
             corpus: corpus.len(),
             heldout: heldout.len(),
@@ -312,7 +390,7 @@ pub fn pretrain(
     ))
 }
 
-/// Further pre-train `mlm` as the recipe's `[teacher.pretrain]` says. The corpus: `texts` (the
+/// Further pre-train `model` as the recipe's `[teacher.pretrain]` says. The corpus: `texts` (the
 /// training file's texts: all classes, validation split excluded) and the recipe's extra files,
 /// one sentence per line; a seeded share is held out to measure the loss before and after.
 pub fn further_pretrain(
@@ -322,9 +400,6 @@ pub fn further_pretrain(
     model: PretrainModel,
     device: &Device,
 ) -> Result<(PretrainModel, PretrainReport)> {
-    let PretrainModel::Mlm(mlm) = model else {
-        bail!("permutation-LM pre-training is not wired yet");
-    };
     use anyhow::Context as _;
     use rand::seq::SliceRandom;
     let p = &r.teacher.pretrain;
@@ -341,7 +416,9 @@ pub fn further_pretrain(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
     texts.shuffle(&mut rng);
-    let jieba = p.whole_word().then(jieba_rs::Jieba::new);
+    let objective = p.objective(r.teacher.arch);
+    let whole_word = objective == PretrainObjective::Mlm && p.whole_word();
+    let jieba = whole_word.then(jieba_rs::Jieba::new);
     let sequences = texts
         .iter()
         .map(|t| tokenizer.mlm_sequence(t, r.data.max_len, jieba.as_ref()))
@@ -349,25 +426,46 @@ pub fn further_pretrain(
     let n_held =
         ((sequences.len() as f64 * p.holdout).round() as usize).clamp(1, sequences.len() / 2);
     let (heldout, corpus) = sequences.split_at(n_held);
+    let objective = match objective {
+        PretrainObjective::Mlm => Objective::Mlm(Masker {
+            mask_prob: p.mask_prob(),
+            pad_id: tokenizer.pad_id(),
+            mask_id: tokenizer.mask_id(),
+            vocab_size: tokenizer.vocab_size() as u32,
+            special_ids: tokenizer.special_ids(),
+        }),
+        PretrainObjective::Plm => Objective::Plm(PlmBatcher {
+            pad_id: tokenizer.pad_id(),
+            mask_id: tokenizer.mask_id(),
+            cls_id: tokenizer.cls_id(),
+            special_ids: tokenizer.special_ids(),
+            pad_left: tokenizer.pad_left(),
+            settings: PlmSettings {
+                plm_probability: p.plm_probability(),
+                max_span_length: p.max_span_length(),
+            },
+        }),
+    };
     super::progress::note(&format!(
-        "pretrain: {} sequences ({} held out), {} masking",
+        "pretrain: {} sequences ({} held out), {}{}",
         corpus.len(),
         heldout.len(),
-        if p.whole_word() {
-            "whole-word"
-        } else {
-            "token"
+        objective.name(),
+        match &objective {
+            Objective::Mlm(_) if whole_word => " with whole-word masking",
+            Objective::Mlm(_) => " with token masking",
+            Objective::Plm(_) => "",
         }
     ));
-    let masker = Masker {
-        mask_prob: p.mask_prob(),
-        pad_id: tokenizer.pad_id(),
-        mask_id: tokenizer.mask_id(),
-        vocab_size: tokenizer.vocab_size() as u32,
-        special_ids: tokenizer.special_ids(),
-    };
-    let (mlm, report) = pretrain(mlm, corpus, heldout, &masker, p, r.runtime.seed, device)?;
-    Ok((PretrainModel::Mlm(mlm), report))
+    pretrain(
+        model,
+        corpus,
+        heldout,
+        &objective,
+        p,
+        r.runtime.seed,
+        device,
+    )
 }
 
 #[cfg(test)]
