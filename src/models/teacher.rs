@@ -38,7 +38,9 @@ pub enum FreezePlan {
     AllButLast(usize),
 }
 
-/// A teacher classifier of any architecture.
+/// A teacher classifier of any architecture. (One is held at a time, so the variants' sizes do
+/// not matter; burn's `Module` derive does not box.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum TeacherModel {
     Bert(BertClassifier),
@@ -46,6 +48,7 @@ pub enum TeacherModel {
 }
 
 /// A model for further pre-training, by objective: masked-LM (BERT) or permutation-LM (XLNet).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum PretrainModel {
     Mlm(BertMaskedLm),
