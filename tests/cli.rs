@@ -357,6 +357,7 @@ fn an_xlnet_teacher_pretrains_with_plm_and_exports_a_checkpoint() {
     }
     let config = std::fs::read_to_string(exported.join("tokenizer_config.json")).unwrap();
     assert!(config.contains("\"padding_side\": \"left\""), "{config}");
+    assert!(config.contains("token_type_ids"), "{config}");
     // The exported folder is an XLNet checkpoint: fine-tune its last layer only.
     let (b, _) = quick(
         &tmp.path().join("b"),

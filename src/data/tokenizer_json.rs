@@ -157,7 +157,7 @@ impl TeacherTokenizer {
     /// Write the tokenizer into a Hugging Face folder as `AutoTokenizer.from_pretrained` reads
     /// it: `tokenizer.json` (truncating to `max_len`), `tokenizer_config.json` (a
     /// `PreTrainedTokenizerFast`, `model_max_length` = `max_len`, padding on the side the
-    /// teacher reads from) and `special_tokens_map.json`; for `[CLS]`-first tokenizers also
+    /// teacher reads from, segment ids among the model's inputs) and `special_tokens_map.json`; for `[CLS]`-first tokenizers also
     /// `vocab.txt`, which BERT's slow tokenizer reads.
     pub fn save_hf(&self, dir: &Path, max_len: usize) -> Result<()> {
         use crate::files::write_atomic;
@@ -182,6 +182,12 @@ impl TeacherTokenizer {
             // XLNetTokenizer's segment of padding.
             config.insert("pad_token_type_id".into(), 3.into());
         }
+        // transformers (5.x) passes only input_ids and attention_mask by default; XLNet's
+        // `<cls>` reads its segment (2), so the model must get token_type_ids too.
+        config.insert(
+            "model_input_names".into(),
+            json!(["input_ids", "token_type_ids", "attention_mask"]),
+        );
         config.insert("clean_up_tokenization_spaces".into(), false.into());
         write_atomic(
             &dir.join("tokenizer_config.json"),
