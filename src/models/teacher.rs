@@ -247,18 +247,7 @@ impl TeacherModel {
                 }
                 if let FreezePlan::AllButLast(k) = plan {
                     let layers = std::mem::take(&mut m.bert.encoder.layer);
-                    m.bert.encoder.layer = layers
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            if i < n - k {
-                                frozen += l.num_params();
-                                l.freeze()
-                            } else {
-                                l
-                            }
-                        })
-                        .collect();
+                    m.bert.encoder.layer = freeze_all_but_last(layers, k, &mut frozen);
                 }
                 Self::Bert(m)
             }
@@ -271,19 +260,7 @@ impl TeacherModel {
                     t.mask_emb = t.mask_emb.clone().freeze();
                 }
                 if let FreezePlan::AllButLast(k) = plan {
-                    let layers = std::mem::take(&mut t.layer);
-                    t.layer = layers
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            if i < n - k {
-                                frozen += l.num_params();
-                                l.freeze()
-                            } else {
-                                l
-                            }
-                        })
-                        .collect();
+                    t.layer = freeze_all_but_last(std::mem::take(&mut t.layer), k, &mut frozen);
                 }
                 Self::Xlnet(m)
             }
@@ -298,6 +275,23 @@ impl TeacherModel {
             Self::Xlnet(m) => m.hf_tensors(),
         }
     }
+}
+
+/// `layers` with all but the last `k` frozen; their parameters are added to `frozen`.
+fn freeze_all_but_last<M: Module>(layers: Vec<M>, k: usize, frozen: &mut usize) -> Vec<M> {
+    let n = layers.len();
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + k < n {
+                *frozen += l.num_params();
+                l.freeze()
+            } else {
+                l
+            }
+        })
+        .collect()
 }
 
 impl Classifier for TeacherModel {

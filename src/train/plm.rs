@@ -17,10 +17,9 @@
 //! two layers or more a target sees its own input. Here special tokens and padding get −1 as
 //! context does (they see no predicted token), which closes that path at any depth.
 
-use super::pretrain::MlmScores;
-use crate::distill::cross_entropy;
+use super::pretrain::{MlmScores, ScoreSum};
 use crate::models::xlnet::XlnetLmHeadModel;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
@@ -283,41 +282,21 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<MlmScores> {
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
-    let mut loss_sum = 0.0;
-    let mut correct = 0usize;
-    let mut total = 0usize;
+    let mut sum = ScoreSum::default();
     for chunk in heldout.chunks(128) {
         let seqs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let b = batcher.batch(&seqs, &mut rng, device)?;
-        let n = b.predictions();
-        if n == 0 {
-            continue;
+        if b.predictions() > 0 {
+            sum.add(plm_logits(model, &b), b.targets)?;
         }
-        let logits = plm_logits(model, &b);
-        let loss: f32 = cross_entropy(logits.clone(), b.targets.clone()).into_scalar();
-        let hits: Vec<i64> = logits
-            .argmax(1)
-            .reshape([n])
-            .equal(b.targets)
-            .int()
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
-        loss_sum += loss as f64 * n as f64;
-        correct += hits.iter().filter(|h| **h != 0).count();
-        total += n;
     }
-    Ok(MlmScores {
-        loss: loss_sum / total.max(1) as f64,
-        accuracy: correct as f64 / total.max(1) as f64,
-        predictions: total,
-    })
+    Ok(sum.scores())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::cross_entropy;
     use crate::models::xlnet::XlnetConfig;
     use burn::module::Module;
     use burn::optim::{AdamWConfig, GradientsParams};

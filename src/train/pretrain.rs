@@ -169,32 +169,53 @@ pub fn evaluate(
     let pad = masker.pad_id;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
     let masked: Vec<Masked> = heldout.iter().map(|s| masker.mask(s, &mut rng)).collect();
-    let mut loss_sum = 0.0;
-    let mut correct = 0usize;
-    let mut total = 0usize;
+    let mut sum = ScoreSum::default();
     for chunk in masked.chunks(128) {
         let b = batch(chunk, pad, device);
-        let n = chunk.iter().map(|m| m.positions.len()).sum::<usize>();
-        let logits = predict(model, &b);
-        let loss: f32 = cross_entropy(logits.clone(), b.targets.clone()).into_scalar();
+        sum.add(predict(model, &b), b.targets)?;
+    }
+    Ok(sum.scores())
+}
+
+/// Loss and hits summed over held-out batches.
+#[derive(Debug, Default)]
+pub struct ScoreSum {
+    loss: f64,
+    correct: usize,
+    total: usize,
+}
+
+impl ScoreSum {
+    /// Add one batch's logits `[n, vocab]` against its targets `[n]`.
+    pub fn add(&mut self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<()> {
+        let [n, _] = logits.dims();
+        if n == 0 {
+            return Ok(());
+        }
+        let loss: f32 = cross_entropy(logits.clone(), targets.clone()).into_scalar();
         let hits: Vec<i64> = logits
             .argmax(1)
             .reshape([n])
-            .equal(b.targets)
+            .equal(targets)
             .int()
             .into_data()
             .convert::<i64>()
             .try_to_vec::<i64>()
             .map_err(|e| anyhow!("cannot read predictions: {e:?}"))?;
-        loss_sum += loss as f64 * n as f64;
-        correct += hits.iter().filter(|h| **h != 0).count();
-        total += n;
+        self.loss += loss as f64 * n as f64;
+        self.correct += hits.iter().filter(|h| **h != 0).count();
+        self.total += n;
+        Ok(())
     }
-    Ok(MlmScores {
-        loss: loss_sum / total.max(1) as f64,
-        accuracy: correct as f64 / total.max(1) as f64,
-        predictions: total,
-    })
+
+    /// Mean loss and accuracy per prediction.
+    pub fn scores(&self) -> MlmScores {
+        MlmScores {
+            loss: self.loss / self.total.max(1) as f64,
+            accuracy: self.correct as f64 / self.total.max(1) as f64,
+            predictions: self.total,
+        }
+    }
 }
 
 /// A further pre-training objective with its settings.
