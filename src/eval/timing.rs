@@ -25,7 +25,9 @@ pub struct InferenceTiming {
     pub max_batch_latency_ms: f64,
 }
 
-fn run_batch<M: Classifier>(model: &M, batch: &TokenBatch) -> Result<()> {
+/// One timed inference batch: the logits, their argmax, read back to the host (so the device
+/// has finished).
+pub fn run_batch<M: Classifier>(model: &M, batch: &TokenBatch) -> Result<()> {
     model
         .logits(batch)
         .argmax(1)

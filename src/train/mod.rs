@@ -12,7 +12,8 @@ use crate::data::batch::{train_order, Batcher, Encoded, TokenBatch};
 use crate::models::{accuracy, predict, Classifier};
 use anyhow::{bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use progress::Progress;
 use rand::SeedableRng;
@@ -105,6 +106,33 @@ pub mod interrupt {
     }
 }
 
+/// The optimizer [`fit`] trains with: AdamW (ε 1e-8) with the settings' weight decay and, if set,
+/// gradient-norm clipping (burn clips each parameter tensor's gradient by its own norm).
+pub fn optimizer(settings: &FitSettings) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(settings.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(
+            settings
+                .grad_clip
+                .map(|c| GradientClippingConfig::Norm(c as f32)),
+        )
+        .init()
+}
+
+/// One training step after the forward pass: backward from `loss`, the gradients by parameter,
+/// one `optim` update at learning rate `lr`. [`fit`] runs it for every batch (and `kdrun bench`
+/// times it).
+pub fn optimizer_step<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    loss: Tensor<1>,
+    lr: f64,
+) -> M {
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    optim.step(lr, model, grads)
+}
+
 /// Train `model` on `train`, keeping the epoch that scores best on `valid`.
 ///
 /// `device` is the autodiff device the model lives on; validation runs on its inner device in
@@ -131,15 +159,7 @@ where
         settings.warmup,
         settings.epochs * steps_per_epoch,
     );
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(settings.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .with_grad_clipping(
-            settings
-                .grad_clip
-                .map(|c| GradientClippingConfig::Norm(c as f32)),
-        )
-        .init();
+    let mut optim = optimizer(settings);
     let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(settings.seed);
     let progress = Progress::new(&settings.stage, settings.epochs, steps_per_epoch);
 
@@ -176,8 +196,7 @@ where
                 loss_sum += v;
                 loss_count += 1;
             }
-            let grads = GradientsParams::from_grads(value.backward(), &model);
-            model = optim.step(schedule.at(step), model, grads);
+            model = optimizer_step(model, &mut optim, value, schedule.at(step));
             step += 1;
             progress.step(epoch, read);
         }

@@ -3,7 +3,7 @@
 //! with cross-entropy.
 
 use super::{fit, FitSettings, Fitted};
-use crate::data::batch::{Batcher, Encoded};
+use crate::data::batch::{Batcher, Encoded, TokenBatch};
 use crate::data::{CharVocab, HfTokenizer, TeacherTokenizer};
 use crate::distill::cross_entropy;
 use crate::models::hf::Checkpoint;
@@ -13,7 +13,7 @@ use crate::models::{
 };
 use crate::recipe::{Freeze, Recipe, TeacherArch};
 use anyhow::{bail, Result};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 /// Where the teacher starts: its tokenizer, configuration and (for a checkpoint) weights.
 pub struct TeacherSetup {
@@ -179,6 +179,11 @@ pub fn fine_tune(
         valid,
         device,
         &fit_settings(recipe, stage),
-        |m, b| Ok(cross_entropy(m.logits(b), b.labels.clone())),
+        |m, b| Ok(fine_tune_loss(m, b)),
     )
+}
+
+/// The loss a teacher is fine-tuned on: cross-entropy of its logits against the batch's labels.
+pub fn fine_tune_loss(model: &TeacherModel, batch: &TokenBatch) -> Tensor<1> {
+    cross_entropy(model.logits(batch), batch.labels.clone())
 }
