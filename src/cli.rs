@@ -40,6 +40,9 @@ enum Command {
     /// Run a Hugging Face BERT checkpoint on token ids and write its outputs as JSON
     /// (embedding_output, last_hidden_state, logits), to compare with transformers.
     Forward(ForwardArgs),
+    /// Time kdrun's models (BERT-base, BERT-small, the reference BiLSTM and the default recipe's
+    /// two models; training steps and inference) on a backend; print a table, write JSON.
+    Bench(BenchArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
 }
@@ -83,6 +86,25 @@ struct ForwardArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Where to run: `cpu` (burn flex), `wgpu`, or `auto` (a hardware GPU if wgpu finds one).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    out: Option<PathBuf>,
+    /// Smoke test: one warm-up and one timed iteration, batches of at most 8 rows.
+    #[arg(long)]
+    quick: bool,
+    /// CPU threads for the CPU backend (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Run only the workloads whose name contains this (repeatable), e.g. `--only bert-small`.
+    #[arg(long, value_name = "TEXT")]
+    only: Vec<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 struct Overrides {
     /// Override a recipe key, e.g. `--set teacher.epochs=3`; the value is read as TOML, else as
@@ -99,6 +121,16 @@ enum BackendArg {
     Auto,
     Wgpu,
     Cpu,
+}
+
+impl BackendArg {
+    fn choice(self) -> recipe::BackendChoice {
+        match self {
+            BackendArg::Auto => recipe::BackendChoice::Auto,
+            BackendArg::Wgpu => recipe::BackendChoice::Wgpu,
+            BackendArg::Cpu => recipe::BackendChoice::Cpu,
+        }
+    }
 }
 
 impl Overrides {
@@ -281,6 +313,47 @@ fn forward(args: &ForwardArgs) -> ExitCode {
     }
 }
 
+fn bench(args: &BenchArgs) -> ExitCode {
+    backend::limit_threads(args.threads);
+    let probe = match std::env::current_exe() {
+        Ok(exe) => Probe::ChildProcess(exe),
+        Err(_) => Probe::Skip,
+    };
+    let compute = match backend::select(args.backend.choice(), &probe) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --backend: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !compute.reason.is_empty() {
+        eprintln!("backend: {} ({})", compute.backend, compute.reason);
+    }
+    let options = crate::bench::BenchOptions {
+        quick: args.quick,
+        only: args.only.clone(),
+    };
+    let result = crate::bench::run(&compute, &options).and_then(|report| {
+        print!("{}", crate::bench::table(&report));
+        if let Some(path) = &args.out {
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::files::write_atomic(path, json.as_bytes())?;
+            println!("results: {}", path.display());
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn rerender(args: &StoreArgs) -> ExitCode {
     match crate::report::site::rerender(&args.store) {
         Ok(dirs) => {
@@ -336,6 +409,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Forward(args)), _) => forward(args),
         (Some(Command::Report(args)), _) => rerender(args),
         (Some(Command::Publish(args)), _) => publish(args),
+        (Some(Command::Bench(args)), _) => bench(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

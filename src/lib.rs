@@ -14,10 +14,11 @@
 //! | [`store`] | run folders, content-addressed stages, stored results and their scan |
 //! | [`report`] | pages, tables and plots from stored results; the static site |
 //! | [`backend`] | the device, chosen once |
-//! | [`pipeline`] | a trial's stages in order, and sweeps of trials |
+//! | [`pipeline`], [`bench`] | a trial's stages in order, and sweeps of trials; timings of the models at fixed shapes |
 //! | [`cli`] | the command line |
 
 pub mod backend;
+pub mod bench;
 pub mod build_info;
 pub mod cli;
 pub mod data;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["report"],
     &["backend"],
-    &["pipeline"],
+    &["pipeline", "bench"],
     &["cli"],
 ];
 

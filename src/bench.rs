@@ -1,0 +1,623 @@
+//! `kdrun bench`: how fast kdrun's own models train and infer on a backend, at fixed shapes, for
+//! side-by-side numbers with PyTorch (`bench/pytorch_bench.py` runs the same workloads).
+//!
+//! Every workload builds kdrun's model types (the teacher seam's BERT, the BiLSTM student) and runs
+//! the calls the training loop and the inference timing run: a training iteration is the forward
+//! pass, the loss the pipeline trains that model on (teacher: cross-entropy; student: the default
+//! recipe's distillation loss, MSE to teacher logits), backward and one step of [`train::optimizer`]
+//! (AdamW with the default recipe's weight decay and gradient clipping), then a device sync; an
+//! inference iteration is [`run_batch`] on the model in inference mode (logits, argmax, read back).
+//!
+//! Inputs: token ids drawn uniformly from `1..vocab` by a seeded generator, every row full length
+//! (all-ones masks, no padding), random labels and, for the student, random N(0, 1) teacher
+//! logits. One batch is put on the device before timing and reused: batching is not timed.
+//!
+//! Timing: the first iterations (warm-up: allocation; shader compilation and autotuning on a GPU)
+//! are timed one by one and reported apart; then iterations are timed one by one until enough are
+//! taken ([`Policy`]) and the median is reported.
+
+use crate::backend::Compute;
+use crate::build_info;
+use crate::data::batch::{Batcher, Encoded, InputKind, TokenBatch};
+use crate::distill::DistillLoss;
+use crate::eval::timing::run_batch;
+use crate::models::bilstm::{BiLstmHead, BiLstmInput};
+use crate::models::{BertConfig, BiLstmConfig, Classifier, TeacherConfig};
+use crate::recipe::Recipe;
+use crate::store::machine::Machine;
+use crate::train;
+use anyhow::{anyhow, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant, SystemTime};
+
+/// burn's version, as pinned in Cargo.toml (`tests/bench.rs` checks the pin).
+pub const BURN_VERSION: &str = "0.22.1";
+/// Classes of every workload's classifier.
+pub const CLASSES: usize = 5;
+/// Seed of the weights, the token ids and the targets.
+pub const SEED: u64 = 0;
+/// Vocabulary of the default recipe's workloads: about the TNEWS-5 character vocabulary's size.
+pub const DEFAULT_VOCAB: usize = 4000;
+/// What every workload feeds its model.
+pub const INPUTS: &str = "random token ids (uniform over 1..vocab, seed 0), every row full length \
+                          (all-ones attention masks, no padding); random labels; for the student \
+                          random N(0,1) teacher logits";
+
+/// A model a workload runs.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Teacher(TeacherConfig),
+    Student(BiLstmConfig),
+}
+
+/// What one iteration does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Forward, loss, backward, optimizer step.
+    Train,
+    /// Forward in inference mode, predictions read back.
+    Infer,
+}
+
+/// One thing to time.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// `family/task`, e.g. `bert-base/train`; the PyTorch twin uses the same names.
+    pub name: String,
+    /// The model in words.
+    pub model_name: String,
+    pub model: Model,
+    pub task: Task,
+    pub batch: usize,
+    /// Tokens per row.
+    pub tokens: usize,
+}
+
+impl Workload {
+    pub fn shape(&self) -> String {
+        format!("{} × {}", self.batch, self.tokens)
+    }
+
+    /// What one iteration runs, in words.
+    fn step(&self, recipe: &Recipe) -> String {
+        match (&self.model, self.task) {
+            (Model::Teacher(_), Task::Train) => {
+                let s = train::teacher::fit_settings(recipe, "bench");
+                format!(
+                    "forward (dropout {}) + cross-entropy + backward + AdamW (weight decay {}, grad-norm clip {} per tensor)",
+                    recipe.teacher.dropout,
+                    s.weight_decay,
+                    s.grad_clip.unwrap_or(0.0)
+                )
+            }
+            (Model::Student(_), Task::Train) => {
+                let s = train::student::fit_settings(recipe, "bench");
+                format!(
+                    "forward (dropout {}) + MSE to teacher logits + backward + AdamW (weight decay {}, grad-norm clip {} per tensor)",
+                    recipe.student.dropout,
+                    s.weight_decay,
+                    s.grad_clip.unwrap_or(0.0)
+                )
+            }
+            (_, Task::Infer) => "forward in inference mode, argmax read back".into(),
+        }
+    }
+}
+
+fn labels() -> Vec<String> {
+    (0..CLASSES).map(|i| format!("class{i}")).collect()
+}
+
+/// BERT of the given sizes (vocab 21128 as bert-base-chinese, 512 positions, dropout 0.1).
+fn bert(hidden: usize, layers: usize, heads: usize, ffn: usize) -> TeacherConfig {
+    TeacherConfig::Bert(BertConfig::new(
+        21128,
+        hidden,
+        layers,
+        heads,
+        ffn,
+        512,
+        0.1,
+        &labels(),
+    ))
+}
+
+/// The default recipe's teacher over a [`DEFAULT_VOCAB`]-character vocabulary, as the pipeline
+/// builds it (`recipes/tnews.toml` states the same sizes; `tests/bench.rs` checks).
+pub fn default_teacher(recipe: &Recipe) -> TeacherConfig {
+    train::teacher::scratch_config(recipe, DEFAULT_VOCAB, &labels())
+}
+
+/// The default recipe's student over a [`DEFAULT_VOCAB`]-character vocabulary.
+pub fn default_student(recipe: &Recipe) -> BiLstmConfig {
+    train::student::bilstm_config(&recipe.student, DEFAULT_VOCAB, CLASSES)
+}
+
+/// The workloads, in order. Inference batches are larger on a GPU (`gpu`); `quick` cuts every
+/// batch to at most 8 rows (a smoke test: its numbers describe nothing).
+pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
+    let (bert_infer, lstm_infer) = if gpu { (512, 1024) } else { (256, 256) };
+    // Tang et al.'s student at the PyTorch reference's sizes: 300-d embedding over 50,000 tokens,
+    // 150 hidden each way, ReLU 200.
+    let tang = BiLstmConfig::new(
+        50_000,
+        CLASSES,
+        300,
+        150,
+        BiLstmHead::Tang,
+        200,
+        BiLstmInput::Sequence,
+    )
+    .with_dropout(recipe.student.dropout);
+    let t = &recipe.teacher;
+    let s = &recipe.student;
+    let families: Vec<(&str, String, Model, usize, usize, usize)> = vec![
+        (
+            "bert-base",
+            "BERT-base: 12 layers, 768 hidden, 12 heads, FFN 3072, vocab 21128".into(),
+            Model::Teacher(bert(768, 12, 12, 3072)),
+            32,
+            64,
+            bert_infer,
+        ),
+        (
+            "bert-small",
+            "BERT-small: 4 layers, 256 hidden, 4 heads, FFN 1024, vocab 21128".into(),
+            Model::Teacher(bert(256, 4, 4, 1024)),
+            32,
+            64,
+            bert_infer,
+        ),
+        (
+            "bilstm-ref",
+            "BiLSTM (Tang): 300-d embedding, vocab 50000, 150 hidden ×2, ReLU 200".into(),
+            Model::Student(tang),
+            32,
+            64,
+            lstm_infer,
+        ),
+        (
+            "default-bert",
+            format!(
+                "default recipe's BERT: {} layers, {} hidden, {} heads, FFN {}, vocab {DEFAULT_VOCAB}",
+                t.layers,
+                t.hidden,
+                t.heads,
+                t.intermediate()
+            ),
+            Model::Teacher(default_teacher(recipe)),
+            recipe.data.max_len,
+            t.batch_size,
+            recipe.report.timing_batch,
+        ),
+        (
+            "default-bilstm",
+            format!(
+                "default recipe's BiLSTM: {}-d embedding, vocab {DEFAULT_VOCAB}, {} hidden ×2, ReLU {}",
+                s.embedding_dim, s.hidden, s.fc_hidden
+            ),
+            Model::Student(default_student(recipe)),
+            recipe.data.max_len,
+            s.batch_size,
+            recipe.report.timing_batch,
+        ),
+    ];
+    let cut = |b: usize| if quick { b.min(8) } else { b };
+    families
+        .into_iter()
+        .flat_map(|(family, model_name, model, tokens, train_b, infer_b)| {
+            [(Task::Train, train_b), (Task::Infer, infer_b)].map(|(task, batch)| Workload {
+                name: format!(
+                    "{family}/{}",
+                    match task {
+                        Task::Train => "train",
+                        Task::Infer => "infer",
+                    }
+                ),
+                model_name: model_name.clone(),
+                model: model.clone(),
+                task,
+                batch: cut(batch),
+                tokens,
+            })
+        })
+        .collect()
+}
+
+/// How many iterations are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Warm-up iterations: at least `warmup_min`; more (up to `warmup_max`) until one is within
+    /// 10% of the one before.
+    pub warmup_min: usize,
+    pub warmup_max: usize,
+    /// Timed iterations: at least `min_iters`, then more until `budget_s` seconds of timed
+    /// iterations or `max_iters`.
+    pub min_iters: usize,
+    pub max_iters: usize,
+    pub budget_s: f64,
+}
+
+impl Policy {
+    pub fn new(gpu: bool, quick: bool) -> Self {
+        match (quick, gpu) {
+            (true, _) => Self {
+                warmup_min: 1,
+                warmup_max: 1,
+                min_iters: 1,
+                max_iters: 1,
+                budget_s: 0.0,
+            },
+            (false, false) => Self {
+                warmup_min: 1,
+                warmup_max: 1,
+                min_iters: 3,
+                max_iters: 20,
+                budget_s: 15.0,
+            },
+            (false, true) => Self {
+                warmup_min: 3,
+                warmup_max: 15,
+                min_iters: 10,
+                max_iters: 50,
+                budget_s: 15.0,
+            },
+        }
+    }
+}
+
+/// Milliseconds of one call of `f`.
+fn time_ms(f: &mut impl FnMut() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Warm-up and timed iterations of `f`, each in milliseconds.
+pub fn measure(policy: &Policy, mut f: impl FnMut() -> Result<()>) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut warmup: Vec<f64> = Vec::new();
+    while warmup.len() < policy.warmup_max {
+        warmup.push(time_ms(&mut f)?);
+        let n = warmup.len();
+        if n >= policy.warmup_min.max(2)
+            && (warmup[n - 1] - warmup[n - 2]).abs() <= 0.1 * warmup[n - 2]
+        {
+            break;
+        }
+    }
+    let budget = Duration::from_secs_f64(policy.budget_s);
+    let start = Instant::now();
+    let mut timed: Vec<f64> = Vec::new();
+    while timed.len() < policy.max_iters.max(1) {
+        timed.push(time_ms(&mut f)?);
+        if timed.len() >= policy.min_iters && start.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok((warmup, timed))
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One workload's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadResult {
+    pub name: String,
+    pub model: String,
+    pub task: Task,
+    pub batch: usize,
+    pub tokens: usize,
+    pub shape: String,
+    pub params: usize,
+    /// What one iteration runs.
+    pub step: String,
+    pub warmup_ms: Vec<f64>,
+    pub iterations_ms: Vec<f64>,
+    pub median_ms: f64,
+    /// `batch` / median seconds.
+    pub samples_per_s: f64,
+}
+
+/// What `kdrun bench` writes (`--out`); `bench/pytorch_bench.py` writes the same layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// `kdrun` (or `pytorch` for the twin).
+    pub tool: String,
+    pub version: String,
+    pub commit: Option<String>,
+    /// The tensor library: `burn 0.22.1`.
+    pub framework: String,
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub machine: Machine,
+    pub backend: String,
+    pub adapter: String,
+    /// CPU threads the backend may use (`RAYON_NUM_THREADS`, else every core).
+    pub threads: usize,
+    pub quick: bool,
+    pub inputs: String,
+    pub policy: Policy,
+    pub workloads: Vec<WorkloadResult>,
+}
+
+/// Token batch of `w` on `device`: seeded random ids in `1..vocab`, full-length rows.
+fn batch(w: &Workload, vocab: usize, kind: InputKind, device: &Device) -> TokenBatch {
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(SEED);
+    let items: Vec<Encoded> = (0..w.batch)
+        .map(|i| Encoded {
+            id: i as u32,
+            tokens: (0..w.tokens)
+                .map(|_| rng.random_range(1..vocab as u32))
+                .collect(),
+            label: rng.random_range(0..CLASSES),
+        })
+        .collect();
+    let refs: Vec<&Encoded> = items.iter().collect();
+    Batcher::new(kind, w.tokens, 0).batch(&refs, device)
+}
+
+fn sync(device: &Device) -> Result<()> {
+    device
+        .sync()
+        .map_err(|e| anyhow!("the device failed: {e:?}"))
+}
+
+/// Time one workload on `compute`.
+pub fn run_workload(
+    w: &Workload,
+    recipe: &Recipe,
+    compute: &Compute,
+    policy: &Policy,
+) -> Result<WorkloadResult> {
+    let device = match w.task {
+        Task::Train => compute.device.clone().autodiff(),
+        Task::Infer => compute.device.clone(),
+    };
+    device.seed(SEED);
+    let (params, (warmup, timed)) = match (&w.model, w.task) {
+        (Model::Teacher(config), Task::Train) => {
+            let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
+            let settings = train::teacher::fit_settings(recipe, "bench");
+            let mut optim = train::optimizer(&settings);
+            let mut model = Some(config.init_classifier(&device));
+            let params = model.as_ref().map_or(0, |m| m.num_params());
+            let times = measure(policy, || {
+                let m = model.take().expect("the model is put back after each step");
+                let loss = train::teacher::fine_tune_loss(&m, &b);
+                model = Some(train::optimizer_step(m, &mut optim, loss, settings.lr));
+                sync(&device)
+            })?;
+            (params, times)
+        }
+        (Model::Student(config), Task::Train) => {
+            let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
+            let settings = train::student::fit_settings(recipe, "bench");
+            let loss = DistillLoss::from_recipe(&recipe.distill);
+            let teacher_logits =
+                Tensor::<2>::random([w.batch, CLASSES], Distribution::Normal(0.0, 1.0), &device);
+            let mut optim = train::optimizer(&settings);
+            let mut model = Some(config.init(&device));
+            let params = model.as_ref().map_or(0, |m| m.num_params());
+            let times = measure(policy, || {
+                let m = model.take().expect("the model is put back after each step");
+                let value =
+                    loss.forward(m.logits(&b), b.labels.clone(), Some(teacher_logits.clone()));
+                model = Some(train::optimizer_step(m, &mut optim, value, settings.lr));
+                sync(&device)
+            })?;
+            (params, times)
+        }
+        (Model::Teacher(config), Task::Infer) => {
+            let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
+            let model = config.init_classifier(&device).valid();
+            (
+                model.num_params(),
+                measure(policy, || run_batch(&model, &b))?,
+            )
+        }
+        (Model::Student(config), Task::Infer) => {
+            let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
+            let model = config.init(&device).valid();
+            (
+                model.num_params(),
+                measure(policy, || run_batch(&model, &b))?,
+            )
+        }
+    };
+    let median_ms = median(&timed);
+    Ok(WorkloadResult {
+        name: w.name.clone(),
+        model: w.model_name.clone(),
+        task: w.task,
+        batch: w.batch,
+        tokens: w.tokens,
+        shape: w.shape(),
+        params,
+        step: w.step(recipe),
+        warmup_ms: warmup,
+        iterations_ms: timed,
+        median_ms,
+        samples_per_s: w.batch as f64 / (median_ms / 1e3),
+    })
+}
+
+fn vocab_of(model: &Model) -> usize {
+    match model {
+        Model::Teacher(TeacherConfig::Bert(c)) => c.vocab_size,
+        Model::Teacher(TeacherConfig::Xlnet(c)) => c.vocab_size,
+        Model::Student(c) => c.vocab_size,
+    }
+}
+
+/// CPU threads the CPU backend may use.
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+/// Options of `kdrun bench`.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    pub quick: bool,
+    /// Run only workloads whose name contains one of these (all if empty).
+    pub only: Vec<String>,
+}
+
+/// Run every workload (printing progress to stderr) and describe the run.
+pub fn run(compute: &Compute, options: &BenchOptions) -> Result<BenchReport> {
+    let recipe = Recipe::default();
+    let policy = Policy::new(compute.is_gpu, options.quick);
+    let chosen: Vec<Workload> = workloads(&recipe, compute.is_gpu, options.quick)
+        .into_iter()
+        .filter(|w| options.only.is_empty() || options.only.iter().any(|o| w.name.contains(o)))
+        .collect();
+    if chosen.is_empty() {
+        return Err(anyhow!(
+            "no workload matches --only {}",
+            options.only.join(", ")
+        ));
+    }
+    let mut results = Vec::with_capacity(chosen.len());
+    for (i, w) in chosen.iter().enumerate() {
+        eprintln!(
+            "bench [{}/{}] {} ({}) …",
+            i + 1,
+            chosen.len(),
+            w.name,
+            w.shape()
+        );
+        let r = run_workload(w, &recipe, compute, &policy)?;
+        eprintln!(
+            "  warm-up {} ms; median {:.1} ms of {} iterations, {:.1} samples/s",
+            r.warmup_ms
+                .iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.median_ms,
+            r.iterations_ms.len(),
+            r.samples_per_s
+        );
+        results.push(r);
+    }
+    Ok(BenchReport {
+        tool: "kdrun".into(),
+        version: build_info::VERSION.into(),
+        commit: build_info::git_commit().map(String::from),
+        framework: format!("burn {BURN_VERSION}"),
+        date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        machine: Machine::detect(),
+        backend: compute.backend.clone(),
+        adapter: compute.adapter.clone(),
+        threads: threads(),
+        quick: options.quick,
+        inputs: INPUTS.into(),
+        policy,
+        workloads: results,
+    })
+}
+
+/// The results as a plain-text table.
+pub fn table(report: &BenchReport) -> String {
+    let mut out = format!(
+        "kdrun {} ({}) on {} — {}, {} threads{}\n",
+        report.version,
+        report.commit.as_deref().unwrap_or("unknown commit"),
+        report.backend,
+        report.adapter,
+        report.threads,
+        if report.quick {
+            "; --quick: smoke test, not a measurement"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&format!(
+        "{:<22} {:>10} {:>14} {:>12} {:>6} {:>12}\n",
+        "workload", "shape", "warm-up ms", "median ms", "iters", "samples/s"
+    ));
+    for w in &report.workloads {
+        let warm = match w.warmup_ms.as_slice() {
+            [] => "-".to_string(),
+            [one] => format!("{one:.1}"),
+            [first, rest @ ..] => format!("{first:.1} (+{})", rest.len()),
+        };
+        out.push_str(&format!(
+            "{:<22} {:>10} {:>14} {:>12.1} {:>6} {:>12.1}\n",
+            w.name,
+            w.shape,
+            warm,
+            w.median_ms,
+            w.iterations_ms.len(),
+            w.samples_per_s
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn warm_up_stops_once_steady_and_timing_takes_the_minimum() {
+        let policy = Policy {
+            warmup_min: 2,
+            warmup_max: 10,
+            min_iters: 4,
+            max_iters: 50,
+            budget_s: 0.0,
+        };
+        let mut calls = 0;
+        let (warm, timed) = measure(&policy, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(warm.len() >= 2 && warm.len() <= 10);
+        assert_eq!(timed.len(), 4);
+        assert_eq!(calls, warm.len() + 4);
+    }
+
+    #[test]
+    fn every_family_has_a_training_and_an_inference_workload() {
+        let r = Recipe::default();
+        let cpu = workloads(&r, false, false);
+        assert_eq!(cpu.len(), 10);
+        let find = |ws: &[Workload], n: &str| ws.iter().find(|w| w.name == n).unwrap().shape();
+        assert_eq!(find(&cpu, "bert-base/train"), "64 × 32");
+        assert_eq!(find(&cpu, "bert-base/infer"), "256 × 32");
+        assert_eq!(find(&cpu, "bilstm-ref/infer"), "256 × 32");
+        assert_eq!(find(&cpu, "default-bert/train"), "64 × 48");
+        let gpu = workloads(&r, true, false);
+        assert_eq!(find(&gpu, "bert-base/infer"), "512 × 32");
+        assert_eq!(find(&gpu, "bilstm-ref/infer"), "1024 × 32");
+        assert!(workloads(&r, false, true).iter().all(|w| w.batch <= 8));
+    }
+}
