@@ -49,7 +49,7 @@ pub const INPUTS: &str = "random token ids (uniform over 1..vocab, seed 0), ever
 /// A model a workload runs.
 #[derive(Debug, Clone)]
 pub enum Model {
-    Teacher(TeacherConfig),
+    Teacher(Box<TeacherConfig>),
     Student(BiLstmConfig),
 }
 
@@ -159,7 +159,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         (
             "bert-base",
             "BERT-base: 12 layers, 768 hidden, 12 heads, FFN 3072, vocab 21128".into(),
-            Model::Teacher(bert(768, 12, 12, 3072)),
+            Model::Teacher(Box::new(bert(768, 12, 12, 3072))),
             32,
             64,
             bert_infer,
@@ -167,7 +167,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         (
             "bert-small",
             "BERT-small: 4 layers, 256 hidden, 4 heads, FFN 1024, vocab 21128".into(),
-            Model::Teacher(bert(256, 4, 4, 1024)),
+            Model::Teacher(Box::new(bert(256, 4, 4, 1024))),
             32,
             64,
             bert_infer,
@@ -189,7 +189,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
                 t.heads,
                 t.intermediate()
             ),
-            Model::Teacher(default_teacher(recipe)),
+            Model::Teacher(Box::new(default_teacher(recipe))),
             recipe.data.max_len,
             t.batch_size,
             recipe.report.timing_batch,
@@ -456,8 +456,10 @@ pub fn run_workload(
 
 fn vocab_of(model: &Model) -> usize {
     match model {
-        Model::Teacher(TeacherConfig::Bert(c)) => c.vocab_size,
-        Model::Teacher(TeacherConfig::Xlnet(c)) => c.vocab_size,
+        Model::Teacher(t) => match t.as_ref() {
+            TeacherConfig::Bert(c) => c.vocab_size,
+            TeacherConfig::Xlnet(c) => c.vocab_size,
+        },
         Model::Student(c) => c.vocab_size,
     }
 }
