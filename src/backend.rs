@@ -81,7 +81,22 @@ pub fn cpu() -> Compute {
     }
 }
 
+/// Mesa's Vulkan device-select layer (`VK_LAYER_MESA_device_select`, installed with
+/// `mesa-vulkan-drivers`, lavapipe's package) asks libwayland-client for the session's compositor
+/// each time wgpu enumerates adapters. With `XDG_RUNTIME_DIR` unset (no login session: CI,
+/// containers, `sudo`) libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." on every lookup, four times per wgpu start. An unset variable means there is no
+/// compositor to find; pointing it at a path that holds no socket (`/dev/null`) makes the lookup
+/// fail just as it would, silently, and the layer chooses as before. A variable that is set is
+/// left alone.
+fn quiet_wayland_lookup() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", "/dev/null");
+    }
+}
+
 fn wgpu_in_process() -> Result<Compute> {
+    quiet_wayland_lookup();
     let (device, setup) = Device::wgpu_options()
         .init_with_setup()
         .map_err(|e| anyhow!("no wgpu adapter could be initialized: {e}"))?;
@@ -108,6 +123,7 @@ fn adapter_info(info: &burn::tensor::wgpu::wgpu::AdapterInfo) -> AdapterInfo {
 
 /// The body of `kdrun __probe-wgpu`: print the adapter wgpu selects as one JSON line.
 pub fn probe_main() -> Result<()> {
+    quiet_wayland_lookup();
     let (_, setup) = Device::wgpu_options()
         .init_with_setup()
         .map_err(|e| anyhow!("{e}"))?;

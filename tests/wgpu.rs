@@ -1,0 +1,531 @@
+//! burn's wgpu backend on a real adapter — lavapipe (Mesa's Vulkan driver on the CPU) in CI:
+//!
+//! 1. the BERT conformance fixtures reproduce transformers' outputs on wgpu;
+//! 2. the BiLSTM's forward pass and gradients on wgpu equal the CPU backend's (same weights,
+//!    padded batch, every head and input kind);
+//! 3. the teacher and both students train on wgpu as on the CPU backend from the same weights and
+//!    batches (dropout off);
+//! 4. `kdrun recipes/quick.toml --backend wgpu` runs to a report, and the CPU backend, loading
+//!    the weights that run stored, predicts every test example as the wgpu run did;
+//! 5. `--backend auto` prefers the CPU backend over a software adapter such as lavapipe.
+//!
+//! Without a wgpu adapter each test says so and passes, unless `KDRUN_REQUIRE_WGPU=1` (set by
+//! `.ci/run`, which installs lavapipe), where it fails.
+
+mod common;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::store::ModuleRecord;
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+use kdrun::backend::{self, Probe};
+use kdrun::data::batch::Encoded;
+use kdrun::distill::{DistillLoss, TeacherLogits};
+use kdrun::models::bilstm::{BiLstmConfig, BiLstmHead, BiLstmInput};
+use kdrun::models::hf::forward::{forward, Inputs};
+use kdrun::models::hf::Weights;
+use kdrun::models::{accuracy, predict, BertConfig, Classifier};
+use kdrun::pipeline::context::Context;
+use kdrun::recipe::{BackendChoice, Recipe};
+use kdrun::store::stage::Stages;
+use kdrun::store::RunResults;
+use kdrun::train::{fit, FitSettings};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The largest difference allowed between wgpu and the CPU backend in one forward or backward
+/// pass (measured on lavapipe, 2026-11-28: at most 3.0e-8).
+const PASS_TOLERANCE: f32 = 1e-5;
+/// The largest difference allowed between parameters (and per-step losses) after training on
+/// both backends (measured on lavapipe, 2026-11-28: parameters at most 3.0e-6 after 16 steps).
+const TRAIN_TOLERANCE: f32 = 1e-4;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The wgpu device, created once per test process (burn initializes a wgpu runtime once), or
+/// `None` — and a message — where there is no adapter to run on.
+fn gpu() -> Option<Device> {
+    static GPU: OnceLock<Result<Device, String>> = OnceLock::new();
+    let found = GPU.get_or_init(|| {
+        // In a child process with a time limit first: with OpenGL but no Vulkan driver wgpu picks
+        // llvmpipe over GL, which can hang (README, Backends).
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_kdrun"));
+        let info = backend::probe_child(&exe).map_err(|e| e.to_string())?;
+        if info.api == "Gl" {
+            return Err(format!("only an OpenGL adapter ({})", info.name));
+        }
+        backend::select(BackendChoice::Wgpu, &Probe::Skip)
+            .map(|c| c.device)
+            .map_err(|e| e.to_string())
+    });
+    match found {
+        Ok(device) => Some(device.clone()),
+        Err(why) => {
+            assert!(
+                std::env::var("KDRUN_REQUIRE_WGPU").map_or(true, |v| v != "1"),
+                "KDRUN_REQUIRE_WGPU=1 but there is no usable wgpu adapter: {why} \
+                 (install lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+            );
+            eprintln!("skipped: no usable wgpu adapter ({why}); CI installs lavapipe");
+            None
+        }
+    }
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Every float parameter of a module (or, given gradients, its gradient), by path.
+struct Tensors<'g> {
+    grads: Option<&'g Gradients>,
+    path: Vec<String>,
+    out: Vec<(String, Vec<f32>)>,
+}
+
+impl ModuleVisitor for Tensors<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let name = self.path.join(".");
+        let tensor = match self.grads {
+            None => param.val(),
+            Some(g) => param
+                .val()
+                .grad(g)
+                .unwrap_or_else(|| panic!("no gradient for {name}")),
+        };
+        self.out.push((name, values(tensor)));
+    }
+}
+
+fn params_of<M: Module>(model: &M) -> Vec<(String, Vec<f32>)> {
+    let mut v = Tensors {
+        grads: None,
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
+fn grads_of<M: Module>(model: &M, grads: &Gradients) -> Vec<(String, Vec<f32>)> {
+    let mut v = Tensors {
+        grads: Some(grads),
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
+/// The largest difference between two lists of named tensors (asserting the names agree).
+fn largest_diff(what: &str, a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len(), "{what}: different parameter lists");
+    let mut worst = 0.0f32;
+    for ((name_a, x), (name_b, y)) in a.iter().zip(b) {
+        assert_eq!(name_a, name_b, "{what}");
+        assert!(
+            y.iter().all(|v| v.is_finite()),
+            "{what} {name_b}: not finite"
+        );
+        worst = worst.max(max_abs_diff(x, y));
+    }
+    worst
+}
+
+// 1. BERT against transformers.
+
+#[test]
+fn bert_fixtures_match_transformers_on_wgpu() {
+    let Some(device) = gpu() else { return };
+    for name in ["bert-tiny-cls", "bert-tiny-mlm"] {
+        let dir = root().join("tests/fixtures").join(name);
+        let config: BertConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        let weights = Weights::from_safetensors(&dir.join("model.safetensors")).unwrap();
+        let inputs = Inputs::load(&dir.join("reference.json")).unwrap();
+        let got = forward(&config, &weights, &inputs, &device).unwrap();
+        let cpu = forward(&config, &weights, &inputs, &Device::flex()).unwrap();
+        for (key, want) in common::reference_outputs(&dir) {
+            let diff = got[&key].max_abs_diff(&want);
+            eprintln!(
+                "{name} {key}: wgpu vs transformers {diff:.1e}, vs CPU backend {:.1e}",
+                got[&key].max_abs_diff(&cpu[&key])
+            );
+            assert!(diff < 1e-4, "{name} {key}: max abs diff {diff}");
+        }
+    }
+}
+
+// 2. The BiLSTM's forward pass and gradients.
+
+/// Four rows of lengths 7, 3, 5 and 1, right-padded with id 0.
+fn padded_batch(device: &Device) -> (Tensor<2, Int>, Tensor<2>, Tensor<1, Int>) {
+    let lengths = [7usize, 3, 5, 1];
+    let t = 7;
+    let mut tokens = vec![0i64; lengths.len() * t];
+    let mut mask = vec![0f32; lengths.len() * t];
+    for (r, &len) in lengths.iter().enumerate() {
+        for c in 0..len {
+            tokens[r * t + c] = (1 + (r * 11 + c * 7) % 39) as i64;
+            mask[r * t + c] = 1.0;
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(tokens, [lengths.len(), t]), device),
+        Tensor::from_data(TensorData::new(mask, [lengths.len(), t]), device),
+        Tensor::from_data(
+            TensorData::new(vec![0i64, 3, 4, 1], [lengths.len()]),
+            device,
+        ),
+    )
+}
+
+#[test]
+fn bilstm_forward_and_gradients_match_the_cpu_backend() {
+    let Some(gpu) = gpu() else { return };
+    let (cpu_ad, gpu_ad) = (Device::flex().autodiff(), gpu.autodiff());
+    for (head, input) in [
+        (BiLstmHead::Tang, BiLstmInput::Sequence),
+        (BiLstmHead::MaxOverTime, BiLstmInput::Sequence),
+        (BiLstmHead::Tang, BiLstmInput::Mean),
+    ] {
+        let config = BiLstmConfig::new(40, 5, 8, 6, head, 12, input).with_dropout(0.0);
+        cpu_ad.seed(21);
+        let on_cpu = config.init(&cpu_ad);
+        // The same weights on wgpu: the CPU model's record loaded into a wgpu model.
+        let on_gpu = config
+            .init(&gpu_ad)
+            .load_record(on_cpu.clone().into_record());
+        assert_eq!(
+            largest_diff("weights", &params_of(&on_cpu), &params_of(&on_gpu)),
+            0.0
+        );
+        let mut logits = Vec::new();
+        let mut states = Vec::new();
+        let mut grads = Vec::new();
+        for (model, device) in [(&on_cpu, &cpu_ad), (&on_gpu, &gpu_ad)] {
+            let (tokens, mask, labels) = padded_batch(device);
+            let emb = model.embedding.forward(tokens.clone());
+            let (seq_f, h_f) = model.forward_lstm.forward(emb.clone(), mask.clone(), false);
+            let (seq_b, h_b) = model.backward_lstm.forward(emb, mask.clone(), true);
+            states.push([values(seq_f), values(h_f), values(seq_b), values(h_b)]);
+            let out = model.forward(tokens, mask);
+            logits.push(values(out.clone()));
+            let loss = kdrun::distill::cross_entropy(out, labels);
+            grads.push(grads_of(model, &loss.backward()));
+        }
+        let what = format!("{head:?} head, {input:?} input");
+        let d_logits = max_abs_diff(&logits[0], &logits[1]);
+        let d_states = (0..4)
+            .map(|k| max_abs_diff(&states[0][k], &states[1][k]))
+            .fold(0.0, f32::max);
+        let d_grads = largest_diff(&what, &grads[0], &grads[1]);
+        eprintln!(
+            "{what}: max abs diff logits {d_logits:.1e}, states {d_states:.1e}, gradients {d_grads:.1e}"
+        );
+        assert!(logits[1].iter().all(|v| v.is_finite()), "{what}");
+        assert!(d_logits < PASS_TOLERANCE, "{what}: logits {d_logits}");
+        assert!(d_states < PASS_TOLERANCE, "{what}: LSTM states {d_states}");
+        assert!(d_grads < PASS_TOLERANCE, "{what}: gradients {d_grads}");
+    }
+}
+
+// 3. Training steps.
+
+/// `recipes/quick.toml` with dropout off (its masks are drawn by each backend's own generator).
+fn quick_recipe(store: &Path) -> Recipe {
+    let mut r = kdrun::recipe::load_with_env(&root().join("recipes/quick.toml"), &[], false)
+        .unwrap()
+        .recipe;
+    r.teacher.dropout = 0.0;
+    r.student.dropout = 0.0;
+    r.runtime.store = store.to_path_buf();
+    r
+}
+
+/// Train `model` with `loss` (as `fit` does) and every step's loss.
+fn fit_recording<M, L>(
+    model: M,
+    items: (&kdrun::data::Batcher, &[Encoded], &[Encoded]),
+    device: &Device,
+    settings: &FitSettings,
+    loss: L,
+) -> (M, Vec<f32>)
+where
+    M: Classifier,
+    L: Fn(&M, &kdrun::data::TokenBatch) -> Tensor<1>,
+{
+    let losses = RefCell::new(Vec::new());
+    let fitted = fit(
+        model,
+        items.0,
+        items.1,
+        items.2,
+        device,
+        settings,
+        |m, b| {
+            let value = loss(m, b);
+            losses.borrow_mut().push(value.clone().into_scalar::<f32>());
+            Ok(value)
+        },
+    )
+    .unwrap();
+    (fitted.model, losses.into_inner())
+}
+
+fn compare_training(
+    what: &str,
+    cpu: (&[(String, Vec<f32>)], &[f32]),
+    gpu: (&[(String, Vec<f32>)], &[f32]),
+) {
+    let d_params = largest_diff(what, cpu.0, gpu.0);
+    let d_losses = max_abs_diff(cpu.1, gpu.1);
+    eprintln!(
+        "{what}: {} steps, max abs diff parameters {d_params:.1e}, losses {d_losses:.1e}",
+        cpu.1.len()
+    );
+    assert!(!cpu.1.is_empty());
+    assert!(d_params < TRAIN_TOLERANCE, "{what}: parameters {d_params}");
+    assert!(d_losses < TRAIN_TOLERANCE, "{what}: losses {d_losses}");
+}
+
+#[test]
+fn teacher_and_students_train_as_on_the_cpu_backend() {
+    let Some(gpu) = gpu() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = quick_recipe(&tmp.path().join("runs"));
+    let cpu = backend::cpu();
+    let stages = Stages::new(&r.runtime.store);
+    let cx = Context::new(&r, &cpu, &stages);
+    let (cpu_ad, gpu_ad) = (Device::flex().autodiff(), gpu.autodiff());
+
+    // The teacher (BERT from scratch), fine-tuned for the recipe's epochs.
+    let setup = cx.setup().unwrap();
+    let t = cx.teacher_inputs().unwrap();
+    cpu_ad.seed(r.runtime.seed);
+    let start = setup.config.init_classifier(&cpu_ad);
+    let on_gpu = setup
+        .config
+        .init_classifier(&gpu_ad)
+        .load_record(start.clone().into_record());
+    let settings = kdrun::train::teacher::fit_settings(&r, "teacher");
+    let ce = |m: &kdrun::models::TeacherModel, b: &kdrun::data::TokenBatch| {
+        kdrun::distill::cross_entropy(m.logits(b), b.labels.clone())
+    };
+    let items = (&t.batcher, &t.train[..], &t.valid[..]);
+    let (teacher_cpu, loss_cpu) = fit_recording(start, items, &cpu_ad, &settings, ce);
+    let (teacher_gpu, loss_gpu) = fit_recording(on_gpu, items, &gpu_ad, &settings, ce);
+    compare_training(
+        "teacher",
+        (&params_of(&teacher_cpu), &loss_cpu),
+        (&params_of(&teacher_gpu), &loss_gpu),
+    );
+
+    // The students: alone (hard labels) and distilled (the recipe's KL loss against the CPU
+    // teacher's logits, the same rows on both backends).
+    let s = cx.student_inputs().unwrap();
+    let logits = TeacherLogits::compute(
+        &teacher_cpu.valid(),
+        &t.batcher,
+        &t.train,
+        64,
+        &Device::flex(),
+    )
+    .unwrap();
+    let (init, _) = cx.student_init().unwrap();
+    for (name, loss) in [
+        ("student", DistillLoss::hard_only()),
+        ("distilled", DistillLoss::from_recipe(&r.distill)),
+    ] {
+        let settings = kdrun::train::student::fit_settings(&r, name);
+        cpu_ad.seed(r.runtime.seed.wrapping_add(1));
+        let start = init.model(&r, &cpu_ad);
+        let on_gpu = init
+            .model(&r, &gpu_ad)
+            .load_record(start.clone().into_record());
+        let mut runs = Vec::new();
+        for (model, device) in [(start, &cpu_ad), (on_gpu, &gpu_ad)] {
+            let (trained, losses) = fit_recording(
+                model,
+                (&s.batcher, &s.train, &s.valid),
+                device,
+                &settings,
+                |m, b| {
+                    let soft = loss
+                        .needs_teacher()
+                        .then(|| logits.batch(&b.ids, device).unwrap());
+                    loss.forward(m.logits(b), b.labels.clone(), soft)
+                },
+            );
+            let inner = device.clone().inner();
+            let predicted = predict(&trained.valid(), &s.batcher, &s.test, 256, &inner).unwrap();
+            runs.push((params_of(&trained), losses, predicted));
+        }
+        compare_training(name, (&runs[0].0, &runs[0].1), (&runs[1].0, &runs[1].1));
+        let same = runs[0]
+            .2
+            .iter()
+            .zip(&runs[1].2)
+            .filter(|(a, b)| a == b)
+            .count();
+        eprintln!(
+            "{name}: {same} of {} test predictions equal (accuracy {:.4})",
+            s.test.len(),
+            accuracy(&s.test, &runs[1].2)
+        );
+        assert_eq!(same, s.test.len(), "{name}");
+    }
+}
+
+// 4. The whole quick recipe through the binary.
+
+/// The weights a stage stored (`file` in the stage folder the run used) loaded into `model`.
+fn stored<M: Module>(model: M, results: &RunResults, stage: &str, file: &str) -> M {
+    let dir = PathBuf::from(&results.stages[stage]);
+    let record = ModuleRecord::load(dir.join(file)).unwrap();
+    model.try_load_record(record).unwrap()
+}
+
+#[test]
+fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
+    if gpu().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    let reports = tmp.path().join("reports");
+    let out = common::kdrun()
+        .args(["recipes/quick.toml", "--backend", "wgpu", "--set"])
+        .arg(format!("runtime.store={}", store.display()))
+        .arg("--set")
+        .arg(format!("report.dir={}", reports.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+    assert!(reports.join("quick/index.html").is_file());
+    let run = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let results = RunResults::load(&run.join("results.json")).unwrap();
+    assert_eq!(results.backend, "wgpu");
+    assert_eq!(results.models.len(), 3);
+
+    // The CPU backend, from the weights the wgpu run stored, on the same inputs.
+    let r = quick_recipe(&store);
+    let cpu = backend::cpu();
+    let stages = Stages::new(&store);
+    let cx = Context::new(&r, &cpu, &stages);
+    let flex = Device::flex();
+    let t = cx.teacher_inputs().unwrap();
+    let s = cx.student_inputs().unwrap();
+    let student_config = kdrun::train::student::bilstm_config(
+        &r.student,
+        cx.student_vocab().unwrap().len(),
+        cx.data().unwrap().classes.len(),
+    );
+    for m in &results.models {
+        let predicted = match m.key.as_str() {
+            "teacher" => {
+                let model = cx.setup().unwrap().config.init_classifier(&flex);
+                let model = stored(model, &results, "teacher", "teacher.bpk");
+                predict(&model, &t.batcher, &t.test, 256, &flex).unwrap()
+            }
+            key => {
+                let model = stored(student_config.init(&flex), &results, key, "student.bpk");
+                predict(&model, &s.batcher, &s.test, 256, &flex).unwrap()
+            }
+        };
+        let same = predicted
+            .iter()
+            .zip(&m.predictions)
+            .filter(|(a, b)| a == b)
+            .count();
+        let acc = m.report.accuracy;
+        eprintln!(
+            "{}: wgpu accuracy {acc:.4}; the CPU backend predicts {same} of {} test examples alike",
+            m.label,
+            predicted.len()
+        );
+        assert!(acc.is_finite() && (0.0..=1.0).contains(&acc), "{}", m.label);
+        assert_eq!(same, predicted.len(), "{}", m.label);
+        assert!(
+            (acc - accuracy(&s.test, &m.predictions)).abs() < 1e-12,
+            "{}",
+            m.label
+        );
+    }
+}
+
+// 5. `auto` and software adapters.
+
+#[test]
+fn auto_prefers_the_cpu_backend_over_a_software_adapter() {
+    if gpu().is_none() {
+        return;
+    }
+    let info = backend::probe_child(&PathBuf::from(env!("CARGO_BIN_EXE_kdrun"))).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    let out = common::kdrun()
+        .args(["recipes/quick.toml", "--backend", "auto", "--set"])
+        .arg(format!("runtime.store={}", store.display()))
+        .arg("--set")
+        .arg(format!(
+            "report.dir={}",
+            tmp.path().join("reports").display()
+        ))
+        .args(["--set", "teacher.epochs=1", "--set", "student.epochs=1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let results = RunResults::load(&run.join("results.json")).unwrap();
+    if info.is_hardware() {
+        assert_eq!(results.backend, "wgpu", "{}", results.backend_reason);
+    } else {
+        assert!(
+            results.backend.starts_with("cpu"),
+            "{}: {}",
+            results.backend,
+            results.backend_reason
+        );
+        assert!(
+            results.backend_reason.contains(&info.name)
+                && results.backend_reason.contains("not a hardware GPU"),
+            "{}",
+            results.backend_reason
+        );
+    }
+}
