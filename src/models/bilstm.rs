@@ -43,9 +43,17 @@ impl LstmDirection {
         }
     }
 
-    /// Run over `x` `[batch, time, d_input]` with `mask` `[batch, time]` (1 on tokens, 0 on
-    /// padding). Returns every step's hidden state `[batch, time, H]` and the final one `[batch, H]`.
-    pub fn forward(&self, x: Tensor<3>, mask: Tensor<2>, reverse: bool) -> (Tensor<3>, Tensor<2>) {
+    /// The straightforward recurrence of one direction, the reference the fused [`bilstm`] is
+    /// tested against: over `x` `[batch, time, d_input]` with `mask` `[batch, time]` (1 on
+    /// tokens, 0 on padding), every step's hidden state `[batch, time, H]` and the final one
+    /// `[batch, H]`.
+    #[cfg(test)]
+    pub fn forward_reference(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<2>,
+        reverse: bool,
+    ) -> (Tensor<3>, Tensor<2>) {
         let [b, t, _] = x.dims();
         let h_dim = self.d_hidden;
         let device = x.device();
@@ -75,6 +83,127 @@ impl LstmDirection {
         let outputs: Vec<Tensor<2>> = outputs.into_iter().flatten().collect();
         (Tensor::stack(outputs, 1), h)
     }
+}
+
+/// Both directions of the LSTM layer over `x` `[batch, time, d_input]` with `mask`
+/// `[batch, time]` (1 on tokens, 0 on padding), as one recurrence: the final states
+/// `[batch, 2H]` (`[forward; backward]`) and, with `keep_steps`, every step's states
+/// `[batch, time, 2H]` (the backward direction's at the position it read).
+///
+/// What it computes is [`LstmDirection::forward_reference`] run in each direction; how differs,
+/// to spend fewer and cheaper tensor operations per time step:
+/// - the directions' weights are stacked (at each call: the stored parameters stay as they are),
+///   so one batched `[2, batch, H] × [2, H, 4H]` product and one elementwise chain serve both;
+///   the input projection of all steps and directions is one product, time-major, with the
+///   backward direction's inputs reversed in time, so step `s` reads one contiguous block;
+/// - one sigmoid covers all four gates: the cell candidate's columns are doubled (an exact
+///   scaling) and `tanh(g) = 2σ(2g) − 1`; the cell state is carried doubled (`c2 = 2c`, again
+///   exact) so that `tanh(c) = 2σ(c2) − 1`. glibc's `tanhf` costs several `expf`s, and flex runs
+///   both element by element;
+/// - a padded position keeps the state (`mask_where`), and steps where no row of either
+///   direction is padding skip the mask altogether.
+pub fn bilstm(
+    fwd: &LstmDirection,
+    bwd: &LstmDirection,
+    x: Tensor<3>,
+    mask: Tensor<2>,
+    keep_steps: bool,
+) -> (Tensor<2>, Option<Tensor<3>>) {
+    let [b, t, _] = x.dims();
+    let h_dim = fwd.d_hidden;
+    let device = x.device();
+
+    // Weights of both directions, the candidate's columns doubled: [2, in, 4H].
+    let mut scale = vec![1f32; 4 * h_dim];
+    scale[2 * h_dim..3 * h_dim].fill(2.0);
+    let scale = Tensor::<1>::from_floats(scale.as_slice(), &device).reshape([1, 1, 4 * h_dim]);
+    let stack = |a: &Linear, b: &Linear| -> Tensor<3> {
+        Tensor::stack(vec![a.weight.val(), b.weight.val()], 0) * scale.clone()
+    };
+    let w_ih = stack(&fwd.input, &bwd.input);
+    let w_hh = stack(&fwd.hidden, &bwd.hidden);
+    let bias = |l: &Linear| {
+        l.bias
+            .as_ref()
+            .map(|p| p.val())
+            .unwrap_or_else(|| Tensor::zeros([4 * h_dim], &device))
+    };
+    let b_ih = Tensor::<1>::stack::<2>(vec![bias(&fwd.input), bias(&bwd.input)], 0)
+        .reshape([1, 2, 1, 4 * h_dim])
+        * scale.clone().reshape([1, 1, 1, 4 * h_dim]);
+
+    // Time-major inputs, the backward direction's reversed: [t, 2, b, in] → gates [t, 2, b, 4H].
+    let x_tm = x.swap_dims(0, 1);
+    let xs = Tensor::stack::<4>(vec![x_tm.clone(), x_tm.flip([0])], 1);
+    let gates_x = xs.matmul(w_ih.unsqueeze::<4>()) + b_ih;
+
+    // Which steps have padding in either direction, and where.
+    let valid: Vec<f32> = mask
+        .to_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("mask values");
+    let full = |s: usize| (0..b).all(|r| valid[r * t + s] > 0.5);
+    let needs_mask: Vec<bool> = (0..t).map(|s| !(full(s) && full(t - 1 - s))).collect();
+    let pads = needs_mask.iter().any(|&m| m).then(|| {
+        let pad = mask.lower_elem(0.5).swap_dims(0, 1);
+        Tensor::stack::<3>(vec![pad.clone(), pad.flip([0])], 1).reshape([t, 2, b, 1])
+    });
+
+    let mut h: Option<Tensor<3>> = None;
+    let mut c2: Option<Tensor<3>> = None;
+    let mut steps = Vec::with_capacity(if keep_steps { t } else { 0 });
+    for (s, &masked) in needs_mask.iter().enumerate() {
+        let gx = gates_x
+            .clone()
+            .slice([s..s + 1])
+            .reshape([2, b, 4 * h_dim]);
+        // The state starts at zero: the first step has no recurrent term.
+        let g = match &h {
+            Some(h) => h.clone().matmul(w_hh.clone()) + gx,
+            None => gx,
+        };
+        let act = sigmoid(g);
+        let gate = |k: usize| act.clone().slice([0..2, 0..b, k * h_dim..(k + 1) * h_dim]);
+        let (i, f, o) = (gate(0), gate(1), gate(3));
+        // 2 tanh(g) = 4σ(2g) − 2.
+        let cand2 = gate(2).mul_scalar(4.0).sub_scalar(2.0);
+        let c2_new = match &c2 {
+            Some(c2) => f * c2.clone() + i * cand2,
+            None => i * cand2,
+        };
+        // tanh(c) = 2σ(2c) − 1.
+        let h_new = o * sigmoid(c2_new.clone()).mul_scalar(2.0).sub_scalar(1.0);
+        let (c2_next, h_next) = match (&pads, masked) {
+            (Some(pads), true) => {
+                let pad = pads
+                    .clone()
+                    .slice([s..s + 1])
+                    .reshape([2, b, 1])
+                    .expand([2, b, h_dim]);
+                let zero = || Tensor::<3>::zeros([2, b, h_dim], &device);
+                (
+                    c2_new.mask_where(pad.clone(), c2.clone().unwrap_or_else(zero)),
+                    h_new.mask_where(pad, h.clone().unwrap_or_else(zero)),
+                )
+            }
+            _ => (c2_new, h_new),
+        };
+        if keep_steps {
+            steps.push(h_next.clone());
+        }
+        c2 = Some(c2_next);
+        h = Some(h_next);
+    }
+    let h = h.unwrap_or_else(|| Tensor::zeros([2, b, h_dim], &device));
+    let last = h.swap_dims(0, 1).reshape([b, 2 * h_dim]);
+    let seq = keep_steps.then(|| {
+        let all = Tensor::stack::<4>(steps, 0); // [t, 2, b, H]
+        let f = all.clone().slice([0..t, 0..1]).reshape([t, b, h_dim]);
+        let r = all.slice([0..t, 1..2]).reshape([t, b, h_dim]).flip([0]);
+        Tensor::cat(vec![f, r], 2).swap_dims(0, 1)
+    });
+    (last, seq)
 }
 
 /// Embedding → BiLSTM → head.
@@ -162,10 +291,11 @@ impl BiLstmClassifier {
         self
     }
 
-    /// Logits `[batch, classes]` of `tokens` `[batch, time]` with `mask` `[batch, time]`.
-    pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+    /// The embedded tokens (after dropout) and their mask: one step of the mean embedding with
+    /// `mean` input.
+    fn inputs(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> (Tensor<3>, Tensor<2>) {
         let emb = self.dropout.forward(self.embedding.forward(tokens));
-        let (emb, mask) = if self.mean_input {
+        if self.mean_input {
             // Mean over the real tokens, fed as one step.
             let [b, t] = mask.dims();
             let device = mask.device();
@@ -175,27 +305,60 @@ impl BiLstmClassifier {
             (sum / count, Tensor::ones([b, 1], &device))
         } else {
             (emb, mask)
-        };
-        let (seq_f, h_f) = self.forward_lstm.forward(emb.clone(), mask.clone(), false);
-        let (seq_b, h_b) = self.backward_lstm.forward(emb, mask.clone(), true);
-        if self.max_over_time {
-            let [b, t] = mask.dims();
-            let seq = self.dropout.forward(Tensor::cat(vec![seq_f, seq_b], 2));
-            let per_step = self.out.forward(seq);
-            // Padding steps get a large negative logit so the maximum ignores them.
-            let pad = mask
-                .neg()
-                .add_scalar(1.0)
-                .mul_scalar(-1e9)
-                .reshape([b, t, 1]);
-            let [_, _, k] = per_step.dims();
-            (per_step + pad).max_dim(1).reshape([b, k])
-        } else {
-            let feat = Tensor::cat(vec![h_f, h_b], 1);
-            let fc = self.fc.as_ref().expect("tang head has an fc layer");
-            self.out
-                .forward(self.dropout.forward(relu(fc.forward(feat))))
         }
+    }
+
+    /// Logits `[batch, classes]` of `tokens` `[batch, time]` with `mask` `[batch, time]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let (emb, mask) = self.inputs(tokens, mask);
+        let (last, seq) = bilstm(
+            &self.forward_lstm,
+            &self.backward_lstm,
+            emb,
+            mask.clone(),
+            self.max_over_time,
+        );
+        self.head(last, seq, mask)
+    }
+
+    /// Logits from the final states `[batch, 2H]` (`tang`) or every step's `[batch, time, 2H]`
+    /// (`seed`).
+    fn head(&self, last: Tensor<2>, seq: Option<Tensor<3>>, mask: Tensor<2>) -> Tensor<2> {
+        match seq {
+            Some(seq) if self.max_over_time => {
+                let [b, t] = mask.dims();
+                let per_step = self.out.forward(self.dropout.forward(seq));
+                // Padding steps get a large negative logit so the maximum ignores them.
+                let pad = mask
+                    .neg()
+                    .add_scalar(1.0)
+                    .mul_scalar(-1e9)
+                    .reshape([b, t, 1]);
+                let [_, _, k] = per_step.dims();
+                (per_step + pad).max_dim(1).reshape([b, k])
+            }
+            _ => {
+                let fc = self.fc.as_ref().expect("tang head has an fc layer");
+                self.out
+                    .forward(self.dropout.forward(relu(fc.forward(last))))
+            }
+        }
+    }
+
+    /// [`Self::forward`] with each direction run alone by the reference recurrence.
+    #[cfg(test)]
+    pub fn forward_reference(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let (emb, mask) = self.inputs(tokens, mask);
+        let (seq_f, h_f) = self
+            .forward_lstm
+            .forward_reference(emb.clone(), mask.clone(), false);
+        let (seq_b, h_b) = self
+            .backward_lstm
+            .forward_reference(emb, mask.clone(), true);
+        let seq = self
+            .max_over_time
+            .then(|| Tensor::cat(vec![seq_f, seq_b], 2));
+        self.head(Tensor::cat(vec![h_f, h_b], 1), seq, mask)
     }
 }
 
@@ -213,6 +376,110 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()
+    }
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{k}]: fused {x} vs reference {y}"
+            );
+        }
+    }
+
+    /// Every parameter's gradient of `sum(logits * weights)`, by name.
+    fn gradients(
+        model: &BiLstmClassifier,
+        logits: Tensor<2>,
+        weights: Tensor<2>,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        let grads = (logits * weights).sum().backward();
+        let flat = |t: Option<Tensor<2>>| values(t.expect("a gradient"));
+        let bias = |l: &Linear| {
+            let g = l.bias.as_ref().unwrap().val().grad(&grads).expect("a gradient");
+            g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+        };
+        let mut out = vec![
+            ("embedding", flat(model.embedding.weight.val().grad(&grads))),
+            ("forward.input", flat(model.forward_lstm.input.weight.val().grad(&grads))),
+            ("forward.input.bias", bias(&model.forward_lstm.input)),
+            ("forward.hidden", flat(model.forward_lstm.hidden.weight.val().grad(&grads))),
+            ("backward.input", flat(model.backward_lstm.input.weight.val().grad(&grads))),
+            ("backward.input.bias", bias(&model.backward_lstm.input)),
+            ("backward.hidden", flat(model.backward_lstm.hidden.weight.val().grad(&grads))),
+            ("out", flat(model.out.weight.val().grad(&grads))),
+        ];
+        if let Some(fc) = &model.fc {
+            out.push(("fc", flat(fc.weight.val().grad(&grads))));
+        }
+        out
+    }
+
+    #[test]
+    fn fused_bilstm_equals_the_reference_recurrence() {
+        // Both heads: logits and the gradients of every parameter, with padding at every step
+        // (lengths 6, 4, 1, 6), at the ends only (6, 5: the middle steps skip the mask) and none.
+        for lengths in [[6usize, 4, 1, 6], [6, 5, 6, 5], [6; 4]] {
+            fused_equals_reference(lengths);
+        }
+    }
+
+    fn fused_equals_reference(lengths: [usize; 4]) {
+        let t = 6;
+        let mut tokens = vec![0i64; lengths.len() * t];
+        let mut mask = vec![0f32; lengths.len() * t];
+        for (r, &len) in lengths.iter().enumerate() {
+            for c in 0..len {
+                tokens[r * t + c] = 1 + ((r * 7 + c * 3) % 19) as i64;
+                mask[r * t + c] = 1.0;
+            }
+        }
+        for head in [BiLstmHead::Tang, BiLstmHead::MaxOverTime] {
+            let d = Device::flex().autodiff();
+            d.seed(5);
+            let model = BiLstmConfig::new(20, 3, 8, 5, head, 7, BiLstmInput::Sequence)
+                .with_dropout(0.0)
+                .init(&d);
+            let tok = || Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &d);
+            let m = || Tensor::<2>::from_data(TensorData::new(mask.clone(), [4, t]), &d);
+            let weights = Tensor::<2>::from_data(
+                TensorData::new((0..12).map(|k| 0.3 + 0.1 * k as f32).collect(), [4, 3]),
+                &d,
+            );
+
+            let fused = model.forward(tok(), m());
+            let reference = model.forward_reference(tok(), m());
+            assert_close(
+                &format!("{head:?} {lengths:?} logits"),
+                &values(fused.clone()),
+                &values(reference.clone()),
+                1e-5,
+            );
+            let g_fused = gradients(&model, fused, weights.clone());
+            let g_ref = gradients(&model, reference, weights);
+            assert_eq!(g_fused.len(), g_ref.len());
+            for ((name, a), (_, b)) in g_fused.iter().zip(&g_ref) {
+                assert!(a.iter().any(|v| *v != 0.0), "{head:?} {lengths:?} {name}: no gradient");
+                assert_close(&format!("{head:?} {lengths:?} {name} gradient"), a, b, 1e-5);
+            }
+
+            // Inference (no autodiff) computes the same.
+            let inner = d.clone().inner();
+            let valid = model.valid();
+            let tok_i = Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &inner);
+            let m_i = Tensor::<2>::from_data(TensorData::new(mask.clone(), [4, t]), &inner);
+            assert_close(
+                &format!("{head:?} {lengths:?} inference logits"),
+                &values(valid.forward(tok_i.clone(), m_i.clone())),
+                &values(valid.forward_reference(tok_i, m_i)),
+                1e-5,
+            );
+        }
     }
 
     #[test]
