@@ -93,9 +93,10 @@ impl LstmDirection {
 /// What it computes is [`LstmDirection::forward_reference`] run in each direction; how differs,
 /// to spend fewer and cheaper tensor operations per time step:
 /// - the directions' weights are stacked (at each call: the stored parameters stay as they are),
-///   so one batched `[2, batch, H] × [2, H, 4H]` product and one elementwise chain serve both;
-///   the input projection of all steps and directions is one product, time-major, with the
-///   backward direction's inputs reversed in time, so step `s` reads one contiguous block;
+///   gate-major, so one batched `[batch, H] × [H, H]` product per gate and direction and one
+///   elementwise chain serve both directions, on contiguous blocks; the input projection of all
+///   steps, gates and directions is one product, time-major, with the backward direction's
+///   inputs reversed in time, so step `s` reads one contiguous block;
 /// - one sigmoid covers all four gates: the cell candidate's columns are doubled (an exact
 ///   scaling) and `tanh(g) = 2σ(2g) − 1`; the cell state is carried doubled (`c2 = 2c`, again
 ///   exact) so that `tanh(c) = 2σ(c2) − 1`. glibc's `tanhf` costs several `expf`s, and flex runs
@@ -113,12 +114,15 @@ pub fn bilstm(
     let h_dim = fwd.d_hidden;
     let device = x.device();
 
-    // Weights of both directions, the candidate's columns doubled: [2, in, 4H].
-    let mut scale = vec![1f32; 4 * h_dim];
-    scale[2 * h_dim..3 * h_dim].fill(2.0);
-    let scale = Tensor::<1>::from_floats(scale.as_slice(), &device).reshape([1, 1, 4 * h_dim]);
-    let stack = |a: &Linear, b: &Linear| -> Tensor<3> {
-        Tensor::stack(vec![a.weight.val(), b.weight.val()], 0) * scale.clone()
+    // Weights of both directions gate-major, the candidate's doubled: [4 gates, 2, in, H].
+    let scale = Tensor::<1>::from_floats([1.0, 1.0, 2.0, 1.0], &device);
+    let gate_major = |w: Tensor<2>| {
+        let [d_in, _] = w.dims();
+        w.reshape([d_in, 4, h_dim]).swap_dims(0, 1)
+    };
+    let stack = |a: &Linear, b: &Linear| -> Tensor<4> {
+        Tensor::stack::<4>(vec![gate_major(a.weight.val()), gate_major(b.weight.val())], 1)
+            * scale.clone().reshape([4, 1, 1, 1])
     };
     let w_ih = stack(&fwd.input, &bwd.input);
     let w_hh = stack(&fwd.hidden, &bwd.hidden);
@@ -127,15 +131,17 @@ pub fn bilstm(
             .as_ref()
             .map(|p| p.val())
             .unwrap_or_else(|| Tensor::zeros([4 * h_dim], &device))
+            .reshape([4, h_dim])
     };
-    let b_ih = Tensor::<1>::stack::<2>(vec![bias(&fwd.input), bias(&bwd.input)], 0)
-        .reshape([1, 2, 1, 4 * h_dim])
-        * scale.clone().reshape([1, 1, 1, 4 * h_dim]);
+    let b_ih = Tensor::<2>::stack::<3>(vec![bias(&fwd.input), bias(&bwd.input)], 1)
+        .reshape([1, 4, 2, 1, h_dim])
+        * scale.reshape([1, 4, 1, 1, 1]);
 
-    // Time-major inputs, the backward direction's reversed: [t, 2, b, in] → gates [t, 2, b, 4H].
+    // Time-major inputs, the backward direction's reversed: [t, 2, b, in] → gates
+    // [t, 4, 2, b, H], so that each step and gate is one contiguous block.
     let x_tm = x.swap_dims(0, 1);
     let xs = Tensor::stack::<4>(vec![x_tm.clone(), x_tm.flip([0])], 1);
-    let gates_x = xs.matmul(w_ih.unsqueeze::<4>()) + b_ih;
+    let gates_x = xs.unsqueeze_dim::<5>(1).matmul(w_ih.unsqueeze::<5>()) + b_ih;
 
     // Which steps have padding in either direction, and where.
     let valid: Vec<f32> = mask
@@ -153,18 +159,28 @@ pub fn bilstm(
     let mut h: Option<Tensor<3>> = None;
     let mut c2: Option<Tensor<3>> = None;
     let mut steps = Vec::with_capacity(if keep_steps { t } else { 0 });
+    // The steps' blocks are sliced from chunks of about √t steps: the gradient of a slice is a
+    // zero tensor of its source's size, so t slices of the whole would cost t² blocks in the
+    // backward pass.
+    let chunk = (t as f64).sqrt().ceil() as usize;
+    let mut current: Option<(usize, Tensor<5>)> = None;
     for (s, &masked) in needs_mask.iter().enumerate() {
-        let gx = gates_x
+        if s % chunk == 0 {
+            let end = (s + chunk).min(t);
+            current = Some((s, gates_x.clone().slice([s..end])));
+        }
+        let (start, block) = current.as_ref().expect("a chunk");
+        let gx = block
             .clone()
-            .slice([s..s + 1])
-            .reshape([2, b, 4 * h_dim]);
+            .slice([s - start..s - start + 1])
+            .reshape([4, 2, b, h_dim]);
         // The state starts at zero: the first step has no recurrent term.
         let g = match &h {
-            Some(h) => h.clone().matmul(w_hh.clone()) + gx,
+            Some(h) => h.clone().unsqueeze::<4>().matmul(w_hh.clone()) + gx,
             None => gx,
         };
         let act = sigmoid(g);
-        let gate = |k: usize| act.clone().slice([0..2, 0..b, k * h_dim..(k + 1) * h_dim]);
+        let gate = |k: usize| act.clone().slice([k..k + 1]).reshape([2, b, h_dim]);
         let (i, f, o) = (gate(0), gate(1), gate(3));
         // 2 tanh(g) = 4σ(2g) − 2.
         let cand2 = gate(2).mul_scalar(4.0).sub_scalar(2.0);
@@ -424,13 +440,14 @@ mod tests {
     fn fused_bilstm_equals_the_reference_recurrence() {
         // Both heads: logits and the gradients of every parameter, with padding at every step
         // (lengths 6, 4, 1, 6), at the ends only (6, 5: the middle steps skip the mask) and none.
-        for lengths in [[6usize, 4, 1, 6], [6, 5, 6, 5], [6; 4]] {
+        // Seven steps make chunks of 3, 3 and 1.
+        for lengths in [[6usize, 4, 1, 6], [6, 5, 6, 5], [6; 4], [7, 2, 7, 3]] {
             fused_equals_reference(lengths);
         }
     }
 
     fn fused_equals_reference(lengths: [usize; 4]) {
-        let t = 6;
+        let t = *lengths.iter().max().unwrap();
         let mut tokens = vec![0i64; lengths.len() * t];
         let mut mask = vec![0f32; lengths.len() * t];
         for (r, &len) in lengths.iter().enumerate() {
