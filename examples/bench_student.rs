@@ -8,13 +8,13 @@
 //! `--set runtime.threads=1` one thread; `--only infer` / `--only train` one half.
 
 use anyhow::{anyhow, Result};
+use burn::module::Module;
 use kdrun::data::batch::{eval_order, Batcher, Encoded, InputKind, TokenBatch};
 use kdrun::data::{CharVocab, Dataset, StudentVocab};
 use kdrun::distill::DistillLoss;
 use kdrun::models::Classifier;
 use kdrun::recipe::{load_with_env, parse_set};
 use kdrun::train::student::{student_init, train_student};
-use burn::module::Module;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,7 +83,10 @@ fn main() -> Result<()> {
         r.runtime.threads
     );
 
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let mut model = init.model(&r, &device);
     if only != "infer" {
         let mut walls = Vec::new();

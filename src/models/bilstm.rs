@@ -15,6 +15,10 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Int, Tensor};
+use rayon::prelude::*;
+
+/// Inference on the CPU backend gives each thread at least this many rows of a batch.
+const MIN_ROWS_PER_THREAD: usize = 16;
 
 /// One direction of an LSTM. Gates in PyTorch's order: input, forget, cell, output.
 #[derive(Module, Debug)]
@@ -110,38 +114,73 @@ pub fn bilstm(
     mask: Tensor<2>,
     keep_steps: bool,
 ) -> (Tensor<2>, Option<Tensor<3>>) {
-    let [b, t, _] = x.dims();
-    let h_dim = fwd.d_hidden;
-    let device = x.device();
+    let w = Stacked::new(fwd, bwd, &x.device());
+    recurrence(&w, x, mask, keep_steps)
+}
 
-    // Weights of both directions gate-major, the candidate's doubled: [4 gates, 2, in, H].
-    let scale = Tensor::<1>::from_floats([1.0, 1.0, 2.0, 1.0], &device);
-    let gate_major = |w: Tensor<2>| {
-        let [d_in, _] = w.dims();
-        w.reshape([d_in, 4, h_dim]).swap_dims(0, 1)
-    };
-    let stack = |a: &Linear, b: &Linear| -> Tensor<4> {
-        Tensor::stack::<4>(vec![gate_major(a.weight.val()), gate_major(b.weight.val())], 1)
-            * scale.clone().reshape([4, 1, 1, 1])
-    };
-    let w_ih = stack(&fwd.input, &bwd.input);
-    let w_hh = stack(&fwd.hidden, &bwd.hidden);
-    let bias = |l: &Linear| {
-        l.bias
-            .as_ref()
-            .map(|p| p.val())
-            .unwrap_or_else(|| Tensor::zeros([4 * h_dim], &device))
-            .reshape([4, h_dim])
-    };
-    let b_ih = Tensor::<2>::stack::<3>(vec![bias(&fwd.input), bias(&bwd.input)], 1)
-        .reshape([1, 4, 2, 1, h_dim])
-        * scale.reshape([1, 4, 1, 1, 1]);
+/// Both directions' weights, gate-major and stacked, the cell candidate's doubled.
+struct Stacked {
+    /// `[1, 4 gates, 2 directions, in, H]`.
+    w_ih: Tensor<5>,
+    /// `[1, 4, 2, 1, H]`.
+    b_ih: Tensor<5>,
+    /// `[4, 2, H, H]`.
+    w_hh: Tensor<4>,
+    h_dim: usize,
+}
+
+impl Stacked {
+    fn new(fwd: &LstmDirection, bwd: &LstmDirection, device: &Device) -> Self {
+        let h_dim = fwd.d_hidden;
+        let scale = Tensor::<1>::from_floats([1.0, 1.0, 2.0, 1.0], device);
+        let gate_major = |w: Tensor<2>| {
+            let [d_in, _] = w.dims();
+            w.reshape([d_in, 4, h_dim]).swap_dims(0, 1)
+        };
+        let stack = |a: &Linear, b: &Linear| -> Tensor<4> {
+            Tensor::stack::<4>(
+                vec![gate_major(a.weight.val()), gate_major(b.weight.val())],
+                1,
+            ) * scale.clone().reshape([4, 1, 1, 1])
+        };
+        let bias = |l: &Linear| {
+            l.bias
+                .as_ref()
+                .map(|p| p.val())
+                .unwrap_or_else(|| Tensor::zeros([4 * h_dim], device))
+                .reshape([4, h_dim])
+        };
+        let w_ih = stack(&fwd.input, &bwd.input).unsqueeze::<5>();
+        let w_hh = stack(&fwd.hidden, &bwd.hidden);
+        let b_ih = Tensor::<2>::stack::<3>(vec![bias(&fwd.input), bias(&bwd.input)], 1)
+            .reshape([1, 4, 2, 1, h_dim])
+            * scale.reshape([1, 4, 1, 1, 1]);
+        Self {
+            w_ih,
+            b_ih,
+            w_hh,
+            h_dim,
+        }
+    }
+}
+
+/// [`bilstm`] with its weights stacked.
+fn recurrence(
+    w: &Stacked,
+    x: Tensor<3>,
+    mask: Tensor<2>,
+    keep_steps: bool,
+) -> (Tensor<2>, Option<Tensor<3>>) {
+    let [b, t, _] = x.dims();
+    let h_dim = w.h_dim;
+    let device = x.device();
+    let w_hh = w.w_hh.clone();
 
     // Time-major inputs, the backward direction's reversed: [t, 2, b, in] → gates
     // [t, 4, 2, b, H], so that each step and gate is one contiguous block.
     let x_tm = x.swap_dims(0, 1);
     let xs = Tensor::stack::<4>(vec![x_tm.clone(), x_tm.flip([0])], 1);
-    let gates_x = xs.unsqueeze_dim::<5>(1).matmul(w_ih.unsqueeze::<5>()) + b_ih;
+    let gates_x = xs.unsqueeze_dim::<5>(1).matmul(w.w_ih.clone()) + w.b_ih.clone();
 
     // Which steps have padding in either direction, and where.
     let valid: Vec<f32> = mask
@@ -325,7 +364,44 @@ impl BiLstmClassifier {
     }
 
     /// Logits `[batch, classes]` of `tokens` `[batch, time]` with `mask` `[batch, time]`.
+    ///
+    /// Inference on the CPU backend runs parts of the batch on parallel threads (rayon's pool,
+    /// which `runtime.threads` sizes): flex runs an elementwise operation on one thread, and the
+    /// recurrence is mostly small elementwise operations, so one batch alone keeps one core
+    /// busy. (Training gained nothing from parts: its backward pass stays on one thread, and its
+    /// forward pass's recording contends.)
     pub fn forward(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let device = tokens.device();
+        let [b, _] = tokens.dims();
+        let parts = if !device.is_autodiff() && device == Device::flex() {
+            rayon::current_num_threads().min(b / MIN_ROWS_PER_THREAD)
+        } else {
+            1
+        };
+        self.forward_in_parts(tokens, mask, parts)
+    }
+
+    /// [`Self::forward`] over `parts` parts of the batch's rows, in parallel.
+    fn forward_in_parts(&self, tokens: Tensor<2, Int>, mask: Tensor<2>, parts: usize) -> Tensor<2> {
+        let [b, _] = tokens.dims();
+        let parts = parts.clamp(1, b.max(1));
+        if parts == 1 {
+            return self.forward_one(tokens, mask);
+        }
+        let logits: Vec<Tensor<2>> = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                let rows = p * b / parts..(p + 1) * b / parts;
+                self.forward_one(
+                    tokens.clone().slice([rows.clone()]),
+                    mask.clone().slice([rows]),
+                )
+            })
+            .collect();
+        Tensor::cat(logits, 0)
+    }
+
+    fn forward_one(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let (emb, mask) = self.inputs(tokens, mask);
         let (last, seq) = bilstm(
             &self.forward_lstm,
@@ -395,7 +471,10 @@ mod tests {
     }
 
     fn values(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
     }
 
     fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
@@ -417,17 +496,38 @@ mod tests {
         let grads = (logits * weights).sum().backward();
         let flat = |t: Option<Tensor<2>>| values(t.expect("a gradient"));
         let bias = |l: &Linear| {
-            let g = l.bias.as_ref().unwrap().val().grad(&grads).expect("a gradient");
-            g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+            let g = l
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&grads)
+                .expect("a gradient");
+            g.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
         };
         let mut out = vec![
             ("embedding", flat(model.embedding.weight.val().grad(&grads))),
-            ("forward.input", flat(model.forward_lstm.input.weight.val().grad(&grads))),
+            (
+                "forward.input",
+                flat(model.forward_lstm.input.weight.val().grad(&grads)),
+            ),
             ("forward.input.bias", bias(&model.forward_lstm.input)),
-            ("forward.hidden", flat(model.forward_lstm.hidden.weight.val().grad(&grads))),
-            ("backward.input", flat(model.backward_lstm.input.weight.val().grad(&grads))),
+            (
+                "forward.hidden",
+                flat(model.forward_lstm.hidden.weight.val().grad(&grads)),
+            ),
+            (
+                "backward.input",
+                flat(model.backward_lstm.input.weight.val().grad(&grads)),
+            ),
             ("backward.input.bias", bias(&model.backward_lstm.input)),
-            ("backward.hidden", flat(model.backward_lstm.hidden.weight.val().grad(&grads))),
+            (
+                "backward.hidden",
+                flat(model.backward_lstm.hidden.weight.val().grad(&grads)),
+            ),
             ("out", flat(model.out.weight.val().grad(&grads))),
         ];
         if let Some(fc) = &model.fc {
@@ -481,14 +581,18 @@ mod tests {
             let g_ref = gradients(&model, reference, weights);
             assert_eq!(g_fused.len(), g_ref.len());
             for ((name, a), (_, b)) in g_fused.iter().zip(&g_ref) {
-                assert!(a.iter().any(|v| *v != 0.0), "{head:?} {lengths:?} {name}: no gradient");
+                assert!(
+                    a.iter().any(|v| *v != 0.0),
+                    "{head:?} {lengths:?} {name}: no gradient"
+                );
                 assert_close(&format!("{head:?} {lengths:?} {name} gradient"), a, b, 1e-5);
             }
 
             // Inference (no autodiff) computes the same.
             let inner = d.clone().inner();
             let valid = model.valid();
-            let tok_i = Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &inner);
+            let tok_i =
+                Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &inner);
             let m_i = Tensor::<2>::from_data(TensorData::new(mask.clone(), [4, t]), &inner);
             assert_close(
                 &format!("{head:?} {lengths:?} inference logits"),
@@ -496,6 +600,26 @@ mod tests {
                 &values(valid.forward_reference(tok_i, m_i)),
                 1e-5,
             );
+        }
+    }
+
+    #[test]
+    fn parts_of_a_batch_compute_what_the_whole_does() {
+        let d = Device::flex();
+        for head in [BiLstmHead::Tang, BiLstmHead::MaxOverTime] {
+            d.seed(9);
+            let model = BiLstmConfig::new(20, 3, 6, 5, head, 7, BiLstmInput::Sequence).init(&d);
+            let (b, t) = (7, 5);
+            let tokens: Vec<i64> = (0..b * t).map(|k| (k * 7 % 19) as i64).collect();
+            // Row r has 1 + r % t tokens.
+            let mask: Vec<f32> = (0..b * t)
+                .map(|k| if k % t <= (k / t) % t { 1.0 } else { 0.0 })
+                .collect();
+            let tok = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, t]), &d);
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &d);
+            let whole = values(model.forward_in_parts(tok.clone(), mask.clone(), 1));
+            let parts = values(model.forward_in_parts(tok, mask, 3));
+            assert_close(&format!("{head:?}"), &parts, &whole, 1e-6);
         }
     }
 
