@@ -546,59 +546,100 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fused_bilstm_equals_the_reference_at_the_default_recipes_sizes() {
+        // recipes/tnews.toml: embeddings 128, hidden 128 per direction, fc 200, batch 64, up to
+        // 48 steps; rows of every length from 1 to 48.
+        let lengths: Vec<usize> = (0..64).map(|r| 1 + (r * 37) % 48).collect();
+        let sizes = Sizes {
+            vocab: 300,
+            embedding: 128,
+            hidden: 128,
+            fc: 200,
+        };
+        fused_equals_reference_with(&lengths, sizes, 1e-5);
+    }
+
+    struct Sizes {
+        vocab: usize,
+        embedding: usize,
+        hidden: usize,
+        fc: usize,
+    }
+
     fn fused_equals_reference(lengths: [usize; 4]) {
-        let t = *lengths.iter().max().unwrap();
-        let mut tokens = vec![0i64; lengths.len() * t];
-        let mut mask = vec![0f32; lengths.len() * t];
+        let sizes = Sizes {
+            vocab: 20,
+            embedding: 8,
+            hidden: 5,
+            fc: 7,
+        };
+        fused_equals_reference_with(&lengths, sizes, 1e-5);
+    }
+
+    fn fused_equals_reference_with(lengths: &[usize], sizes: Sizes, tol: f32) {
+        let (b, t, classes) = (lengths.len(), *lengths.iter().max().unwrap(), 3);
+        let mut tokens = vec![0i64; b * t];
+        let mut mask = vec![0f32; b * t];
         for (r, &len) in lengths.iter().enumerate() {
             for c in 0..len {
-                tokens[r * t + c] = 1 + ((r * 7 + c * 3) % 19) as i64;
+                tokens[r * t + c] = 1 + ((r * 7 + c * 3) % (sizes.vocab - 1)) as i64;
                 mask[r * t + c] = 1.0;
             }
         }
         for head in [BiLstmHead::Tang, BiLstmHead::MaxOverTime] {
             let d = Device::flex().autodiff();
             d.seed(5);
-            let model = BiLstmConfig::new(20, 3, 8, 5, head, 7, BiLstmInput::Sequence)
-                .with_dropout(0.0)
-                .init(&d);
-            let tok = || Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &d);
-            let m = || Tensor::<2>::from_data(TensorData::new(mask.clone(), [4, t]), &d);
+            let config = BiLstmConfig::new(
+                sizes.vocab,
+                classes,
+                sizes.embedding,
+                sizes.hidden,
+                head,
+                sizes.fc,
+                BiLstmInput::Sequence,
+            );
+            let model = config.with_dropout(0.0).init(&d);
+            let tok = || Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [b, t]), &d);
+            let m = || Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &d);
             let weights = Tensor::<2>::from_data(
-                TensorData::new((0..12).map(|k| 0.3 + 0.1 * k as f32).collect(), [4, 3]),
+                TensorData::new(
+                    (0..b * classes)
+                        .map(|k| 0.3 + 0.1 * (k % 13) as f32)
+                        .collect(),
+                    [b, classes],
+                ),
                 &d,
             );
+            let what = |x: &str| format!("{head:?} {}×{t} {x}", b);
 
             let fused = model.forward(tok(), m());
             let reference = model.forward_reference(tok(), m());
             assert_close(
-                &format!("{head:?} {lengths:?} logits"),
+                &what("logits"),
                 &values(fused.clone()),
                 &values(reference.clone()),
-                1e-5,
+                tol,
             );
             let g_fused = gradients(&model, fused, weights.clone());
             let g_ref = gradients(&model, reference, weights);
             assert_eq!(g_fused.len(), g_ref.len());
             for ((name, a), (_, b)) in g_fused.iter().zip(&g_ref) {
-                assert!(
-                    a.iter().any(|v| *v != 0.0),
-                    "{head:?} {lengths:?} {name}: no gradient"
-                );
-                assert_close(&format!("{head:?} {lengths:?} {name} gradient"), a, b, 1e-5);
+                assert!(a.iter().any(|v| *v != 0.0), "{}: no gradient", what(name));
+                assert_close(&what(&format!("{name} gradient")), a, b, tol);
             }
 
-            // Inference (no autodiff) computes the same.
+            // Inference (no autodiff, parts of the batch on threads) computes the same.
             let inner = d.clone().inner();
             let valid = model.valid();
             let tok_i =
-                Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [4, t]), &inner);
-            let m_i = Tensor::<2>::from_data(TensorData::new(mask.clone(), [4, t]), &inner);
+                Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [b, t]), &inner);
+            let m_i = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &inner);
             assert_close(
-                &format!("{head:?} {lengths:?} inference logits"),
+                &what("inference logits"),
                 &values(valid.forward(tok_i.clone(), m_i.clone())),
                 &values(valid.forward_reference(tok_i, m_i)),
-                1e-5,
+                tol,
             );
         }
     }
