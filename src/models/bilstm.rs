@@ -13,7 +13,7 @@ use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
-use burn::tensor::activation::{relu, sigmoid, tanh};
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor};
 use rayon::prelude::*;
 
@@ -76,9 +76,9 @@ impl LstmDirection {
             let i = act.clone().slice([0..b, 0..h_dim]);
             let f = act.clone().slice([0..b, h_dim..2 * h_dim]);
             let o = act.slice([0..b, 3 * h_dim..4 * h_dim]);
-            let cand = tanh(g.slice([0..b, 2 * h_dim..3 * h_dim]));
+            let cand = burn::tensor::activation::tanh(g.slice([0..b, 2 * h_dim..3 * h_dim]));
             let c_new = f * c.clone() + i * cand;
-            let h_new = o * tanh(c_new.clone());
+            let h_new = o * burn::tensor::activation::tanh(c_new.clone());
             let m = mask.clone().slice([0..b, s..s + 1]);
             c = c.clone() + (c_new - c) * m.clone();
             h = h.clone() + (h_new - h) * m;
@@ -211,12 +211,12 @@ fn recurrence(
     for (s, &masked) in needs_mask.iter().enumerate() {
         if s % chunk == 0 {
             let end = (s + chunk).min(t);
-            current = Some((s, gates_x.clone().slice([s..end])));
+            current = Some((s, gates_x.clone().slice(s..end)));
         }
         let (start, block) = current.as_ref().expect("a chunk");
         let gx = block
             .clone()
-            .slice([s - start..s - start + 1])
+            .slice(s - start..s - start + 1)
             .reshape([4, 2, b, h_dim]);
         // The state starts at zero: the first step has no recurrent term.
         let g = match &h {
@@ -224,7 +224,7 @@ fn recurrence(
             None => gx,
         };
         let act = sigmoid(g);
-        let gate = |k: usize| act.clone().slice([k..k + 1]).reshape([2, b, h_dim]);
+        let gate = |k: usize| act.clone().slice(k..k + 1).reshape([2, b, h_dim]);
         let (i, f, o) = (gate(0), gate(1), gate(3));
         // 2 tanh(g) = 4σ(2g) − 2.
         let cand2 = gate(2).mul_scalar(4.0).sub_scalar(2.0);
@@ -238,7 +238,7 @@ fn recurrence(
             (Some(pads), true) => {
                 let pad = pads
                     .clone()
-                    .slice([s..s + 1])
+                    .slice(s..s + 1)
                     .reshape([2, b, 1])
                     .expand([2, b, h_dim]);
                 let zero = || Tensor::<3>::zeros([2, b, h_dim], &device);
