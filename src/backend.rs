@@ -6,17 +6,24 @@
 //!   probed in a child process with a time limit first: on a machine with Mesa's OpenGL but no
 //!   Vulkan driver it picks llvmpipe (a software rasterizer, very slow) and can deadlock, so a
 //!   probe that hangs, fails, or finds a CPU or GL adapter selects the CPU backend.
+//!
+//! On wgpu, burn's fusion compiles a kernel for each new chain of operations and autotune times
+//! the candidates of each matmul and reduction shape. cubecl keeps both in one database file;
+//! [`kernel_cache`] puts it where the user can see it (under the run store), so a second run on
+//! the same device neither compiles nor tunes again.
 
 use crate::recipe::BackendChoice;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The hidden command line that runs the probe in a child process.
 pub const PROBE_COMMAND: &str = "__probe-wgpu";
+/// [`Compute::backend`] of the wgpu backend.
+pub const WGPU: &str = "wgpu";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// What a wgpu adapter says of itself.
@@ -52,6 +59,18 @@ pub struct Compute {
     /// Why `auto` chose what it chose.
     pub reason: String,
     pub is_gpu: bool,
+}
+
+impl Compute {
+    /// On wgpu, say on stderr where compiled kernels and autotune results are kept.
+    pub fn say_kernel_cache(&self, dir: Option<&Path>) {
+        if self.backend == WGPU {
+            match dir {
+                Some(dir) => eprintln!("wgpu kernel and autotune cache: {}", dir.display()),
+                None => eprintln!("wgpu kernel and autotune cache: as cubecl.toml says"),
+            }
+        }
+    }
 }
 
 /// How `auto` may look for a GPU.
@@ -95,6 +114,46 @@ fn quiet_wayland_lookup() {
     }
 }
 
+/// The kernel cache's folder inside a run store.
+pub const KERNEL_CACHE_DIR: &str = "cubecl";
+
+/// cubecl's configuration files, looked for in the working directory and every folder above it
+/// (`cubecl.toml`; the `[cubecl]` table of `burn.toml`).
+const CUBECL_CONFIG_FILES: [&str; 4] = ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"];
+
+/// Where wgpu's compiled kernels and autotune results are kept, set before the first wgpu device
+/// starts: `<dir>/<environment>.db` (cubecl's file; its environment name is `default` unless
+/// `CUBECL_ENVIRONMENT` names another). A cubecl configuration file above the working directory
+/// (`cubecl.toml`, or `burn.toml`'s `[cubecl]` table) takes precedence: its `[environment] path`
+/// is used as written. cubecl's variables (`CUBECL_AUTOTUNE_LEVEL`, `CUBECL_AUTOTUNE_CACHE`,
+/// `CUBECL_ENVIRONMENT`, ...) apply either way. Returns the folder in use, or `None` when a
+/// configuration file decides it.
+///
+/// Without this, cubecl keeps the database in `target/environment/` of the outermost Cargo
+/// project above the working directory — inside kdrun's own build folder when run from its
+/// checkout, in the user's cache folder elsewhere — where nobody would look for it.
+pub fn kernel_cache(dir: &Path) -> Option<PathBuf> {
+    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    let configured = std::env::current_dir().ok().is_some_and(|cwd| {
+        cwd.ancestors()
+            .any(|d| CUBECL_CONFIG_FILES.iter().any(|f| d.join(f).is_file()))
+    });
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    let dir = if configured {
+        None
+    } else {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        config.environment.path = CacheConfig::Directory(dir.clone());
+        Some(dir)
+    };
+    // Only the first configuration counts; a second call in one process changes nothing.
+    if CubeClRuntimeConfig::try_set(config) {
+        dir
+    } else {
+        None
+    }
+}
+
 fn wgpu_in_process() -> Result<Compute> {
     quiet_wayland_lookup();
     let (device, setup) = Device::wgpu_options()
@@ -103,7 +162,7 @@ fn wgpu_in_process() -> Result<Compute> {
     let info = adapter_info(&setup.adapter.get_info());
     Ok(Compute {
         device,
-        backend: "wgpu".into(),
+        backend: WGPU.into(),
         adapter: format!("{} ({}, {})", info.name, info.api, info.device_type),
         reason: String::new(),
         is_gpu: info.is_hardware(),

@@ -103,6 +103,10 @@ struct BenchArgs {
     /// Run only the workloads whose name contains this (repeatable), e.g. `--only bert-small`.
     #[arg(long, value_name = "TEXT")]
     only: Vec<String>,
+    /// Where wgpu keeps compiled kernels and autotune results between runs (the default
+    /// store's, so a recipe run and the benchmark share them; a cubecl.toml takes precedence).
+    #[arg(long, value_name = "DIR", default_value = "runs/cubecl")]
+    kernel_cache: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -217,6 +221,7 @@ fn run(args: &RecipeArgs) -> ExitCode {
         Ok(exe) => Probe::ChildProcess(exe),
         Err(_) => Probe::Skip,
     };
+    let cache = backend::kernel_cache(&base.runtime.store.join(backend::KERNEL_CACHE_DIR));
     let compute = match backend::select(base.runtime.backend, &probe) {
         Ok(c) => c,
         Err(e) => {
@@ -224,6 +229,7 @@ fn run(args: &RecipeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    compute.say_kernel_cache(cache.as_deref());
     if trials.len() == 1 && trials[0].0.values.is_empty() {
         return match pipeline::run(&trials[0].1, &compute) {
             Ok(out) => {
@@ -319,6 +325,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Ok(exe) => Probe::ChildProcess(exe),
         Err(_) => Probe::Skip,
     };
+    let cache = backend::kernel_cache(&args.kernel_cache);
     let compute = match backend::select(args.backend.choice(), &probe) {
         Ok(c) => c,
         Err(e) => {
@@ -326,6 +333,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    compute.say_kernel_cache(cache.as_deref());
     if !compute.reason.is_empty() {
         eprintln!("backend: {} ({})", compute.backend, compute.reason);
     }

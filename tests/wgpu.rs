@@ -6,7 +6,8 @@
 //! 3. the teacher and both students train on wgpu as on the CPU backend from the same weights and
 //!    batches (dropout off);
 //! 4. `kdrun recipes/quick.toml --backend wgpu` runs to a report, and the CPU backend, loading
-//!    the weights that run stored, predicts every test example as the wgpu run did;
+//!    the weights that run stored, predicts every test example as the wgpu run did; the run
+//!    keeps its compiled kernels and autotune results in `<store>/cubecl`;
 //! 5. `--backend auto` prefers the CPU backend over a software adapter such as lavapipe.
 //!
 //! Without a wgpu adapter each test says so and passes, unless `KDRUN_REQUIRE_WGPU=1` (set by
@@ -432,6 +433,20 @@ fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
     assert!(reports.join("quick/index.html").is_file());
+    // Compiled kernels and autotune results are kept in the store, and the run says where.
+    let cache = store.join("cubecl");
+    assert!(
+        stderr.contains(&format!(
+            "wgpu kernel and autotune cache: {}",
+            cache.display()
+        )),
+        "{stderr}"
+    );
+    let cached: u64 = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("{}: {e}", cache.display()))
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(cached > 0, "{} holds no cache", cache.display());
     let run = std::fs::read_dir(store.join("quick"))
         .unwrap()
         .next()
