@@ -471,6 +471,24 @@ fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
             .join(format!("quick/trial-{t:03}/index.html"))
             .is_file());
     }
+    // Published pages name the sweep and its trials relative to the store, never by this
+    // machine's absolute path.
+    let tmp_path = tmp.path().display().to_string();
+    for page in [
+        "index.html",
+        "README.md",
+        "trial-002/index.html",
+        "trial-002/README.md",
+    ] {
+        let text = std::fs::read_to_string(reports.join("quick").join(page)).unwrap();
+        assert!(!text.contains(&tmp_path), "{page} names {tmp_path}");
+    }
+    assert!(
+        std::fs::read_to_string(reports.join("quick/trial-002/README.md"))
+            .unwrap()
+            .contains("Run folder: `quick/"),
+        "the trial's run folder, relative to the store"
+    );
     // A trial reuses what earlier trials stored, yet ends exactly as a run of its own
     // settings in an empty store.
     let alone = tempfile::tempdir().unwrap();

@@ -19,6 +19,18 @@ pub use crate::files::{temp_name, write_atomic, write_with};
 pub use results::{ModelResult, RunResults};
 pub use sweep::{SweepResults, TrialOutcome};
 
+/// A folder of the store as pages name it: relative to the store (`tnews/2026-11-28T18-56-46Z`),
+/// never by the machine's absolute path; a folder outside the store by its own name.
+pub fn name_in_store(store: &Path, path: &Path) -> String {
+    match path.strip_prefix(store) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
 /// A run's folder: `<store>/<recipe name>/<UTC time>/`.
 #[derive(Debug, Clone)]
 pub struct RunDir {
