@@ -12,6 +12,9 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use std::sync::Mutex;
 
+/// The last point evaluated: parameters, loss, gradient.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
+
 /// The objective over a fixed matrix; one pass over the data gives both the loss and the
 /// gradient, kept for the gradient call that follows the cost call at the same point.
 struct Objective<'a> {
@@ -19,7 +22,7 @@ struct Objective<'a> {
     y: &'a [usize],
     k: usize,
     c: f64,
-    cache: Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: Mutex<Option<Evaluated>>,
 }
 
 impl Objective<'_> {

@@ -370,7 +370,9 @@ fn argmax(s: &[f32]) -> usize {
 mod tests {
     use super::*;
 
-    fn corpus() -> (Vec<(&'static str, usize)>, Vec<(&'static str, usize)>) {
+    type Split = Vec<(&'static str, usize)>;
+
+    fn corpus() -> (Split, Split) {
         let train = vec![
             ("足球比赛今晚开始", 0),
             ("篮球比赛结果", 0),

@@ -118,15 +118,15 @@ mod tests {
         let c = 10.0;
         let (w, b, _) = fit_binary(&m, &pos, c, 1e-8, 100_000, 1);
         let mut grad = [w[0], w[1], b];
-        for i in 0..m.rows() {
+        for (i, &is_pos) in pos.iter().enumerate() {
             let (idx, val) = m.row(i);
-            let y = if pos[i] { 1.0 } else { -1.0 };
+            let y = if is_pos { 1.0 } else { -1.0 };
             let f = b + idx
                 .iter()
                 .zip(val)
                 .map(|(&j, &v)| w[j as usize] * v)
                 .sum::<f64>();
-            assert_eq!(f > 0.0, pos[i], "row {i}: {f}");
+            assert_eq!(f > 0.0, is_pos, "row {i}: {f}");
             let xi = (1.0 - y * f).max(0.0);
             grad[0] -= 2.0 * c * xi * y * val[0];
             grad[1] -= 2.0 * c * xi * y * val[1];
