@@ -142,11 +142,17 @@ fn quick_recipe_runs_end_to_end() {
     ] {
         assert!(dir.join(f).is_file(), "missing {f}");
     }
-    // The comparison table holds the three models' rows with accuracies in [0, 1].
+    // The comparison table holds the three networks' rows and the linear baseline's, with
+    // accuracies in [0, 1].
     let csv = std::fs::read_to_string(dir.join("comparison.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
-    assert_eq!(rows.len(), 3, "{csv}");
-    for (row, name) in rows.iter().zip(["Teacher", "Student alone", "\"Distilled"]) {
+    assert_eq!(rows.len(), 4, "{csv}");
+    for (row, name) in rows.iter().zip([
+        "Teacher",
+        "Student alone",
+        "\"Distilled",
+        "\"Baseline (TF-IDF char 1–2",
+    ]) {
         assert!(row.starts_with(name), "{row}");
         // The label may be quoted (it holds a comma); accuracy is the field after it.
         let after_label = row
@@ -195,6 +201,8 @@ fn quick_recipe_runs_end_to_end() {
         ("student", "student.bpk"),
         ("distilled", "student.bpk"),
         ("data", "splits.json"),
+        ("baseline", "linear.safetensors"),
+        ("baseline_eval", "result.json"),
     ] {
         assert!(
             stage(name).join(file).is_file(),
@@ -317,7 +325,16 @@ fn an_exported_teacher_is_a_checkpoint_for_the_next_run() {
     assert_eq!(p.steps, 3);
     assert!(p.before.predictions > 0 && p.after.predictions == p.before.predictions);
     let keys: Vec<&str> = r.models.iter().map(|m| m.key.as_str()).collect();
-    assert_eq!(keys, ["teacher", "teacher_base", "student", "distilled"]);
+    assert_eq!(
+        keys,
+        [
+            "teacher",
+            "teacher_base",
+            "student",
+            "distilled",
+            "baseline"
+        ]
+    );
     let t = &r.models[0];
     assert!(
         t.trainable_params < t.params,
@@ -345,7 +362,7 @@ fn an_xlnet_teacher_pretrains_with_plm_and_exports_a_checkpoint() {
     assert!(p.before.predictions > 0 && p.after.predictions == p.before.predictions);
     let labels: Vec<&str> = a.models.iter().map(|m| m.label.as_str()).collect();
     assert!(labels[0].contains("XLNet"), "{labels:?}");
-    assert_eq!(a.models.len(), 4, "{labels:?}");
+    assert_eq!(a.models.len(), 5, "{labels:?}");
     let exported = std::path::Path::new(&a.stages["teacher"]).join("teacher_hf");
     for f in [
         "config.json",
@@ -648,4 +665,45 @@ fn an_interrupted_run_resumes_without_retraining_the_teacher() {
         want,
         "same results as the uninterrupted run"
     );
+}
+
+#[test]
+fn the_baseline_can_be_turned_off_changed_and_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (off, _) = quick(&tmp.path().join("off"), &["baseline.enabled=false"]);
+    let keys: Vec<&str> = off.models.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["teacher", "student", "distilled"]);
+    assert!(!off.stages.contains_key("baseline"), "{:?}", off.stages);
+
+    // A linear SVM over character and jieba word n-grams, C chosen from two values.
+    let sets = [
+        "baseline.model=svm",
+        "baseline.word_ngrams=[1, 2]",
+        "baseline.c=[0.1, 1.0]",
+    ];
+    let (r, _) = quick(&tmp.path().join("svm"), &sets);
+    let b = r.model("baseline").expect("a baseline row");
+    assert_eq!(b.label, "Baseline (TF-IDF char 1–2 + word 1–2, linear SVM)");
+    assert_eq!(b.predictions.len(), r.test_labels.len());
+    assert!(b.params > 0 && b.timing.samples_per_sec > 0.0);
+    let report = tmp.path().join("svm/reports/quick");
+    let csv = std::fs::read_to_string(report.join("comparison.csv")).unwrap();
+    assert!(csv.contains("linear SVM"), "{csv}");
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        html.contains("Baseline (TF-IDF"),
+        "the baseline is on the page"
+    );
+    let model = kdrun::models::linear::LinearModel::load(
+        &std::path::Path::new(&r.stages["baseline"]).join("linear.safetensors"),
+    )
+    .unwrap();
+    assert!(model.c == 0.1 || model.c == 1.0, "{}", model.c);
+
+    // The same recipe again in the same store: the baseline comes from the store.
+    let out = quick_cmd(&tmp.path().join("svm"), &sets).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("baseline: reused"), "{stderr}");
+    assert!(stderr.contains("baseline_eval: reused"), "{stderr}");
 }

@@ -235,3 +235,46 @@ fn shipped_recipes_are_valid() {
         assert!(r.data.test.is_file(), "{name}: {}", r.data.test.display());
     }
 }
+
+#[test]
+fn baseline_keys_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "b.toml",
+        "[baseline]\nchar_ngrams = [2, 1]\nword_ngrams = [1]\nmin_df = 0\nc = [1.0, -2.0]\n",
+    );
+    let err = load_with_env(&p, &[], false).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.problems.len(), 4, "{text}");
+    for key in [
+        "key `baseline.char_ngrams`",
+        "key `baseline.word_ngrams`",
+        "key `baseline.min_df`",
+        "key `baseline.c`",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    assert!(text.contains("[min, max] with 1 ≤ min ≤ max"), "{text}");
+    assert!(text.contains("positive numbers"), "{text}");
+    // No n-grams at all, and an unknown model.
+    let none = sets(&["baseline.char_ngrams=[]"]);
+    let err = load_with_env(&write(dir.path(), "n.toml", ""), &none, false).unwrap_err();
+    assert!(
+        err.to_string().contains("character or word n-grams"),
+        "{err}"
+    );
+    let p = write(dir.path(), "m.toml", "[baseline]\nmodel = \"forest\"\n");
+    let err = load_with_env(&p, &[], false).unwrap_err().to_string();
+    assert!(
+        err.contains("baseline.model") && err.contains("\"logreg\", \"svm\""),
+        "{err}"
+    );
+    // Turned off, its keys are not needed; the defaults are valid.
+    let off = sets(&["baseline.enabled=false", "baseline.char_ngrams=[]"]);
+    let r = load_with_env(&write(dir.path(), "o.toml", ""), &off, false).unwrap();
+    assert!(!r.recipe.baseline.enabled);
+    let r = load_with_env(&write(dir.path(), "d.toml", ""), &[], false).unwrap();
+    assert!(r.recipe.baseline.enabled);
+    assert_eq!(r.recipe.baseline.char_ngrams, vec![1, 2]);
+}

@@ -319,7 +319,7 @@ fn a_template_folder_replaces_kdruns_templates() {
     let md = std::fs::read_to_string(f.reports.join("custom/README.md")).unwrap();
     assert_eq!(
         md.trim_end(),
-        format!("CUSTOM {SCRIPT_ESCAPED} site test 3 models")
+        format!("CUSTOM {SCRIPT_ESCAPED} site test 4 models")
     );
     // kdrun's HTML template still renders the page.
     assert!(std::fs::read_to_string(f.reports.join("custom/index.html"))

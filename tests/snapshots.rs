@@ -59,7 +59,10 @@ fn results_full() -> RunResults {
         ("teacher", [1, 1, 1, 1, 1, 1, 1, 1]),
         ("student", [1, 3, 2, 1, 1, 1, 3, 2]),
         ("distilled", [3, 3, 2, 4, 1, 1, 1, 2]),
+        ("baseline", [1, 3, 2, 4, 0, 1, 1, 2]),
     ];
+    let baseline = baseline_model(&v["models"][2], None, 250_000.0);
+    v["models"].as_array_mut().unwrap().push(baseline);
     v["test_texts"] = serde_json::json!(texts);
     v["test_labels"] = serde_json::json!(labels);
     for m in v["models"].as_array_mut().unwrap() {
@@ -83,6 +86,28 @@ fn results_full() -> RunResults {
     serde_json::from_value(v).unwrap()
 }
 
+/// A linear baseline's row made from a network's (`like`): its own key, label, size and speed,
+/// no epochs; its scores the network's, or a given accuracy.
+fn baseline_model(
+    like: &serde_json::Value,
+    accuracy: Option<f64>,
+    speed: f64,
+) -> serde_json::Value {
+    let mut m = like.clone();
+    m["key"] = "baseline".into();
+    m["label"] = "Baseline (TF-IDF char 1–2, logistic regression)".into();
+    m["params"] = 16230.into();
+    m["trainable_params"] = 16230.into();
+    if let Some(accuracy) = accuracy {
+        m["report"]["accuracy"] = accuracy.into();
+        m["report"]["macro_avg"]["f1"] = (accuracy - 0.01).into();
+    }
+    m["timing"]["samples_per_sec"] = speed.into();
+    m["best_epoch"] = 0.into();
+    m["history"] = serde_json::json!([]);
+    m
+}
+
 #[test]
 fn run_report_with_every_part() {
     let results = results_full();
@@ -100,4 +125,30 @@ fn sweep_report() {
     insta::assert_snapshot!("sweep.md", read(dir.path(), "README.md"));
     insta::assert_snapshot!("sweep.html", read(dir.path(), "index.html"));
     insta::assert_snapshot!("sweep-seeds.csv", read(dir.path(), "seeds.csv"));
+}
+
+/// The sweep's pages when its trials have the linear baseline: a column in the trials table and
+/// in the seeds table, points in the Pareto plot.
+#[test]
+fn sweep_report_with_a_baseline() {
+    let text = std::fs::read_to_string(fixture("sweep-min.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for t in v["trials"].as_array_mut().unwrap() {
+        let seed = t["values"][1][1].as_f64().unwrap();
+        if let Some(models) = t
+            .get_mut("results")
+            .and_then(|r| r.get_mut("models"))
+            .and_then(|m| m.as_array_mut())
+        {
+            let b = baseline_model(&models[2], Some(0.5 + 0.001 * seed), 200_000.0);
+            models.push(b);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let sweep = SweepResults::load(&path).unwrap();
+    report::sweep::write(&sweep, dir.path(), None).unwrap();
+    insta::assert_snapshot!("sweep-baseline.md", read(dir.path(), "README.md"));
+    insta::assert_snapshot!("sweep-baseline-seeds.csv", read(dir.path(), "seeds.csv"));
 }

@@ -455,7 +455,8 @@ fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
         .path();
     let results = RunResults::load(&run.join("results.json")).unwrap();
     assert_eq!(results.backend, "wgpu");
-    assert_eq!(results.models.len(), 3);
+    // The three networks and the linear baseline.
+    assert_eq!(results.models.len(), 4);
 
     // The CPU backend, from the weights the wgpu run stored, on the same inputs.
     let r = quick_recipe(&store);
@@ -476,6 +477,16 @@ fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
                 let model = cx.setup().unwrap().config.init_classifier(&flex);
                 let model = stored(model, &results, "teacher", "teacher.bpk");
                 predict(&model, &t.batcher, &t.test, 256, &flex).unwrap()
+            }
+            // The linear baseline runs on the CPU whatever the backend: from its stored file.
+            "baseline" => {
+                let dir = PathBuf::from(&results.stages["baseline"]);
+                let model =
+                    kdrun::models::linear::LinearModel::load(&dir.join("linear.safetensors"))
+                        .unwrap();
+                let data = cx.data().unwrap();
+                let texts: Vec<&str> = data.test.iter().map(|e| e.text.as_str()).collect();
+                model.predict(&texts)
             }
             key => {
                 let model = stored(student_config.init(&flex), &results, key, "student.bpk");

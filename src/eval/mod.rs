@@ -10,7 +10,7 @@ use burn::tensor::Device;
 
 pub use crate::models::{accuracy, predict};
 pub use metrics::{ClassScores, ClassificationReport};
-pub use timing::{time_inference, InferenceTiming};
+pub use timing::{time_inference, time_text_inference, InferenceTiming};
 
 /// A model scored on the test split.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
 use anyhow::{Context as _, Result};
 use context::Context;
+use stages::baseline::{baseline_label, BaselineEvalStage, BaselineStage};
 use stages::data::DataStage;
 use stages::eval::{EvalStage, Reads};
 use stages::logits::LogitsStage;
@@ -250,6 +251,21 @@ pub(crate) fn run_in(
                 trainable: stage.value.trainable(frozen),
                 key,
                 label,
+            })?
+            .value,
+        );
+    }
+
+    // The linear baseline on the same split, unless the recipe turns it off.
+    if r.baseline.enabled {
+        let baseline = cx.run(&BaselineStage {
+            data_key: data_key.clone(),
+        })?;
+        models.push(
+            cx.run(&BaselineEvalStage {
+                model_key: baseline.key.clone(),
+                baseline: &baseline.value,
+                label: baseline_label(r),
             })?
             .value,
         );

@@ -339,6 +339,38 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         format!("alpha {} and soft weight {}", k.alpha, k.soft_weight()),
     );
 
+    let b = &r.baseline;
+    let range_ok = |v: &[usize]| v.is_empty() || (v.len() == 2 && v[0] >= 1 && v[0] <= v[1]);
+    for (key, v) in [
+        ("baseline.char_ngrams", &b.char_ngrams),
+        ("baseline.word_ngrams", &b.word_ngrams),
+    ] {
+        check(
+            key,
+            range_ok(v),
+            "[min, max] with 1 ≤ min ≤ max, or [] for none",
+            format!("{v:?}"),
+        );
+    }
+    check(
+        "baseline.char_ngrams",
+        !b.enabled || !b.char_ngrams.is_empty() || !b.word_ngrams.is_empty(),
+        "character or word n-grams (both are [])",
+        format!("{:?}", b.char_ngrams),
+    );
+    check(
+        "baseline.min_df",
+        b.min_df >= 1,
+        "an integer ≥ 1",
+        b.min_df.to_string(),
+    );
+    check(
+        "baseline.c",
+        !b.c.is_empty() && b.c.iter().all(|c| *c > 0.0 && c.is_finite()),
+        "a non-empty list of positive numbers",
+        format!("{:?}", b.c),
+    );
+
     let rep = &r.report;
     check(
         "report.timing_batch",

@@ -266,7 +266,7 @@ impl Report {
             plots.push(pareto(results)?);
         }
         let timing = results.models.first().map(|m| &m.timing);
-        let timing_note = match timing {
+        let mut timing_note = match timing {
             Some(t) => format!(
                 "Inference time: the {} test examples in batches of {} (sorted by length, padded per batch, \
                  already on the device), {} timed pass(es) after one untimed warm-up pass — on a GPU the \
@@ -276,6 +276,13 @@ impl Report {
             ),
             None => String::new(),
         };
+        if results.model("baseline").is_some() {
+            timing_note.push_str(
+                " The linear baseline (TF-IDF n-grams, C chosen on the validation split) runs on the \
+                 CPU from the raw text, in test order: its time includes n-gram extraction and \
+                 TF-IDF weighting; its parameters are its weights and biases.",
+            );
+        }
         let page = Page {
             title: results.title.clone(),
             recipe_name: results.recipe_name.clone(),

@@ -11,10 +11,13 @@
 //! | student | `student.*`, the vectors' contents, `data.max_len`, seed, backend | data |
 //! | distilled | `student.*`, `distill.*`, `data.max_len`, seed, backend | data, logits |
 //! | eval | `report.timing_*`, backend, adapter, processor | one model stage |
+//! | baseline | `baseline.*`, `data.lowercase`, seed (SVM only) | data |
+//! | baseline_eval | `report.timing_*`, processor | baseline |
 //!
 //! Every stage seeds the device itself, so a stage computes the same result whether the stages
 //! before it were computed in this run or reused.
 
+pub mod baseline;
 pub mod data;
 pub mod eval;
 pub mod logits;

@@ -1,12 +1,14 @@
 //! The recipe's sections. Key names are a contract: docs, sweeps and other tools use them.
 //! Every field has a default, so a recipe file only states what it changes.
 
+mod baseline;
 mod data;
 mod distill;
 mod run;
 mod student;
 mod teacher;
 
+pub use baseline::*;
 pub use data::*;
 pub use distill::*;
 pub use run::*;
@@ -26,6 +28,7 @@ pub struct Recipe {
     pub teacher: TeacherSection,
     pub student: StudentSection,
     pub distill: DistillSection,
+    pub baseline: BaselineSection,
     pub report: ReportSection,
     pub runtime: RuntimeSection,
     /// A grid of trials over dotted keys (see `recipe::sweep`).

@@ -87,7 +87,8 @@ pub fn plots(s: &SweepResults) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Teacher, student alone and every trial's distilled student: accuracy against speed.
+/// Teacher, student alone, the linear baseline and every trial's distilled student: accuracy
+/// against speed.
 pub fn pareto(s: &SweepResults) -> Result<Option<Plot>> {
     let mut points: Vec<Point> = Vec::new();
     for t in &s.trials {

@@ -47,6 +47,10 @@ pub fn trials_frame(s: &SweepResults) -> PolarsResult<DataFrame> {
         "distilled_macro_f1".into(),
         m("distilled", |r| r.report.macro_avg.f1),
     ));
+    let baseline = m("baseline", |r| r.report.accuracy);
+    if baseline.iter().any(Option::is_some) {
+        cols.push(Column::new("baseline_accuracy".into(), baseline));
+    }
     let gain: Vec<Option<f64>> = s
         .trials
         .iter()
@@ -112,6 +116,7 @@ pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
     }
     let mut setting = Vec::new();
     let mut seeds = Vec::new();
+    let mut b_acc: Vec<Option<String>> = Vec::new();
     let (mut t_acc, mut s_acc, mut d_acc, mut gain, mut lo, mut hi) = (
         Vec::new(),
         Vec::new(),
@@ -131,6 +136,8 @@ pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
                 .collect()
         };
         let (te, st, di) = (get("teacher"), get("student"), get("distilled"));
+        let ba = get("baseline");
+        b_acc.push((!ba.is_empty()).then(|| pm(&ba)));
         let gains: Vec<f64> = di.iter().zip(&st).map(|(d, s)| d - s).collect();
         let (g, sd) = mean_std(&gains);
         let half = t975(gains.len().saturating_sub(1)) * sd / (gains.len() as f64).sqrt();
@@ -147,7 +154,7 @@ pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
         lo.push(Some(g - half).filter(|x| x.is_finite()));
         hi.push(Some(g + half).filter(|x| x.is_finite()));
     }
-    Some(df!(
+    let frame = df!(
         "setting" => setting,
         "seeds" => seeds,
         "teacher" => t_acc,
@@ -156,7 +163,15 @@ pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
         "kd_gain" => gain,
         "ci95_low" => lo,
         "ci95_high" => hi,
-    ))
+    );
+    // The linear baseline beside the networks, where the trials have one.
+    if b_acc.iter().any(Option::is_some) {
+        return Some(frame.and_then(|mut f| {
+            f.insert_column(5, Column::new("baseline".into(), b_acc))?;
+            Ok(f)
+        }));
+    }
+    Some(frame)
 }
 
 #[cfg(test)]

@@ -1,0 +1,214 @@
+//! Stages `baseline` (the linear n-gram model of `[baseline]`, fitted on the training split with
+//! `C` chosen on the validation split) and `baseline_eval` (it on the test split: scores,
+//! predictions, inference timed from raw text). Keyed by `[baseline]`, `data.lowercase` and, for
+//! the SVM, the seed (its visiting order); the evaluation by the timing settings and the processor.
+
+use super::super::context::Context;
+use super::read_json;
+use crate::eval::{time_text_inference, ClassificationReport};
+use crate::models::linear::{GridPoint, LinearConfig, LinearKind, LinearModel, TfidfConfig};
+use crate::recipe::{ngram_range, BaselineModel, Recipe};
+use crate::store::stage::{Stage, StageWriter};
+use crate::store::ModelResult;
+use crate::train::progress::note;
+use crate::train::FitInfo;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Instant;
+
+/// The model's file in its stage folder.
+pub const MODEL_FILE: &str = "linear.safetensors";
+
+/// The fit settings of a recipe's `[baseline]`.
+pub fn linear_config(r: &Recipe) -> LinearConfig {
+    let b = &r.baseline;
+    LinearConfig {
+        tfidf: TfidfConfig {
+            char_ngrams: ngram_range(&b.char_ngrams),
+            word_ngrams: ngram_range(&b.word_ngrams),
+            min_df: b.min_df,
+            max_features: b.max_features,
+            sublinear_tf: b.sublinear_tf,
+            lowercase: r.data.lowercase,
+        },
+        kind: match b.model {
+            BaselineModel::Logreg => LinearKind::Logreg,
+            BaselineModel::Svm => LinearKind::Svm,
+        },
+        c_grid: b.c.clone(),
+        // Only the SVM draws (its visiting order): logistic regression is deterministic, so a
+        // sweep over seeds fits it once.
+        seed: match b.model {
+            BaselineModel::Svm => r.runtime.seed,
+            BaselineModel::Logreg => 0,
+        },
+        ..LinearConfig::default()
+    }
+}
+
+/// How the report names the baseline.
+pub fn baseline_label(r: &Recipe) -> String {
+    let b = &r.baseline;
+    let mut grams = Vec::new();
+    if let Some((lo, hi)) = ngram_range(&b.char_ngrams) {
+        grams.push(format!("char {lo}–{hi}"));
+    }
+    if let Some((lo, hi)) = ngram_range(&b.word_ngrams) {
+        grams.push(format!("word {lo}–{hi}"));
+    }
+    let model = match b.model {
+        BaselineModel::Logreg => "logistic regression",
+        BaselineModel::Svm => "linear SVM",
+    };
+    format!("Baseline (TF-IDF {}, {model})", grams.join(" + "))
+}
+
+fn pairs(v: &[crate::data::Example]) -> Vec<(&str, usize)> {
+    v.iter().map(|e| (e.text.as_str(), e.label)).collect()
+}
+
+/// A fitted baseline.
+pub struct Baseline {
+    pub model: LinearModel,
+    pub fit: FitInfo,
+    pub grid: Vec<GridPoint>,
+}
+
+pub struct BaselineStage {
+    pub data_key: String,
+}
+
+impl Stage<Context<'_>> for BaselineStage {
+    type Output = Baseline;
+
+    fn name(&self) -> &str {
+        "baseline"
+    }
+
+    fn settings(&self, cx: &Context) -> Result<Value> {
+        Ok(json!({ "linear": linear_config(cx.r) }))
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.data_key.clone()]
+    }
+
+    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Baseline> {
+        let data = cx.data()?;
+        let start = Instant::now();
+        let (model, grid) = LinearModel::fit(
+            &linear_config(cx.r),
+            &pairs(&data.train),
+            &pairs(&data.valid),
+            data.classes.len(),
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        let chosen = grid.iter().find(|g| g.c == model.c).cloned();
+        note(&format!(
+            "baseline: {} features, C = {} (validation accuracy {:.4}; tried {}), {seconds:.1} s",
+            model.features(),
+            model.c,
+            chosen.as_ref().map_or(f64::NAN, |g| g.valid_accuracy),
+            grid.iter()
+                .map(|g| format!("{} → {:.4}", g.c, g.valid_accuracy))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let fit = FitInfo {
+            best_epoch: 0,
+            best_valid_accuracy: chosen.map_or(f64::NAN, |g| g.valid_accuracy),
+            history: Vec::new(),
+            seconds,
+        };
+        model.save(&out.file(MODEL_FILE))?;
+        out.write_json("fit.json", &fit)?;
+        out.write_json("grid.json", &grid)?;
+        Ok(Baseline { model, fit, grid })
+    }
+
+    fn load(&self, _cx: &Context, dir: &Path) -> Result<Baseline> {
+        Ok(Baseline {
+            model: LinearModel::load(&dir.join(MODEL_FILE))?,
+            fit: read_json(&dir.join("fit.json"))?,
+            grid: read_json(&dir.join("grid.json"))?,
+        })
+    }
+}
+
+/// The baseline on the test split.
+pub struct BaselineEvalStage<'b> {
+    pub model_key: String,
+    pub baseline: &'b Baseline,
+    pub label: String,
+}
+
+impl Stage<Context<'_>> for BaselineEvalStage<'_> {
+    type Output = ModelResult;
+
+    fn name(&self) -> &str {
+        "baseline_eval"
+    }
+
+    fn settings(&self, cx: &Context) -> Result<Value> {
+        let r = cx.r;
+        Ok(json!({
+            "timing_batch": r.report.timing_batch,
+            "timing_repeats": r.report.timing_repeats,
+            "cpu": cx.machine().cpu,
+        }))
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.model_key.clone()]
+    }
+
+    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<ModelResult> {
+        let r = cx.r;
+        let data = cx.data()?;
+        let model = &self.baseline.model;
+        let texts: Vec<&str> = data.test.iter().map(|e| e.text.as_str()).collect();
+        let truth: Vec<usize> = data.test.iter().map(|e| e.label).collect();
+        let predictions = model.predict(&texts);
+        let report = ClassificationReport::new(&truth, &predictions, data.classes.len());
+        let timing = time_text_inference(
+            |b| model.predict(b),
+            &texts,
+            r.report.timing_batch,
+            r.report.timing_repeats,
+        );
+        note(&format!(
+            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
+            self.label, report.accuracy, report.macro_avg.f1, timing.samples_per_sec
+        ));
+        let fit = &self.baseline.fit;
+        let result = ModelResult {
+            predictions,
+            key: "baseline".into(),
+            label: self.label.clone(),
+            params: model.parameters(),
+            trainable_params: model.parameters(),
+            report,
+            timing,
+            train_seconds: fit.seconds,
+            best_epoch: fit.best_epoch,
+            best_valid_accuracy: fit.best_valid_accuracy,
+            history: fit.history.clone(),
+        };
+        out.write_json("result.json", &result)?;
+        Ok(result)
+    }
+
+    fn load(&self, _cx: &Context, dir: &Path) -> Result<ModelResult> {
+        let mut result: ModelResult = read_json(&dir.join("result.json"))?;
+        note(&format!(
+            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s (measured before)",
+            self.label,
+            result.report.accuracy,
+            result.report.macro_avg.f1,
+            result.timing.samples_per_sec
+        ));
+        result.label = self.label.clone();
+        Ok(result)
+    }
+}
