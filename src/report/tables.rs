@@ -91,7 +91,11 @@ pub fn comparison(results: &RunResults) -> PolarsResult<DataFrame> {
         "batch_latency_ms" => m.iter().map(|x| x.timing.batch_latency_ms).collect::<Vec<_>>(),
         "speedup" => m.iter().map(|x| x.timing.samples_per_sec / teacher_speed).collect::<Vec<_>>(),
         "train_s" => m.iter().map(|x| x.train_seconds).collect::<Vec<_>>(),
-        "best_epoch" => m.iter().map(|x| x.best_epoch as u32).collect::<Vec<_>>(),
+        // Blank for a model trained without epochs (the linear baseline: epoch 0).
+        "best_epoch" => m
+            .iter()
+            .map(|x| (x.best_epoch > 0).then_some(x.best_epoch as u32))
+            .collect::<Vec<_>>(),
     )
 }
 
