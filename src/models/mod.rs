@@ -5,6 +5,7 @@
 pub mod bert;
 pub mod bilstm;
 pub mod hf;
+pub mod lstm_op;
 pub mod teacher;
 pub mod xlnet;
 

@@ -1,0 +1,757 @@
+//! The BiLSTM recurrence as one operation on the CPU backend (burn flex), with a handwritten
+//! backward pass (backpropagation through time) for autodiff.
+//!
+//! Composed from tensor operations, an LSTM step is about fifteen small operations per time step,
+//! each paying flex's per-operation cost (and autodiff's per-node cost twice). Here a step is, per
+//! direction, one `[rows, H] × [H, 4H]` product (the `gemm` crate, which flex itself uses) and one
+//! fused loop over the gates; the backward pass is, per step, one `[rows, 4H] × [4H, H]` product and
+//! one fused loop, and the recurrent weights' gradient one product over all steps at the end.
+//! Directions and parts of the batch's rows are independent, so they run as parallel tasks on
+//! rayon's pool (the one flex uses, sized by `runtime.threads`).
+//!
+//! The operation is a burn backend extension ([`LstmBackend`]) implemented for `Flex` and for
+//! `Autodiff<Flex>`. Other backends (wgpu) keep the composition of tensor operations in
+//! [`super::bilstm`]; [`lstm_recurrence`] is called only on flex devices.
+//!
+//! Layout. `gates_x` `[batch, time, 2 · 4H]`: each position's input projection with its bias, the
+//! forward direction's four gates (PyTorch's order i, f, g, o) then the backward direction's.
+//! `w_hh` `[2, H, 4H]`: the directions' recurrent weights (`h · w_hh[d]`). `valid` `[batch · time]`
+//! (row-major): true on tokens. The output `[batch, time, 2H]` holds, at each position, each
+//! direction's state after reading it (the forward direction reads positions 0, 1, …, the backward
+//! one t − 1, t − 2, …); on a padded position a direction keeps its state. The forward direction's
+//! final state is therefore at position t − 1 and the backward one's at position 0.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// A part of the batch gets at least this many rows.
+const MIN_ROWS_PER_TASK: usize = 8;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmBackend: Backend {
+    /// Both directions' recurrence; see the module documentation for the layout.
+    fn lstm_recurrence(
+        gates_x: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Both directions' states `[batch, time, 2H]` of `gates_x` `[batch, time, 8H]` with `w_hh`
+/// `[2, H, 4H]` and `valid` `[batch · time]`. Only for tensors on the flex device (with or without
+/// autodiff).
+pub fn lstm_recurrence(gates_x: Tensor<3>, w_hh: Tensor<3>, valid: Vec<bool>) -> Tensor<3> {
+    let out = <Dispatch as LstmBackend>::lstm_recurrence(
+        gates_x.into_dispatch(),
+        w_hh.into_dispatch(),
+        valid,
+    );
+    Tensor::from_dispatch(out)
+}
+
+impl LstmBackend for Flex {
+    fn lstm_recurrence(
+        gates_x: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self> {
+        let dims = Dims::of(&gates_x, &w_hh, &valid);
+        let (gx, w) = (f32s(gates_x), f32s(w_hh));
+        let (hs, _) = forward(
+            dims,
+            slice(&gx),
+            slice(&w),
+            &valid,
+            false,
+            rayon::current_num_threads(),
+        );
+        tensor(hs, [dims.b, dims.t, 2 * dims.h])
+    }
+}
+
+impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
+    fn lstm_recurrence(
+        gates_x: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self> {
+        let (gx, gx_node) = gates_x.into_parts();
+        let (w, w_node) = w_hh.into_parts();
+        let dims = Dims::of(&gx, &w, &valid);
+        let (gx, w) = (f32s(gx), f32s(w));
+        let threads = rayon::current_num_threads();
+        match LstmBackward
+            .prepare::<C>([gx_node, w_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (hs, saved) = forward(dims, slice(&gx), slice(&w), &valid, true, threads);
+                let hs = tensor(hs, [dims.b, dims.t, 2 * dims.h]);
+                let state = LstmState {
+                    saved: Arc::new(Saved {
+                        dims,
+                        tasks: saved,
+                        valid,
+                        w,
+                        hs: hs.clone(),
+                    }),
+                };
+                prep.finish(state, hs)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (hs, _) = forward(dims, slice(&gx), slice(&w), &valid, false, threads);
+                prep.finish(tensor(hs, [dims.b, dims.t, 2 * dims.h]))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LstmBackward;
+
+/// What the backward pass reads: the forward pass's activations, per task.
+#[derive(Debug, Clone)]
+struct LstmState {
+    saved: Arc<Saved>,
+}
+
+#[derive(Debug)]
+struct Saved {
+    dims: Dims,
+    tasks: Vec<TaskSaved>,
+    valid: Vec<bool>,
+    w: FlexTensor,
+    /// The output: the hidden states.
+    hs: FlexTensor,
+}
+
+impl Backward<Flex, 2> for LstmBackward {
+    type State = LstmState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gx, node_w] = ops.parents;
+        let grad = f32s(grads.consume::<Flex>(&ops.node));
+        let saved = &ops.state.saved;
+        let Dims { b, t, h } = saved.dims;
+        let (dgx, dw) = backward(
+            saved.dims,
+            &saved.tasks,
+            &saved.valid,
+            slice(&saved.w),
+            slice(&saved.hs),
+            slice(&grad),
+        );
+        if let Some(node) = node_gx {
+            grads.register::<Flex>(node.id, tensor(dgx, [b, t, 8 * h]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, tensor(dw, [2, h, 4 * h]));
+        }
+    }
+}
+
+/// Sizes: batch rows, time steps, hidden units per direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub b: usize,
+    pub t: usize,
+    pub h: usize,
+}
+
+impl Dims {
+    fn of(gates_x: &FlexTensor, w_hh: &FlexTensor, valid: &[bool]) -> Self {
+        let g = gates_x.layout().shape();
+        let w = w_hh.layout().shape();
+        assert_eq!(
+            g.num_dims(),
+            3,
+            "lstm_recurrence: gates_x is [batch, time, 8H]"
+        );
+        assert_eq!(w.num_dims(), 3, "lstm_recurrence: w_hh is [2, H, 4H]");
+        let (b, t, h) = (g[0], g[1], w[1]);
+        assert_eq!(
+            (g[2], w[0], w[2]),
+            (8 * h, 2, 4 * h),
+            "lstm_recurrence: gates_x {g:?} and w_hh {w:?} disagree"
+        );
+        assert_eq!(
+            valid.len(),
+            b * t,
+            "lstm_recurrence: one mask value a position"
+        );
+        Self { b, t, h }
+    }
+}
+
+/// A contiguous f32 tensor.
+fn f32s(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "lstm_recurrence: f32 tensors only");
+    t.to_contiguous()
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+fn tensor<const N: usize>(values: Vec<f32>, shape: [usize; N]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
+}
+
+/// One direction over some of the batch's rows: a task of its own.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    dir: usize,
+    rows: (usize, usize),
+}
+
+/// The tasks: both directions, each over parts of the rows (as many as the threads allow, each at
+/// least [`MIN_ROWS_PER_TASK`] rows).
+fn tasks(b: usize, threads: usize) -> Vec<Task> {
+    let parts = threads.div_ceil(2).min(b / MIN_ROWS_PER_TASK).max(1);
+    (0..2)
+        .flat_map(|dir| {
+            (0..parts).map(move |p| Task {
+                dir,
+                rows: (p * b / parts, (p + 1) * b / parts),
+            })
+        })
+        .filter(|task| task.rows.1 > task.rows.0)
+        .collect()
+}
+
+/// What one task keeps for the backward pass, in the order it read the steps: `[t, rows, ·]`.
+/// (Its hidden states are in the operation's output.)
+#[derive(Debug)]
+struct TaskSaved {
+    task: Task,
+    /// Gate activations i, f, g, o: `[t, rows, 4H]`.
+    acts: Vec<f32>,
+    /// Cell state after each step and its tanh: `[t, rows, H]`.
+    c: Vec<f32>,
+    tanh_c: Vec<f32>,
+}
+
+/// A buffer the tasks write in parallel, each to its own rows and direction.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+
+// SAFETY: the tasks write disjoint elements (their rows, their direction), and the buffer
+// outlives them (they are joined before it is read).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// `len` elements from `offset`.
+    ///
+    /// # Safety
+    /// Within the buffer, and no other live slice overlaps them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, offset: usize, len: usize) -> &mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(offset), len) }
+    }
+}
+
+/// The recurrence's output `[b, t, 2H]` and, with `save`, what each task keeps for backward.
+fn forward(
+    dims: Dims,
+    gx: &[f32],
+    w: &[f32],
+    valid: &[bool],
+    save: bool,
+    threads: usize,
+) -> (Vec<f32>, Vec<TaskSaved>) {
+    let Dims { b, t, h } = dims;
+    let mut hs = vec![0f32; b * t * 2 * h];
+    let out = Shared(hs.as_mut_ptr());
+    let saved: Vec<TaskSaved> = tasks(b, threads)
+        .into_par_iter()
+        .map(|task| forward_task(dims, task, gx, w, valid, out, save))
+        .collect();
+    (hs, if save { saved } else { Vec::new() })
+}
+
+/// The position a direction reads at its `s`-th step.
+fn position(dir: usize, s: usize, t: usize) -> usize {
+    if dir == 0 {
+        s
+    } else {
+        t - 1 - s
+    }
+}
+
+/// Slots `prev` and `next` (distinct) of a buffer of `len`-element slots.
+fn two_slots(buf: &mut [f32], len: usize, prev: usize, next: usize) -> (&[f32], &mut [f32]) {
+    if prev < next {
+        let (a, b) = buf.split_at_mut(next * len);
+        (&a[prev * len..(prev + 1) * len], &mut b[..len])
+    } else {
+        let (a, b) = buf.split_at_mut(prev * len);
+        (&b[..len], &mut a[next * len..(next + 1) * len])
+    }
+}
+
+/// One task's recurrence: its rows' states written to `out` `[b, t, 2H]`; with `save`, every
+/// step's activations and cell states kept (without, one or two steps' worth of buffers).
+fn forward_task(
+    dims: Dims,
+    task: Task,
+    gx: &[f32],
+    w: &[f32],
+    valid: &[bool],
+    out: Shared,
+    save: bool,
+) -> TaskSaved {
+    let Dims { t, h, .. } = dims;
+    let Task {
+        dir,
+        rows: (r0, r1),
+    } = task;
+    let nb = r1 - r0;
+    let g4 = 4 * h;
+    let w = &w[dir * h * g4..(dir + 1) * h * g4];
+    let kept = if save { t } else { 1 };
+    let mut acts = vec![0f32; kept * nb * g4];
+    let mut tanh_all = vec![0f32; kept * nb * h];
+    // One slot more than the kept steps: the state before the first step (zero).
+    let mut c_all = vec![0f32; (if save { t } else { 1 } + 1) * nb * h];
+    let zeros = vec![0f32; h];
+    // Where row k's state after reading `pos` is in `out`.
+    let at = |k: usize, pos: usize| ((r0 + k) * t + pos) * 2 * h + dir * h;
+    for s in 0..t {
+        let pos = position(dir, s, t);
+        let slot = if save { s } else { 0 };
+        let z = &mut acts[slot * nb * g4..(slot + 1) * nb * g4];
+        for k in 0..nb {
+            let src = ((r0 + k) * t + pos) * 8 * h + dir * g4;
+            z[k * g4..(k + 1) * g4].copy_from_slice(&gx[src..src + g4]);
+        }
+        let prev_pos = (s > 0).then(|| position(dir, s - 1, t));
+        if let Some(prev_pos) = prev_pos {
+            // z += h_prev · w, h_prev read from `out` (rows t · 2H apart).
+            unsafe {
+                gemm::gemm(
+                    nb,
+                    g4,
+                    h,
+                    z.as_mut_ptr(),
+                    1,
+                    g4 as isize,
+                    true,
+                    out.0.add(at(0, prev_pos)) as *const f32,
+                    1,
+                    (t * 2 * h) as isize,
+                    w.as_ptr(),
+                    1,
+                    g4 as isize,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        // c slots: save: slot s + 1 after step s (slot 0: zero); else alternating 0 and 1.
+        let (c_prev_slot, c_slot) = if save {
+            (s, s + 1)
+        } else {
+            (s % 2, (s + 1) % 2)
+        };
+        let (c_prev, c_new) = two_slots(&mut c_all, nb * h, c_prev_slot, c_slot);
+        let tanh_new = &mut tanh_all[slot * nb * h..(slot + 1) * nb * h];
+        for k in 0..nb {
+            let row = k * h..(k + 1) * h;
+            // SAFETY: row k of this task's direction at `pos`: this task's alone, and not
+            // overlapping the previous position's row read below.
+            let h_new = unsafe { out.slice(at(k, pos), h) };
+            if valid[(r0 + k) * t + pos] {
+                cell_forward(
+                    &mut z[k * g4..(k + 1) * g4],
+                    &c_prev[row.clone()],
+                    &mut c_new[row.clone()],
+                    &mut tanh_new[row],
+                    h_new,
+                );
+            } else {
+                // Padding: the state is kept (and the step's activations are never read).
+                c_new[row.clone()].copy_from_slice(&c_prev[row]);
+                match prev_pos {
+                    // SAFETY: as above, a row this task wrote at the step before.
+                    Some(p) => h_new.copy_from_slice(unsafe { out.slice(at(k, p), h) }),
+                    None => h_new.copy_from_slice(&zeros),
+                }
+            }
+        }
+    }
+    TaskSaved {
+        task,
+        acts,
+        c: c_all,
+        tanh_c: tanh_all,
+    }
+}
+
+/// The gradients of `gates_x` `[b, t, 8H]` and `w_hh` `[2, H, 4H]` given the output `hs`
+/// `[b, t, 2H]` and its gradient `grad`.
+fn backward(
+    dims: Dims,
+    tasks: &[TaskSaved],
+    valid: &[bool],
+    w: &[f32],
+    hs: &[f32],
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let Dims { b, t, h } = dims;
+    let g4 = 4 * h;
+    // Padded positions' rows stay zero.
+    let mut dgx = vec![0f32; b * t * 8 * h];
+    let out = Shared(dgx.as_mut_ptr());
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|saved| backward_task(dims, saved, valid, w, hs, grad, out))
+        .collect();
+    let mut dw = vec![0f32; 2 * h * g4];
+    for (saved, part) in tasks.iter().zip(&parts) {
+        let dir = saved.task.dir;
+        for (acc, v) in dw[dir * h * g4..(dir + 1) * h * g4].iter_mut().zip(part) {
+            *acc += v;
+        }
+    }
+    (dgx, dw)
+}
+
+/// One task's backward pass: its rows' pre-activation gradients written to `dgx` `[b, t, 8H]`;
+/// returns its part of its direction's `w_hh` gradient `[H, 4H]`.
+fn backward_task(
+    dims: Dims,
+    saved: &TaskSaved,
+    valid: &[bool],
+    w: &[f32],
+    hs: &[f32],
+    grad: &[f32],
+    dgx: Shared,
+) -> Vec<f32> {
+    let Dims { t, h, .. } = dims;
+    let Task {
+        dir,
+        rows: (r0, r1),
+    } = saved.task;
+    let nb = r1 - r0;
+    let g4 = 4 * h;
+    let w = &w[dir * h * g4..(dir + 1) * h * g4];
+    // Where row k's gradients at `pos` are in `dgx`.
+    let at = |k: usize, pos: usize| ((r0 + k) * t + pos) * 8 * h + dir * g4;
+    // The gradients of the state after the step being processed.
+    let mut dh = vec![0f32; nb * h];
+    let mut dc = vec![0f32; nb * h];
+    for s in (0..t).rev() {
+        let pos = position(dir, s, t);
+        // Slot s of `c` is the state before step s.
+        let c_prev = &saved.c[s * nb * h..(s + 1) * nb * h];
+        let acts = &saved.acts[s * nb * g4..(s + 1) * nb * g4];
+        let tanh_c = &saved.tanh_c[s * nb * h..(s + 1) * nb * h];
+        let mut any_valid = false;
+        for k in 0..nb {
+            let row = k * h..(k + 1) * h;
+            let src = ((r0 + k) * t + pos) * 2 * h + dir * h;
+            for (d, g) in dh[row.clone()].iter_mut().zip(&grad[src..src + h]) {
+                *d += g;
+            }
+            if valid[(r0 + k) * t + pos] {
+                any_valid = true;
+                cell_backward(
+                    &acts[k * g4..(k + 1) * g4],
+                    &c_prev[row.clone()],
+                    &tanh_c[row.clone()],
+                    &mut dh[row.clone()],
+                    &mut dc[row],
+                    // SAFETY: this task's row and direction at `pos`, written once.
+                    unsafe { dgx.slice(at(k, pos), g4) },
+                );
+            }
+            // On padding the state was kept: its gradient passes to the step before unchanged
+            // (and dz stays zero).
+        }
+        if s > 0 && any_valid {
+            // dh_prev += dz · wᵀ (cell_backward zeroed dh on the rows it read); dz read from
+            // `dgx`, rows t · 8H apart.
+            unsafe {
+                gemm::gemm(
+                    nb,
+                    h,
+                    g4,
+                    dh.as_mut_ptr(),
+                    1,
+                    h as isize,
+                    true,
+                    dgx.0.add(at(0, pos)) as *const f32,
+                    1,
+                    (t * 8 * h) as isize,
+                    w.as_ptr(),
+                    g4 as isize,
+                    1,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+    // dw = Σ h_prevᵀ · dz over this task's rows and positions, in `dgx`'s order (row-major
+    // (row, position), 8H apart); h_prev gathered in that order, zero before the first step.
+    let mut h_prev = vec![0f32; nb * t * h];
+    for k in 0..nb {
+        for s in 1..t {
+            let pos = position(dir, s, t);
+            let src = ((r0 + k) * t + position(dir, s - 1, t)) * 2 * h + dir * h;
+            let dst = (k * t + pos) * h;
+            h_prev[dst..dst + h].copy_from_slice(&hs[src..src + h]);
+        }
+    }
+    let mut dw = vec![0f32; h * g4];
+    // SAFETY: the product reads only this task's rows and direction of `dgx` (other tasks may
+    // still be writing theirs).
+    unsafe {
+        gemm::gemm(
+            h,
+            g4,
+            nb * t,
+            dw.as_mut_ptr(),
+            1,
+            g4 as isize,
+            false,
+            h_prev.as_ptr(),
+            h as isize,
+            1,
+            dgx.0.add(at(0, 0)) as *const f32,
+            1,
+            (8 * h) as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    dw
+}
+
+/// One row's step: `z` (pre-activations i, f, g, o, `4H`) becomes the activations; the new cell
+/// state, its tanh and the new hidden state are written.
+#[inline]
+fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tanh_c: &mut [f32], h: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { cell_forward_avx2(z, c_prev, c, tanh_c, h) };
+        }
+    }
+    cell_forward_generic(z, c_prev, c, tanh_c, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_forward_avx2(
+    z: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tanh_c: &mut [f32],
+    h: &mut [f32],
+) {
+    cell_forward_generic(z, c_prev, c, tanh_c, h)
+}
+
+#[inline(always)]
+fn cell_forward_generic(
+    z: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tanh_c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = h.len();
+    let (zi, rest) = z.split_at_mut(n);
+    let (zf, rest) = rest.split_at_mut(n);
+    let (zg, zo) = rest.split_at_mut(n);
+    let zo = &mut zo[..n];
+    let (c_prev, c, tanh_c) = (&c_prev[..n], &mut c[..n], &mut tanh_c[..n]);
+    for j in 0..n {
+        let i = sigmoid(zi[j]);
+        let f = sigmoid(zf[j]);
+        let g = tanh(zg[j]);
+        let o = sigmoid(zo[j]);
+        let cj = f * c_prev[j] + i * g;
+        let tc = tanh(cj);
+        zi[j] = i;
+        zf[j] = f;
+        zg[j] = g;
+        zo[j] = o;
+        c[j] = cj;
+        tanh_c[j] = tc;
+        h[j] = o * tc;
+    }
+}
+
+/// One row's step backward: from the gradients of the state after the step (`dh`, `dc`), the
+/// pre-activations' gradient `dz` (`4H`); `dc` becomes the gradient of the cell state before the
+/// step and `dh` zero (the hidden state before the step reaches the output only through `dz`).
+#[inline]
+fn cell_backward(
+    acts: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { cell_backward_avx2(acts, c_prev, tanh_c, dh, dc, dz) };
+        }
+    }
+    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_backward_avx2(
+    acts: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
+}
+
+#[inline(always)]
+fn cell_backward_generic(
+    acts: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    let n = dh.len();
+    let (ai, rest) = acts.split_at(n);
+    let (af, rest) = rest.split_at(n);
+    let (ag, ao) = rest.split_at(n);
+    let ao = &ao[..n];
+    let (zi, rest) = dz.split_at_mut(n);
+    let (zf, rest) = rest.split_at_mut(n);
+    let (zg, zo) = rest.split_at_mut(n);
+    let zo = &mut zo[..n];
+    let (c_prev, tanh_c, dc) = (&c_prev[..n], &tanh_c[..n], &mut dc[..n]);
+    for j in 0..n {
+        let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+        let tc = tanh_c[j];
+        let d_h = dh[j];
+        let d_c = dc[j] + d_h * o * (1.0 - tc * tc);
+        zi[j] = d_c * g * i * (1.0 - i);
+        zf[j] = d_c * c_prev[j] * f * (1.0 - f);
+        zg[j] = d_c * i * (1.0 - g * g);
+        zo[j] = d_h * tc * o * (1.0 - o);
+        dc[j] = d_c * f;
+        dh[j] = 0.0;
+    }
+}
+
+/// `e^x` to about 2 ulp for |x| < 87 (Cephes' polynomial after a reduction by ln 2), branch-free
+/// so that loops over it vectorize; saturates beyond.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    // Round x·log2(e) to the nearest integer with the 1.5·2²³ trick.
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    e * scale
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// tanh(x) = 2σ(2x) − 1.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 / (1.0 + exp(-2.0 * x)) - 1.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_exp_sigmoid_and_tanh_are_accurate() {
+        let mut x = -30.0f32;
+        while x <= 30.0 {
+            let e = exp(x);
+            let want = x.exp();
+            assert!(
+                (e - want).abs() <= 4.0 * f32::EPSILON * want,
+                "exp({x}) = {e}, want {want}"
+            );
+            let s = sigmoid(x);
+            let want = 1.0 / (1.0 + (-x as f64).exp());
+            assert!((s as f64 - want).abs() <= 2e-7, "σ({x}) = {s}, want {want}");
+            let th = tanh(x);
+            let want = (x as f64).tanh();
+            assert!(
+                (th as f64 - want).abs() <= 4e-7,
+                "tanh({x}) = {th}, want {want}"
+            );
+            x += 0.013;
+        }
+        assert!(sigmoid(-200.0) < 1e-30 && sigmoid(200.0) == 1.0);
+        assert_eq!(tanh(100.0), 1.0);
+        assert_eq!(tanh(-100.0), -1.0);
+    }
+
+    #[test]
+    fn tasks_cover_every_row_of_both_directions_once() {
+        for (b, threads) in [(1, 2), (7, 2), (64, 2), (64, 16), (256, 16), (9, 16)] {
+            let tasks = tasks(b, threads);
+            for dir in 0..2 {
+                let mut rows: Vec<usize> = tasks
+                    .iter()
+                    .filter(|task| task.dir == dir)
+                    .flat_map(|task| task.rows.0..task.rows.1)
+                    .collect();
+                rows.sort_unstable();
+                assert_eq!(rows, (0..b).collect::<Vec<_>>(), "b {b}, {threads} threads");
+            }
+        }
+    }
+}
