@@ -140,9 +140,11 @@ pub fn bilstm_composed(
     recurrence(&w, x, mask, keep_steps)
 }
 
-/// [`bilstm`] on the CPU backend: the input projection of every position and both directions is
-/// one product (an ordinary tensor operation, as is everything after the recurrence); the
-/// recurrence is one operation with a handwritten backward pass ([`lstm_op::lstm_recurrence`]).
+/// [`bilstm`] on the CPU backend: the recurrence is one operation with a handwritten backward
+/// pass ([`lstm_op::lstm_recurrence`]). In training the input projection of every position and
+/// both directions is one product before it (an ordinary tensor operation, as is everything after
+/// the recurrence); in inference the operation projects each step itself
+/// ([`lstm_op::lstm_projected`]).
 fn bilstm_flex(
     fwd: &LstmDirection,
     bwd: &LstmDirection,
@@ -150,7 +152,7 @@ fn bilstm_flex(
     mask: Tensor<2>,
     keep_steps: bool,
 ) -> (Tensor<2>, Option<Tensor<3>>) {
-    let [b, t, d_in] = x.dims();
+    let [b, t, _] = x.dims();
     let h_dim = fwd.d_hidden;
     let device = x.device();
     // The parameters in the order the reference reads them (see `Stacked::new`).
@@ -163,8 +165,7 @@ fn bilstm_flex(
     let (w_ih_f, b_ih_f, w_hh_f) = read(fwd);
     let (w_ih_b, b_ih_b, w_hh_b) = read(bwd);
     let w_ih = Tensor::cat(vec![w_ih_f, w_ih_b], 1); // [in, 8H]
-    let b_ih = Tensor::cat(vec![b_ih_f, b_ih_b], 0).reshape([1, 8 * h_dim]);
-    let gates_x = (x.reshape([b * t, d_in]).matmul(w_ih) + b_ih).reshape([b, t, 8 * h_dim]);
+    let b_ih = Tensor::cat(vec![b_ih_f, b_ih_b], 0); // [8H]
     let w_hh = Tensor::stack::<3>(vec![w_hh_f, w_hh_b], 0); // [2, H, 4H]
     let valid: Vec<bool> = mask
         .to_data()
@@ -174,8 +175,8 @@ fn bilstm_flex(
         .into_iter()
         .map(|v| v > 0.5)
         .collect();
-    let states = lstm_op::lstm_recurrence(gates_x, w_hh, valid); // [b, t, 2H]
-                                                                 // The forward direction ends at position t − 1, the backward one at position 0.
+    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, valid); // [b, t, 2H]
+                                                                      // The forward direction ends at position t − 1, the backward one at position 0.
     let last = Tensor::cat(
         vec![
             states
@@ -797,6 +798,17 @@ mod tests {
         }
         // The all-padding row's final states are zero on both paths.
         assert!(op[0].1[2 * 2 * h..3 * 2 * h].iter().all(|v| *v == 0.0));
+
+        // Inference (no autodiff: the operation projects each step itself).
+        let (fwd, bwd) = (fwd.valid(), bwd.valid());
+        let inner = d.clone().inner();
+        let x = Tensor::<3>::from_data(TensorData::new(x_values.clone(), [b, t, d_in]), &inner);
+        let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &inner);
+        let (last, seq) = bilstm(&fwd, &bwd, x.clone(), m.clone(), true);
+        let (last_c, seq_c) = bilstm_composed(&fwd, &bwd, x, m, true);
+        assert_close("inference last", &values(last), &values(last_c), 1e-5);
+        let flat = |s: Option<Tensor<3>>| values(s.expect("steps").reshape([b * t, 2 * h]));
+        assert_close("inference steps", &flat(seq), &flat(seq_c), 1e-5);
     }
 
     #[test]

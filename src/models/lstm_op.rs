@@ -26,8 +26,9 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -43,6 +44,36 @@ pub trait LstmBackend: Backend {
         w_hh: FloatTensor<Self>,
         valid: Vec<bool>,
     ) -> FloatTensor<Self>;
+
+    /// [`Self::lstm_recurrence`] of `x` `[batch, time, in]`'s projection by `w_ih` `[in, 8H]`
+    /// and `b_ih` `[8H]`. Without autodiff, flex projects step by step inside the recurrence
+    /// (the `[batch, time, 8H]` projection is never stored); with autodiff it is one product.
+    fn lstm_projected(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        b_ih: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self>;
+}
+
+/// [`lstm_recurrence`] of `x` `[batch, time, in]` projected by `w_ih` `[in, 8H]` and `b_ih`
+/// `[8H]` (see [`LstmBackend::lstm_projected`]). Only on the flex device.
+pub fn lstm_projected(
+    x: Tensor<3>,
+    w_ih: Tensor<2>,
+    b_ih: Tensor<1>,
+    w_hh: Tensor<3>,
+    valid: Vec<bool>,
+) -> Tensor<3> {
+    let out = <Dispatch as LstmBackend>::lstm_projected(
+        x.into_dispatch(),
+        w_ih.into_dispatch(),
+        b_ih.into_dispatch(),
+        w_hh.into_dispatch(),
+        valid,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// Both directions' states `[batch, time, 2H]` of `gates_x` `[batch, time, 8H]` with `w_hh`
@@ -67,13 +98,46 @@ impl LstmBackend for Flex {
         let (gx, w) = (f32s(gates_x), f32s(w_hh));
         let (hs, _) = forward(
             dims,
-            slice(&gx),
+            Input::Gates(slice(&gx)),
             slice(&w),
             &valid,
             false,
             rayon::current_num_threads(),
         );
         tensor(hs, [dims.b, dims.t, 2 * dims.h])
+    }
+
+    fn lstm_projected(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        b_ih: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self> {
+        let xs = x.layout().shape();
+        assert_eq!(xs.num_dims(), 3, "lstm_projected: x is [batch, time, in]");
+        let (b, t, d) = (xs[0], xs[1], xs[2]);
+        let h = w_hh.layout().shape()[1];
+        assert_eq!(
+            (
+                w_ih.layout().shape()[0],
+                w_ih.layout().shape()[1],
+                b_ih.layout().shape()[0]
+            ),
+            (d, 8 * h, 8 * h),
+            "lstm_projected: w_ih is [in, 8H], b_ih [8H]"
+        );
+        let dims = Dims { b, t, h };
+        let (x, w_ih, b_ih, w) = (f32s(x), f32s(w_ih), f32s(b_ih), f32s(w_hh));
+        let input = Input::Project {
+            x: slice(&x),
+            d,
+            w_ih: slice(&w_ih),
+            b_ih: slice(&b_ih),
+        };
+        let threads = rayon::current_num_threads();
+        let (hs, _) = forward(dims, input, slice(&w), &valid, false, threads);
+        tensor(hs, [b, t, 2 * h])
     }
 }
 
@@ -94,7 +158,8 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (hs, saved) = forward(dims, slice(&gx), slice(&w), &valid, true, threads);
+                let gates = Input::Gates(slice(&gx));
+                let (hs, saved) = forward(dims, gates, slice(&w), &valid, true, threads);
                 let hs = tensor(hs, [dims.b, dims.t, 2 * dims.h]);
                 let state = LstmState {
                     saved: Arc::new(Saved {
@@ -108,10 +173,29 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
                 prep.finish(state, hs)
             }
             OpsKind::UnTracked(prep) => {
-                let (hs, _) = forward(dims, slice(&gx), slice(&w), &valid, false, threads);
+                let gates = Input::Gates(slice(&gx));
+                let (hs, _) = forward(dims, gates, slice(&w), &valid, false, threads);
                 prep.finish(tensor(hs, [dims.b, dims.t, 2 * dims.h]))
             }
         }
+    }
+
+    fn lstm_projected(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        b_ih: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        valid: Vec<bool>,
+    ) -> FloatTensor<Self> {
+        // One product, differentiated by burn, then the recurrence.
+        let shape = x.shape();
+        let (b, t, d) = (shape[0], shape[1], shape[2]);
+        let g = w_ih.shape()[1];
+        let x = Self::float_reshape(x, Shape::from([b * t, d]));
+        let bias = Self::float_reshape(b_ih, Shape::from([1, g]));
+        let gates = Self::float_add(Self::float_matmul(x, w_ih), bias);
+        let gates = Self::float_reshape(gates, Shape::from([b, t, g]));
+        Self::lstm_recurrence(gates, w_hh, valid)
     }
 }
 
@@ -260,10 +344,24 @@ impl Shared {
     }
 }
 
+/// What the recurrence reads at each step.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// The input projection, `[b, t, 8H]`.
+    Gates(&'a [f32]),
+    /// The inputs `x` `[b, t, d]`, projected at each step by `w_ih` `[d, 8H]` and `b_ih` `[8H]`.
+    Project {
+        x: &'a [f32],
+        d: usize,
+        w_ih: &'a [f32],
+        b_ih: &'a [f32],
+    },
+}
+
 /// The recurrence's output `[b, t, 2H]` and, with `save`, what each task keeps for backward.
 fn forward(
     dims: Dims,
-    gx: &[f32],
+    input: Input<'_>,
     w: &[f32],
     valid: &[bool],
     save: bool,
@@ -274,7 +372,7 @@ fn forward(
     let out = Shared(hs.as_mut_ptr());
     let saved: Vec<TaskSaved> = tasks(b, threads)
         .into_par_iter()
-        .map(|task| forward_task(dims, task, gx, w, valid, out, save))
+        .map(|task| forward_task(dims, task, input, w, valid, out, save))
         .collect();
     (hs, if save { saved } else { Vec::new() })
 }
@@ -304,7 +402,7 @@ fn two_slots(buf: &mut [f32], len: usize, prev: usize, next: usize) -> (&[f32], 
 fn forward_task(
     dims: Dims,
     task: Task,
-    gx: &[f32],
+    input: Input<'_>,
     w: &[f32],
     valid: &[bool],
     out: Shared,
@@ -330,9 +428,43 @@ fn forward_task(
         let pos = position(dir, s, t);
         let slot = if save { s } else { 0 };
         let z = &mut acts[slot * nb * g4..(slot + 1) * nb * g4];
-        for k in 0..nb {
-            let src = ((r0 + k) * t + pos) * 8 * h + dir * g4;
-            z[k * g4..(k + 1) * g4].copy_from_slice(&gx[src..src + g4]);
+        match input {
+            Input::Gates(gx) => {
+                for k in 0..nb {
+                    let src = ((r0 + k) * t + pos) * 8 * h + dir * g4;
+                    z[k * g4..(k + 1) * g4].copy_from_slice(&gx[src..src + g4]);
+                }
+            }
+            Input::Project { x, d, w_ih, b_ih } => {
+                // z = b + x_pos · w_ih (this direction's columns; x's rows t · d apart).
+                for k in 0..nb {
+                    z[k * g4..(k + 1) * g4].copy_from_slice(&b_ih[dir * g4..(dir + 1) * g4]);
+                }
+                let x_pos = &x[((r0 * t) + pos) * d..];
+                unsafe {
+                    gemm::gemm(
+                        nb,
+                        g4,
+                        d,
+                        z.as_mut_ptr(),
+                        1,
+                        g4 as isize,
+                        true,
+                        x_pos.as_ptr(),
+                        1,
+                        (t * d) as isize,
+                        w_ih[dir * g4..].as_ptr(),
+                        1,
+                        (8 * h) as isize,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
         }
         let prev_pos = (s > 0).then(|| position(dir, s - 1, t));
         if let Some(prev_pos) = prev_pos {
@@ -416,9 +548,19 @@ fn backward(
     // Padded positions' rows stay zero.
     let mut dgx = vec![0f32; b * t * 8 * h];
     let out = Shared(dgx.as_mut_ptr());
+    // Each direction's wᵀ `[4H, H]`, row-major: a product with it then reads rows, which the
+    // gemm crate takes without repacking the weights at every step.
+    let mut w_t = vec![0f32; 2 * g4 * h];
+    for dir in 0..2 {
+        for j in 0..h {
+            for q in 0..g4 {
+                w_t[(dir * g4 + q) * h + j] = w[(dir * h + j) * g4 + q];
+            }
+        }
+    }
     let parts: Vec<Vec<f32>> = tasks
         .par_iter()
-        .map(|saved| backward_task(dims, saved, valid, w, hs, grad, out))
+        .map(|saved| backward_task(dims, saved, valid, &w_t, hs, grad, out))
         .collect();
     let mut dw = vec![0f32; 2 * h * g4];
     for (saved, part) in tasks.iter().zip(&parts) {
@@ -431,12 +573,13 @@ fn backward(
 }
 
 /// One task's backward pass: its rows' pre-activation gradients written to `dgx` `[b, t, 8H]`;
-/// returns its part of its direction's `w_hh` gradient `[H, 4H]`.
+/// returns its part of its direction's `w_hh` gradient `[H, 4H]`. `w_t`: both directions' wᵀ,
+/// `[2, 4H, H]`.
 fn backward_task(
     dims: Dims,
     saved: &TaskSaved,
     valid: &[bool],
-    w: &[f32],
+    w_t: &[f32],
     hs: &[f32],
     grad: &[f32],
     dgx: Shared,
@@ -448,7 +591,7 @@ fn backward_task(
     } = saved.task;
     let nb = r1 - r0;
     let g4 = 4 * h;
-    let w = &w[dir * h * g4..(dir + 1) * h * g4];
+    let w_t = &w_t[dir * g4 * h..(dir + 1) * g4 * h];
     // Where row k's gradients at `pos` are in `dgx`.
     let at = |k: usize, pos: usize| ((r0 + k) * t + pos) * 8 * h + dir * g4;
     // The gradients of the state after the step being processed.
@@ -497,9 +640,9 @@ fn backward_task(
                     dgx.0.add(at(0, pos)) as *const f32,
                     1,
                     (t * 8 * h) as isize,
-                    w.as_ptr(),
-                    g4 as isize,
+                    w_t.as_ptr(),
                     1,
+                    h as isize,
                     1.0f32,
                     1.0f32,
                     false,
@@ -556,11 +699,27 @@ fn backward_task(
 fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tanh_c: &mut [f32], h: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { cell_forward_avx512(z, c_prev, c, tanh_c, h) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
             return unsafe { cell_forward_avx2(z, c_prev, c, tanh_c, h) };
         }
     }
+    cell_forward_generic(z, c_prev, c, tanh_c, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn cell_forward_avx512(
+    z: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tanh_c: &mut [f32],
+    h: &mut [f32],
+) {
     cell_forward_generic(z, c_prev, c, tanh_c, h)
 }
 
@@ -621,11 +780,28 @@ fn cell_backward(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { cell_backward_avx512(acts, c_prev, tanh_c, dh, dc, dz) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
             return unsafe { cell_backward_avx2(acts, c_prev, tanh_c, dh, dc, dz) };
         }
     }
+    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn cell_backward_avx512(
+    acts: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
     cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
 }
 
