@@ -164,9 +164,12 @@ fn bilstm_flex(
     };
     let (w_ih_f, b_ih_f, w_hh_f) = read(fwd);
     let (w_ih_b, b_ih_b, w_hh_b) = read(bwd);
-    let w_ih = Tensor::cat(vec![w_ih_f, w_ih_b], 1); // [in, 8H]
-    let b_ih = Tensor::cat(vec![b_ih_f, b_ih_b], 0); // [8H]
-    let w_hh = Tensor::stack::<3>(vec![w_hh_f, w_hh_b], 0); // [2, H, 4H]
+    // [in, 8H], [8H] and [2, H, 4H].
+    let w_ih = Tensor::cat(vec![w_ih_f, w_ih_b], 1);
+    let b_ih = Tensor::cat(vec![b_ih_f, b_ih_b], 0);
+    let w_hh = Tensor::stack::<3>(vec![w_hh_f, w_hh_b], 0);
+    // One step has no recurrent term: the recurrent weights get no gradient (as when composed).
+    let w_hh = if t == 1 { w_hh.detach() } else { w_hh };
     let valid: Vec<bool> = mask
         .to_data()
         .convert::<f32>()
