@@ -178,8 +178,16 @@ fn bilstm_flex(
         .into_iter()
         .map(|v| v > 0.5)
         .collect();
-    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, valid); // [b, t, 2H]
-                                                                      // The forward direction ends at position t − 1, the backward one at position 0.
+    // [b, t, 2H], or [b, 1, 2H]: the final states (inference without keep_steps).
+    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, valid, keep_steps);
+    let [_, steps, _] = states.dims();
+    if steps == 1 {
+        return (
+            states.clone().reshape([b, 2 * h_dim]),
+            keep_steps.then_some(states),
+        );
+    }
+    // The forward direction ends at position t − 1, the backward one at position 0.
     let last = Tensor::cat(
         vec![
             states
@@ -808,10 +816,24 @@ mod tests {
         let x = Tensor::<3>::from_data(TensorData::new(x_values.clone(), [b, t, d_in]), &inner);
         let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &inner);
         let (last, seq) = bilstm(&fwd, &bwd, x.clone(), m.clone(), true);
-        let (last_c, seq_c) = bilstm_composed(&fwd, &bwd, x, m, true);
-        assert_close("inference last", &values(last), &values(last_c), 1e-5);
+        let (last_c, seq_c) = bilstm_composed(&fwd, &bwd, x.clone(), m.clone(), true);
+        assert_close(
+            "inference last",
+            &values(last),
+            &values(last_c.clone()),
+            1e-5,
+        );
         let flat = |s: Option<Tensor<3>>| values(s.expect("steps").reshape([b * t, 2 * h]));
         assert_close("inference steps", &flat(seq), &flat(seq_c), 1e-5);
+        // Without the steps, the operation keeps only the final states.
+        let (last, seq) = bilstm(&fwd, &bwd, x, m, false);
+        assert!(seq.is_none());
+        assert_close(
+            "inference final states only",
+            &values(last),
+            &values(last_c),
+            1e-5,
+        );
     }
 
     #[test]

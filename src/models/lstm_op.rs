@@ -47,24 +47,30 @@ pub trait LstmBackend: Backend {
 
     /// [`Self::lstm_recurrence`] of `x` `[batch, time, in]`'s projection by `w_ih` `[in, 8H]`
     /// and `b_ih` `[8H]`. Without autodiff, flex projects step by step inside the recurrence
-    /// (the `[batch, time, 8H]` projection is never stored); with autodiff it is one product.
+    /// (the `[batch, time, 8H]` projection is never stored) and, unless `keep_steps`, returns
+    /// only the final states, `[batch, 1, 2H]` (forward direction's, backward direction's);
+    /// with autodiff it is one product, then the recurrence, and every step's states.
     fn lstm_projected(
         x: FloatTensor<Self>,
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         valid: Vec<bool>,
+        keep_steps: bool,
     ) -> FloatTensor<Self>;
 }
 
 /// [`lstm_recurrence`] of `x` `[batch, time, in]` projected by `w_ih` `[in, 8H]` and `b_ih`
-/// `[8H]` (see [`LstmBackend::lstm_projected`]). Only on the flex device.
+/// `[8H]` (see [`LstmBackend::lstm_projected`]): `[batch, time, 2H]`, or `[batch, 1, 2H]` (the
+/// final states) where that is all it computed (inference without `keep_steps`). Only on the
+/// flex device.
 pub fn lstm_projected(
     x: Tensor<3>,
     w_ih: Tensor<2>,
     b_ih: Tensor<1>,
     w_hh: Tensor<3>,
     valid: Vec<bool>,
+    keep_steps: bool,
 ) -> Tensor<3> {
     let out = <Dispatch as LstmBackend>::lstm_projected(
         x.into_dispatch(),
@@ -72,6 +78,7 @@ pub fn lstm_projected(
         b_ih.into_dispatch(),
         w_hh.into_dispatch(),
         valid,
+        keep_steps,
     );
     Tensor::from_dispatch(out)
 }
@@ -101,7 +108,7 @@ impl LstmBackend for Flex {
             Input::Gates(slice(&gx)),
             slice(&w),
             &valid,
-            false,
+            Keep::Steps,
             rayon::current_num_threads(),
         );
         tensor(hs, [dims.b, dims.t, 2 * dims.h])
@@ -113,6 +120,7 @@ impl LstmBackend for Flex {
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         valid: Vec<bool>,
+        keep_steps: bool,
     ) -> FloatTensor<Self> {
         let xs = x.layout().shape();
         assert_eq!(xs.num_dims(), 3, "lstm_projected: x is [batch, time, in]");
@@ -136,8 +144,10 @@ impl LstmBackend for Flex {
             b_ih: slice(&b_ih),
         };
         let threads = rayon::current_num_threads();
-        let (hs, _) = forward(dims, input, slice(&w), &valid, false, threads);
-        tensor(hs, [b, t, 2 * h])
+        let keep = if keep_steps { Keep::Steps } else { Keep::Last };
+        let (hs, _) = forward(dims, input, slice(&w), &valid, keep, threads);
+        let steps = if keep_steps { t } else { 1 };
+        tensor(hs, [b, steps, 2 * h])
     }
 }
 
@@ -159,7 +169,7 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(prep) => {
                 let gates = Input::Gates(slice(&gx));
-                let (hs, saved) = forward(dims, gates, slice(&w), &valid, true, threads);
+                let (hs, saved) = forward(dims, gates, slice(&w), &valid, Keep::Saved, threads);
                 let hs = tensor(hs, [dims.b, dims.t, 2 * dims.h]);
                 let state = LstmState {
                     saved: Arc::new(Saved {
@@ -174,7 +184,7 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
             }
             OpsKind::UnTracked(prep) => {
                 let gates = Input::Gates(slice(&gx));
-                let (hs, _) = forward(dims, gates, slice(&w), &valid, false, threads);
+                let (hs, _) = forward(dims, gates, slice(&w), &valid, Keep::Steps, threads);
                 prep.finish(tensor(hs, [dims.b, dims.t, 2 * dims.h]))
             }
         }
@@ -186,8 +196,9 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         valid: Vec<bool>,
+        _keep_steps: bool,
     ) -> FloatTensor<Self> {
-        // One product, differentiated by burn, then the recurrence.
+        // One product, differentiated by burn, then the recurrence (every step's states).
         let shape = x.shape();
         let (b, t, d) = (shape[0], shape[1], shape[2]);
         let g = w_ih.shape()[1];
@@ -358,23 +369,43 @@ enum Input<'a> {
     },
 }
 
-/// The recurrence's output `[b, t, 2H]` and, with `save`, what each task keeps for backward.
+/// What the forward pass keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// The final states only: the output is `[b, 1, 2H]`.
+    Last,
+    /// Every step's states: `[b, t, 2H]`.
+    Steps,
+    /// Every step's states, and what the backward pass reads.
+    Saved,
+}
+
+/// The recurrence's output (see [`Keep`]) and, with [`Keep::Saved`], what each task keeps for
+/// backward.
 fn forward(
     dims: Dims,
     input: Input<'_>,
     w: &[f32],
     valid: &[bool],
-    save: bool,
+    keep: Keep,
     threads: usize,
 ) -> (Vec<f32>, Vec<TaskSaved>) {
     let Dims { b, t, h } = dims;
-    let mut hs = vec![0f32; b * t * 2 * h];
+    let steps = if keep == Keep::Last { 1 } else { t };
+    let mut hs = vec![0f32; b * steps * 2 * h];
     let out = Shared(hs.as_mut_ptr());
     let saved: Vec<TaskSaved> = tasks(b, threads)
         .into_par_iter()
-        .map(|task| forward_task(dims, task, input, w, valid, out, save))
+        .map(|task| forward_task(dims, task, input, w, valid, out, keep))
         .collect();
-    (hs, if save { saved } else { Vec::new() })
+    (
+        hs,
+        if keep == Keep::Saved {
+            saved
+        } else {
+            Vec::new()
+        },
+    )
 }
 
 /// The position a direction reads at its `s`-th step.
@@ -397,8 +428,9 @@ fn two_slots(buf: &mut [f32], len: usize, prev: usize, next: usize) -> (&[f32], 
     }
 }
 
-/// One task's recurrence: its rows' states written to `out` `[b, t, 2H]`; with `save`, every
-/// step's activations and cell states kept (without, one or two steps' worth of buffers).
+/// One task's recurrence: its rows' states written to `out` (`[b, t, 2H]`, or `[b, 1, 2H]` with
+/// [`Keep::Last`]); with [`Keep::Saved`], every step's activations and cell states kept (else
+/// one or two steps' worth of buffers).
 fn forward_task(
     dims: Dims,
     task: Task,
@@ -406,8 +438,9 @@ fn forward_task(
     w: &[f32],
     valid: &[bool],
     out: Shared,
-    save: bool,
+    keep: Keep,
 ) -> TaskSaved {
+    let save = keep == Keep::Saved;
     let Dims { t, h, .. } = dims;
     let Task {
         dir,
@@ -422,8 +455,17 @@ fn forward_task(
     // One slot more than the kept steps: the state before the first step (zero).
     let mut c_all = vec![0f32; (if save { t } else { 1 } + 1) * nb * h];
     let zeros = vec![0f32; h];
-    // Where row k's state after reading `pos` is in `out`.
-    let at = |k: usize, pos: usize| ((r0 + k) * t + pos) * 2 * h + dir * h;
+    // Where row k's state after step s is: in `out` at the position read, or (Keep::Last) in
+    // two alternating slots of a buffer of this task's.
+    let mut local = vec![0f32; if keep == Keep::Last { 2 * nb * h } else { 0 }];
+    let (states, row_stride) = match keep {
+        Keep::Last => (Shared(local.as_mut_ptr()), h),
+        _ => (out, t * 2 * h),
+    };
+    let at = |k: usize, s: usize| match keep {
+        Keep::Last => ((s % 2) * nb + k) * h,
+        _ => ((r0 + k) * t + position(dir, s, t)) * 2 * h + dir * h,
+    };
     for s in 0..t {
         let pos = position(dir, s, t);
         let slot = if save { s } else { 0 };
@@ -467,8 +509,8 @@ fn forward_task(
             }
         }
         let prev_pos = (s > 0).then(|| position(dir, s - 1, t));
-        if let Some(prev_pos) = prev_pos {
-            // z += h_prev · w, h_prev read from `out` (rows t · 2H apart).
+        if prev_pos.is_some() {
+            // z += h_prev · w (h_prev's rows `row_stride` apart).
             unsafe {
                 gemm::gemm(
                     nb,
@@ -478,9 +520,9 @@ fn forward_task(
                     1,
                     g4 as isize,
                     true,
-                    out.0.add(at(0, prev_pos)) as *const f32,
+                    states.0.add(at(0, s - 1)) as *const f32,
                     1,
-                    (t * 2 * h) as isize,
+                    row_stride as isize,
                     w.as_ptr(),
                     1,
                     g4 as isize,
@@ -503,9 +545,9 @@ fn forward_task(
         let tanh_new = &mut tanh_all[slot * nb * h..(slot + 1) * nb * h];
         for k in 0..nb {
             let row = k * h..(k + 1) * h;
-            // SAFETY: row k of this task's direction at `pos`: this task's alone, and not
-            // overlapping the previous position's row read below.
-            let h_new = unsafe { out.slice(at(k, pos), h) };
+            // SAFETY: row k of this task's direction after step s: this task's alone, and not
+            // overlapping the previous step's row read below.
+            let h_new = unsafe { states.slice(at(k, s), h) };
             if valid[(r0 + k) * t + pos] {
                 cell_forward(
                     &mut z[k * g4..(k + 1) * g4],
@@ -519,10 +561,17 @@ fn forward_task(
                 c_new[row.clone()].copy_from_slice(&c_prev[row]);
                 match prev_pos {
                     // SAFETY: as above, a row this task wrote at the step before.
-                    Some(p) => h_new.copy_from_slice(unsafe { out.slice(at(k, p), h) }),
+                    Some(_) => h_new.copy_from_slice(unsafe { states.slice(at(k, s - 1), h) }),
                     None => h_new.copy_from_slice(&zeros),
                 }
             }
+        }
+    }
+    if keep == Keep::Last {
+        for k in 0..nb {
+            // SAFETY: this task's rows and direction of `out`.
+            let last = unsafe { out.slice((r0 + k) * 2 * h + dir * h, h) };
+            last.copy_from_slice(&local[((t - 1) % 2 * nb + k) * h..][..h]);
         }
     }
     TaskSaved {
