@@ -17,6 +17,8 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor};
 use rayon::prelude::*;
 
+use super::lstm_op;
+
 /// Inference on the CPU backend gives each thread at least this many rows of a batch.
 const MIN_ROWS_PER_THREAD: usize = 16;
 
@@ -114,8 +116,92 @@ pub fn bilstm(
     mask: Tensor<2>,
     keep_steps: bool,
 ) -> (Tensor<2>, Option<Tensor<3>>) {
+    let [_, t, _] = x.dims();
+    if t > 0 && on_flex(&x.device()) {
+        return bilstm_flex(fwd, bwd, x, mask, keep_steps);
+    }
+    bilstm_composed(fwd, bwd, x, mask, keep_steps)
+}
+
+/// Whether `device` is the CPU backend (burn flex), with or without autodiff.
+fn on_flex(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
+/// [`bilstm`] composed from tensor operations: what every backend but flex runs.
+pub fn bilstm_composed(
+    fwd: &LstmDirection,
+    bwd: &LstmDirection,
+    x: Tensor<3>,
+    mask: Tensor<2>,
+    keep_steps: bool,
+) -> (Tensor<2>, Option<Tensor<3>>) {
     let w = Stacked::new(fwd, bwd, &x.device());
     recurrence(&w, x, mask, keep_steps)
+}
+
+/// [`bilstm`] on the CPU backend: the recurrence is one operation with a handwritten backward
+/// pass ([`lstm_op::lstm_recurrence`]). In training the input projection of every position and
+/// both directions is one product before it (an ordinary tensor operation, as is everything after
+/// the recurrence); in inference the operation projects each step itself
+/// ([`lstm_op::lstm_projected`]).
+fn bilstm_flex(
+    fwd: &LstmDirection,
+    bwd: &LstmDirection,
+    x: Tensor<3>,
+    mask: Tensor<2>,
+    keep_steps: bool,
+) -> (Tensor<2>, Option<Tensor<3>>) {
+    let [b, t, _] = x.dims();
+    let h_dim = fwd.d_hidden;
+    let device = x.device();
+    // The parameters in the order the reference reads them (see `Stacked::new`).
+    let read = |d: &LstmDirection| {
+        let w_ih = d.input.weight.val();
+        let bias = d.input.bias.as_ref().map(|p| p.val());
+        let bias = bias.unwrap_or_else(|| Tensor::zeros([4 * h_dim], &device));
+        (w_ih, bias, d.hidden.weight.val())
+    };
+    let (w_ih_f, b_ih_f, w_hh_f) = read(fwd);
+    let (w_ih_b, b_ih_b, w_hh_b) = read(bwd);
+    // [in, 8H], [8H] and [2, H, 4H].
+    let w_ih = Tensor::cat(vec![w_ih_f, w_ih_b], 1);
+    let b_ih = Tensor::cat(vec![b_ih_f, b_ih_b], 0);
+    let w_hh = Tensor::stack::<3>(vec![w_hh_f, w_hh_b], 0);
+    // One step has no recurrent term: the recurrent weights get no gradient (as when composed).
+    let w_hh = if t == 1 { w_hh.detach() } else { w_hh };
+    let valid: Vec<bool> = mask
+        .to_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("mask values")
+        .into_iter()
+        .map(|v| v > 0.5)
+        .collect();
+    // [b, t, 2H], or [b, 1, 2H]: the final states (inference without keep_steps).
+    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, valid, keep_steps);
+    let [_, steps, _] = states.dims();
+    if steps == 1 {
+        return (
+            states.clone().reshape([b, 2 * h_dim]),
+            keep_steps.then_some(states),
+        );
+    }
+    // The forward direction ends at position t − 1, the backward one at position 0.
+    let last = Tensor::cat(
+        vec![
+            states
+                .clone()
+                .slice([0..b, t - 1..t, 0..h_dim])
+                .reshape([b, h_dim]),
+            states
+                .clone()
+                .slice([0..b, 0..1, h_dim..2 * h_dim])
+                .reshape([b, h_dim]),
+        ],
+        1,
+    );
+    (last, keep_steps.then_some(states))
 }
 
 /// Both directions' weights, gate-major and stacked, the cell candidate's doubled.
@@ -647,6 +733,107 @@ mod tests {
                 tol,
             );
         }
+    }
+
+    /// The CPU operation ([`lstm_op`], with its handwritten backward pass) against the
+    /// composition of tensor operations other backends run, on flex with autodiff: the final
+    /// states, every step's states, and the gradients of the input and of every LSTM parameter,
+    /// over rows of ragged lengths (one row all padding, one padded in the middle).
+    #[test]
+    fn the_cpu_recurrence_op_equals_the_composed_recurrence() {
+        let (d_in, h) = (6, 5);
+        let lengths = [7usize, 3, 0, 7, 1, 5];
+        let (b, t) = (lengths.len(), 7);
+        let mut mask = vec![0f32; b * t];
+        for (r, &len) in lengths.iter().enumerate() {
+            for c in 0..len {
+                mask[r * t + c] = 1.0;
+            }
+        }
+        // Row 5: a hole at position 2 (a mask the padding of a batch never makes; the
+        // recurrence keeps the state there all the same).
+        mask[5 * t + 2] = 0.0;
+        let d = Device::flex().autodiff();
+        d.seed(3);
+        let fwd = LstmDirection::new(d_in, h, &d);
+        let bwd = LstmDirection::new(d_in, h, &d);
+        let x_values: Vec<f32> = (0..b * t * d_in)
+            .map(|k| ((k * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let weights = |n: usize, k: usize| -> Vec<f32> {
+            (0..n).map(|i| 0.2 + 0.1 * ((i * k) % 11) as f32).collect()
+        };
+        let run = |op: bool| {
+            let x = Tensor::<3>::from_data(TensorData::new(x_values.clone(), [b, t, d_in]), &d)
+                .require_grad();
+            let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &d);
+            let (last, seq) = if op {
+                bilstm(&fwd, &bwd, x.clone(), m, true)
+            } else {
+                bilstm_composed(&fwd, &bwd, x.clone(), m, true)
+            };
+            let seq = seq.expect("steps");
+            let w_last =
+                Tensor::<2>::from_data(TensorData::new(weights(b * 2 * h, 3), [b, 2 * h]), &d);
+            let w_seq = Tensor::<3>::from_data(
+                TensorData::new(weights(b * t * 2 * h, 7), [b, t, 2 * h]),
+                &d,
+            );
+            let loss = (last.clone() * w_last).sum() + (seq.clone() * w_seq).sum();
+            let grads = loss.backward();
+            let flat = |t: Tensor<2>| values(t);
+            let mut out = vec![
+                ("last", values(last)),
+                ("steps", values(seq.reshape([b * t, 2 * h]))),
+                (
+                    "x gradient",
+                    flat(x.grad(&grads).expect("x gradient").reshape([b * t, d_in])),
+                ),
+            ];
+            for (name, dir) in [("forward", &fwd), ("backward", &bwd)] {
+                let g = |p: Tensor<2>| flat(p.grad(&grads).expect("a gradient"));
+                out.push((name, g(dir.input.weight.val())));
+                out.push((name, g(dir.hidden.weight.val())));
+                let bias = dir.input.bias.as_ref().unwrap().val();
+                out.push((
+                    name,
+                    flat(bias.grad(&grads).expect("a gradient").unsqueeze()),
+                ));
+            }
+            out
+        };
+        let (op, composed) = (run(true), run(false));
+        for ((name, a), (_, b)) in op.iter().zip(&composed) {
+            assert!(a.iter().any(|v| *v != 0.0), "{name}: all zero");
+            assert_close(name, a, b, 1e-5);
+        }
+        // The all-padding row's final states are zero on both paths.
+        assert!(op[0].1[2 * 2 * h..3 * 2 * h].iter().all(|v| *v == 0.0));
+
+        // Inference (no autodiff: the operation projects each step itself).
+        let (fwd, bwd) = (fwd.valid(), bwd.valid());
+        let inner = d.clone().inner();
+        let x = Tensor::<3>::from_data(TensorData::new(x_values.clone(), [b, t, d_in]), &inner);
+        let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, t]), &inner);
+        let (last, seq) = bilstm(&fwd, &bwd, x.clone(), m.clone(), true);
+        let (last_c, seq_c) = bilstm_composed(&fwd, &bwd, x.clone(), m.clone(), true);
+        assert_close(
+            "inference last",
+            &values(last),
+            &values(last_c.clone()),
+            1e-5,
+        );
+        let flat = |s: Option<Tensor<3>>| values(s.expect("steps").reshape([b * t, 2 * h]));
+        assert_close("inference steps", &flat(seq), &flat(seq_c), 1e-5);
+        // Without the steps, the operation keeps only the final states.
+        let (last, seq) = bilstm(&fwd, &bwd, x, m, false);
+        assert!(seq.is_none());
+        assert_close(
+            "inference final states only",
+            &values(last),
+            &values(last_c),
+            1e-5,
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod bert;
 pub mod bilstm;
 pub mod hf;
 pub mod linear;
+pub mod lstm_op;
 pub mod teacher;
 pub mod xlnet;
 
