@@ -74,7 +74,7 @@ pub struct RunResults {
     pub run_dir: String,
     /// The same, relative to the store (what pages show; empty in results from before it was
     /// recorded).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub run_in_store: String,
     /// The stage folders this run used (computed or reused), by stage.
     #[serde(default)]

@@ -25,7 +25,7 @@ pub struct SweepResults {
     pub sweep_dir: String,
     /// The same, relative to the store (what pages show; empty in results from before it was
     /// recorded).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sweep_in_store: String,
     /// Where the sweep wrote its pages (`report.dir/<name>`).
     #[serde(default)]
