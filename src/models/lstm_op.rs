@@ -749,47 +749,45 @@ fn backward_task(
     dw
 }
 
-/// One row's step: `z` (pre-activations i, f, g, o, `4H`) becomes the activations; the new cell
-/// state, its tanh and the new hidden state are written.
-#[inline]
-fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tanh_c: &mut [f32], h: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { cell_forward_avx512(z, c_prev, c, tanh_c, h) };
+/// `fn $name(args)`: `$generic` compiled for AVX-512 and for AVX2 + FMA besides the baseline, the
+/// best one the CPU has chosen at run time (the same loop; the compiler vectorizes it per target).
+macro_rules! multiversioned {
+    ($name:ident, $generic:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[inline]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { cell_forward_avx2(z, c_prev, c, tanh_c, h) };
-        }
-    }
-    cell_forward_generic(z, c_prev, c, tanh_c, h)
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn cell_forward_avx512(
+// One row's step: `z` (pre-activations i, f, g, o, `4H`) becomes the activations; the new cell
+// state, its tanh and the new hidden state are written.
+multiversioned!(cell_forward, cell_forward_generic(
     z: &mut [f32],
     c_prev: &[f32],
     c: &mut [f32],
     tanh_c: &mut [f32],
     h: &mut [f32],
-) {
-    cell_forward_generic(z, c_prev, c, tanh_c, h)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cell_forward_avx2(
-    z: &mut [f32],
-    c_prev: &[f32],
-    c: &mut [f32],
-    tanh_c: &mut [f32],
-    h: &mut [f32],
-) {
-    cell_forward_generic(z, c_prev, c, tanh_c, h)
-}
+));
 
 #[inline(always)]
 fn cell_forward_generic(
@@ -822,57 +820,17 @@ fn cell_forward_generic(
     }
 }
 
-/// One row's step backward: from the gradients of the state after the step (`dh`, `dc`), the
-/// pre-activations' gradient `dz` (`4H`); `dc` becomes the gradient of the cell state before the
-/// step and `dh` zero (the hidden state before the step reaches the output only through `dz`).
-#[inline]
-fn cell_backward(
+// One row's step backward: from the gradients of the state after the step (`dh`, `dc`), the
+// pre-activations' gradient `dz` (`4H`); `dc` becomes the gradient of the cell state before the
+// step and `dh` zero (the hidden state before the step reaches the output only through `dz`).
+multiversioned!(cell_backward, cell_backward_generic(
     acts: &[f32],
     c_prev: &[f32],
     tanh_c: &[f32],
     dh: &mut [f32],
     dc: &mut [f32],
     dz: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { cell_backward_avx512(acts, c_prev, tanh_c, dh, dc, dz) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { cell_backward_avx2(acts, c_prev, tanh_c, dh, dc, dz) };
-        }
-    }
-    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn cell_backward_avx512(
-    acts: &[f32],
-    c_prev: &[f32],
-    tanh_c: &[f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
-    dz: &mut [f32],
-) {
-    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cell_backward_avx2(
-    acts: &[f32],
-    c_prev: &[f32],
-    tanh_c: &[f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
-    dz: &mut [f32],
-) {
-    cell_backward_generic(acts, c_prev, tanh_c, dh, dc, dz)
-}
+));
 
 #[inline(always)]
 fn cell_backward_generic(
