@@ -491,26 +491,18 @@ fn forward_task(
                 }
                 let x_pos = &x[((r0 * t) + pos) * d..];
                 unsafe {
-                    gemm::gemm(
+                    matmul(
                         nb,
                         g4,
                         d,
                         z.as_mut_ptr(),
-                        1,
-                        g4 as isize,
+                        g4,
                         true,
                         x_pos.as_ptr(),
+                        t * d,
                         1,
-                        (t * d) as isize,
                         w_ih[dir * g4..].as_ptr(),
-                        1,
-                        (8 * h) as isize,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        8 * h,
                     );
                 }
             }
@@ -519,26 +511,18 @@ fn forward_task(
         if prev_pos.is_some() {
             // z += h_prev · w (h_prev's rows `row_stride` apart).
             unsafe {
-                gemm::gemm(
+                matmul(
                     nb,
                     g4,
                     h,
                     z.as_mut_ptr(),
-                    1,
-                    g4 as isize,
+                    g4,
                     true,
                     states.0.add(at(0, s - 1)) as *const f32,
+                    row_stride,
                     1,
-                    row_stride as isize,
                     w.as_ptr(),
-                    1,
-                    g4 as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    g4,
                 );
             }
         }
@@ -685,26 +669,18 @@ fn backward_task(
             // dh_prev += dz · wᵀ (cell_backward zeroed dh on the rows it read); dz read from
             // `dgx`, rows t · 8H apart.
             unsafe {
-                gemm::gemm(
+                matmul(
                     nb,
                     h,
                     g4,
                     dh.as_mut_ptr(),
-                    1,
-                    h as isize,
+                    h,
                     true,
                     dgx.0.add(at(0, pos)) as *const f32,
+                    t * 8 * h,
                     1,
-                    (t * 8 * h) as isize,
                     w_t.as_ptr(),
-                    1,
-                    h as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    h,
                 );
             }
         }
@@ -724,29 +700,67 @@ fn backward_task(
     // SAFETY: the product reads only this task's rows and direction of `dgx` (other tasks may
     // still be writing theirs).
     unsafe {
-        gemm::gemm(
+        matmul(
             h,
             g4,
             nb * t,
             dw.as_mut_ptr(),
-            1,
-            g4 as isize,
+            g4,
             false,
             h_prev.as_ptr(),
-            h as isize,
             1,
+            h,
             dgx.0.add(at(0, 0)) as *const f32,
-            1,
-            (8 * h) as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            8 * h,
         );
     }
     dw
+}
+
+/// `dst (+)= lhs · rhs` in f32 through `gemm` (single-threaded: the callers are rayon tasks
+/// already): `dst` is `m × n` and `rhs` `k × n`, rows `dst_rs` / `rhs_rs` elements apart with
+/// adjacent columns; `lhs` is `m × k` with element (i, p) at `lhs + i·lhs_rs + p·lhs_cs` (so a
+/// transposed operand is a swap of its strides). `accumulate`: add to `dst`, else overwrite it.
+///
+/// # Safety
+/// Every pointer must cover the elements its shape and strides address, and `dst` must not
+/// overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        1,
+        rhs_rs as isize,
+        alpha,
+        1.0f32,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// `fn $name(args)`: `$generic` compiled for AVX-512 and for AVX2 + FMA besides the baseline, the
