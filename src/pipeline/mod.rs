@@ -309,7 +309,6 @@ pub(crate) fn run_in(
         notes,
         recipe_toml: loaded.resolved_toml.clone(),
         run_dir: run_dir.path.display().to_string(),
-        run_in_store: crate::store::name_in_store(&r.runtime.store, &run_dir.path),
         stages: cx.used(),
         models,
         test_texts: data.test.iter().map(|e| e.text.clone()).collect(),

@@ -128,7 +128,6 @@ pub fn run_sweep(
         trials: outcomes,
         seconds: started.elapsed().as_secs_f64(),
         sweep_dir: sweep_dir.path.display().to_string(),
-        sweep_in_store: crate::store::name_in_store(&base.runtime.store, &sweep_dir.path),
         report_dir: report_dir.display().to_string(),
     };
     sweep_dir.write_json("sweep.json", &results)?;

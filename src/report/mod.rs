@@ -125,22 +125,6 @@ pub struct Report {
 }
 
 /// Training loss and validation accuracy per epoch, one line per model.
-/// A run or sweep folder as the pages name it: relative to the run store. Results stored before
-/// that was recorded give the folder's last two names (`<recipe name>/<time>`), never the
-/// machine's absolute path.
-pub(crate) fn shown_in_store(in_store: &str, absolute: &str) -> String {
-    if !in_store.is_empty() {
-        return in_store.to_string();
-    }
-    let names: Vec<_> = Path::new(absolute)
-        .components()
-        .rev()
-        .take(2)
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    names.into_iter().rev().collect::<Vec<_>>().join("/")
-}
-
 fn training_plots(results: &RunResults) -> Result<Vec<Plot>> {
     let mut out = Vec::new();
     for (i, (what, f)) in [
@@ -322,7 +306,7 @@ impl Report {
             history: Table::from_df(&frames.history),
             timing_note,
             recipe_toml: results.recipe_toml.clone(),
-            run_dir: shown_in_store(&results.run_in_store, &results.run_dir),
+            run_dir: results.run_in_store(),
             csv_files: frames
                 .all()
                 .iter()

@@ -20,15 +20,21 @@ pub use results::{ModelResult, RunResults};
 pub use sweep::{SweepResults, TrialOutcome};
 
 /// A folder of the store as pages name it: relative to the store (`tnews/2026-11-28T18-56-46Z`),
-/// never by the machine's absolute path; a folder outside the store by its own name.
-pub fn name_in_store(store: &Path, path: &Path) -> String {
-    match path.strip_prefix(store) {
-        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
-        _ => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+/// never by the machine's absolute path. Without the store (or outside it): the folder's last
+/// two names (`<recipe name>/<time>`).
+pub fn name_in_store(store: Option<&Path>, path: &Path) -> String {
+    if let Some(rel) = store.and_then(|s| path.strip_prefix(s).ok()) {
+        if !rel.as_os_str().is_empty() {
+            return rel.display().to_string();
+        }
     }
+    let names: Vec<_> = path
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    names.into_iter().rev().collect::<Vec<_>>().join("/")
 }
 
 /// A run's folder: `<store>/<recipe name>/<UTC time>/`.

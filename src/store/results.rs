@@ -72,10 +72,6 @@ pub struct RunResults {
     pub recipe_toml: String,
     /// The run's folder in the store.
     pub run_dir: String,
-    /// The same, relative to the store (what pages show; empty in results from before it was
-    /// recorded).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub run_in_store: String,
     /// The stage folders this run used (computed or reused), by stage.
     #[serde(default)]
     pub stages: std::collections::BTreeMap<String, String>,
@@ -107,7 +103,6 @@ impl RunResults {
         if r.transfer_set == 0 {
             r.transfer_set = r.counts.train.iter().sum();
         }
-        r.fill_in_store();
         Ok(r)
     }
 
@@ -116,13 +111,9 @@ impl RunResults {
         self.recipe_str("runtime.store").map(PathBuf::from)
     }
 
-    /// Results stored before `run_in_store` was recorded: derive it from the recipe's store.
-    pub(crate) fn fill_in_store(&mut self) {
-        if self.run_in_store.is_empty() {
-            if let Some(store) = self.store() {
-                self.run_in_store = super::name_in_store(&store, Path::new(&self.run_dir));
-            }
-        }
+    /// The run's folder as pages name it, relative to its store ([`super::name_in_store`]).
+    pub fn run_in_store(&self) -> String {
+        super::name_in_store(self.store().as_deref(), Path::new(&self.run_dir))
     }
 
     /// A string of the stored resolved recipe by dotted key (`report.templates`); `None` if

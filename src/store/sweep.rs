@@ -23,10 +23,6 @@ pub struct SweepResults {
     pub trials: Vec<TrialOutcome>,
     pub seconds: f64,
     pub sweep_dir: String,
-    /// The same, relative to the store (what pages show; empty in results from before it was
-    /// recorded).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sweep_in_store: String,
     /// Where the sweep wrote its pages (`report.dir/<name>`).
     #[serde(default)]
     pub report_dir: String,
@@ -37,20 +33,14 @@ impl SweepResults {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut s: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a kdrun sweep file", path.display()))?;
-        // Sweeps stored before the store-relative names were recorded.
-        for t in &mut s.trials {
-            if let Some(r) = t.results.as_mut() {
-                r.fill_in_store();
-            }
-        }
-        if s.sweep_in_store.is_empty() {
-            if let Some(store) = s.first_ok().and_then(RunResults::store) {
-                s.sweep_in_store = super::name_in_store(&store, Path::new(&s.sweep_dir));
-            }
-        }
-        Ok(s)
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a kdrun sweep file", path.display()))
+    }
+
+    /// The sweep's folder as pages name it, relative to its store ([`super::name_in_store`]).
+    pub fn sweep_in_store(&self) -> String {
+        let store = self.first_ok().and_then(RunResults::store);
+        super::name_in_store(store.as_deref(), Path::new(&self.sweep_dir))
     }
 
     /// The first trial that finished.

@@ -186,7 +186,7 @@ pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()
             .collect(),
         seeds: seeds.as_ref().map(Table::from_df),
         plots: plot_pages,
-        sweep_dir: super::shown_in_store(&s.sweep_in_store, &s.sweep_dir),
+        sweep_dir: s.sweep_in_store(),
         context,
         nav,
         csv_files,
