@@ -127,9 +127,22 @@ fn bert(hidden: usize, layers: usize, heads: usize, ffn: usize) -> TeacherConfig
 }
 
 /// The default recipe's teacher over a [`DEFAULT_VOCAB`]-character vocabulary, as the pipeline
-/// builds it (`recipes/tnews.toml` states the same sizes; `tests/bench.rs` checks).
+/// builds it (`recipes/tnews.toml` states the same sizes; `tests/bench.rs` checks); a recipe
+/// whose teacher is not a transformer (linear, BiLSTM) gets a BERT of its `[teacher]` sizes.
 pub fn default_teacher(recipe: &Recipe) -> TeacherConfig {
-    train::teacher::scratch_config(recipe, DEFAULT_VOCAB, &labels())
+    let t = &recipe.teacher;
+    train::teacher::scratch_config(recipe, DEFAULT_VOCAB, &labels()).unwrap_or_else(|_| {
+        TeacherConfig::Bert(BertConfig::new(
+            DEFAULT_VOCAB,
+            t.hidden,
+            t.layers,
+            t.heads,
+            t.intermediate(),
+            recipe.data.max_len,
+            t.dropout,
+            &labels(),
+        ))
+    })
 }
 
 /// The default recipe's student over a [`DEFAULT_VOCAB`]-character vocabulary.
@@ -405,7 +418,7 @@ pub fn run_workload(
         (Model::Student(config), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
             let settings = train::student::fit_settings(recipe, "bench");
-            let loss = DistillLoss::from_recipe(&recipe.distill);
+            let loss = DistillLoss::from_recipe(recipe);
             let teacher_logits =
                 Tensor::<2>::random([w.batch, CLASSES], Distribution::Normal(0.0, 1.0), &device);
             let mut optim = train::optimizer(&settings);

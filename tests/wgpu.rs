@@ -363,7 +363,7 @@ fn teacher_and_students_train_as_on_the_cpu_backend() {
     let (init, _) = cx.student_init().unwrap();
     for (name, loss) in [
         ("student", DistillLoss::hard_only()),
-        ("distilled", DistillLoss::from_recipe(&r.distill)),
+        ("distilled", DistillLoss::from_recipe(&r)),
     ] {
         let settings = kdrun::train::student::fit_settings(&r, name);
         cpu_ad.seed(r.runtime.seed.wrapping_add(1));

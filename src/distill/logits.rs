@@ -44,6 +44,56 @@ impl TeacherLogits {
         Ok(Self { classes, rows })
     }
 
+    /// Rows given by id (`classes` values each).
+    pub fn from_rows(classes: usize, rows: impl IntoIterator<Item = (u32, Vec<f32>)>) -> Self {
+        Self {
+            classes,
+            rows: rows.into_iter().collect(),
+        }
+    }
+
+    /// An ensemble's rows: the weighted mean of its members' logits or, with `log_probs`, of
+    /// their log-softmax (computed in f64, stored as f32). Every member must have the same ids and
+    /// classes.
+    pub fn combine(members: &[(&TeacherLogits, f64)], log_probs: bool) -> Result<Self> {
+        let Some((first, _)) = members.first() else {
+            bail!("an ensemble needs at least one member");
+        };
+        let total: f64 = members.iter().map(|(_, w)| w).sum();
+        for (i, (m, _)) in members.iter().enumerate() {
+            if m.classes != first.classes || m.rows.len() != first.rows.len() {
+                bail!(
+                    "ensemble member {} has {} rows of {} classes, member 1 has {} of {}",
+                    i + 1,
+                    m.rows.len(),
+                    m.classes,
+                    first.rows.len(),
+                    first.classes
+                );
+            }
+        }
+        let mut rows = HashMap::with_capacity(first.rows.len());
+        let mut sum = vec![0f64; first.classes];
+        for &id in first.rows.keys() {
+            sum.iter_mut().for_each(|v| *v = 0.0);
+            for (i, (m, w)) in members.iter().enumerate() {
+                let row = m
+                    .rows
+                    .get(&id)
+                    .ok_or_else(|| anyhow!("ensemble member {} has no row for id {id}", i + 1))?;
+                let offset = if log_probs { log_sum_exp(row) } else { 0.0 };
+                for (s, v) in sum.iter_mut().zip(row) {
+                    *s += w * (*v as f64 - offset);
+                }
+            }
+            rows.insert(id, sum.iter().map(|s| (s / total) as f32).collect());
+        }
+        Ok(Self {
+            classes: first.classes,
+            rows,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -170,9 +220,55 @@ impl TeacherLogits {
     }
 }
 
+/// `ln Σ exp(v)`, computed stably.
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v as f64));
+    max + row
+        .iter()
+        .map(|v| (*v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_rows(a: [f32; 3], b: [f32; 3]) -> TeacherLogits {
+        TeacherLogits::from_rows(3, [(0, a.to_vec()), (7, b.to_vec())])
+    }
+
+    #[test]
+    fn ensemble_of_identical_members_is_that_member() {
+        let m = two_rows([1.0, -2.0, 0.5], [3.0, 3.0, -1.0]);
+        // Mean logits: exactly the member, whatever the weights.
+        let same = TeacherLogits::combine(&[(&m, 1.0), (&m, 3.0)], false).unwrap();
+        assert_eq!(same, m);
+        // Mean log-probabilities: the member's log-softmax (its predictions and soft targets).
+        let lp = TeacherLogits::combine(&[(&m, 1.0), (&m, 1.0)], true).unwrap();
+        let alone = TeacherLogits::combine(&[(&m, 1.0)], true).unwrap();
+        assert_eq!(lp, alone);
+        for id in [0, 7] {
+            let row = lp.get(id).unwrap();
+            let p: f32 = row.iter().map(|v| v.exp()).sum();
+            assert!((p - 1.0).abs() < 1e-6, "{p}");
+            assert_eq!(lp.argmax(id), m.argmax(id));
+        }
+    }
+
+    #[test]
+    fn ensemble_weights_by_hand() {
+        let a = two_rows([1.0, 0.0, 0.0], [0.0, 0.0, 0.0]);
+        let b = two_rows([0.0, 4.0, 0.0], [0.0, 0.0, 2.0]);
+        let c = TeacherLogits::combine(&[(&a, 3.0), (&b, 1.0)], false).unwrap();
+        assert_eq!(c.get(0).unwrap(), &[0.75, 1.0, 0.0]);
+        assert_eq!(c.get(7).unwrap(), &[0.0, 0.0, 0.5]);
+        let short = TeacherLogits::from_rows(3, [(0, vec![0.0; 3])]);
+        assert!(TeacherLogits::combine(&[(&a, 1.0), (&short, 1.0)], false).is_err());
+        let other_ids = TeacherLogits::from_rows(3, [(0, vec![0.0; 3]), (8, vec![0.0; 3])]);
+        let err = TeacherLogits::combine(&[(&a, 1.0), (&other_ids, 1.0)], false).unwrap_err();
+        assert!(err.to_string().contains("no row for id 7"), "{err}");
+    }
 
     #[test]
     fn batch_follows_requested_id_order() {

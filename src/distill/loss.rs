@@ -5,7 +5,7 @@
 //! - `kl`: `T² · KL(softmax(t/T) ‖ softmax(s/T))`, summed over classes and averaged over the batch
 //!   (Hinton et al. 2015; PyTorch's `kl_div(..., reduction="batchmean")` times T²).
 
-use crate::recipe::{DistillSection, SoftLoss};
+use crate::recipe::{Recipe, SoftLoss, SoftTargets};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
@@ -34,6 +34,25 @@ pub fn soft_loss(kind: SoftLoss, student: Tensor<2>, teacher: Tensor<2>, t: f64)
     }
 }
 
+/// The soft loss on log-probabilities (`distill.targets = "log_probs"`): MSE between
+/// `log_softmax(s/T)` and `log_softmax(t/T)` (each row's offset removed); KL is unchanged, as it
+/// is already invariant to a row's offset.
+pub fn soft_loss_log_probs(
+    kind: SoftLoss,
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    t: f64,
+) -> Tensor<1> {
+    match kind {
+        SoftLoss::Mse => {
+            let s = log_softmax(student.div_scalar(t), 1);
+            let q = log_softmax(teacher.div_scalar(t), 1);
+            (s - q).square().mean()
+        }
+        SoftLoss::Kl => soft_loss(kind, student, teacher, t),
+    }
+}
+
 /// The weighted sum a student is trained on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistillLoss {
@@ -41,6 +60,8 @@ pub struct DistillLoss {
     pub soft_weight: f64,
     pub kind: SoftLoss,
     pub temperature: f64,
+    /// Compare log-probabilities instead of logits (`distill.targets = "log_probs"`).
+    pub log_probs: bool,
 }
 
 impl DistillLoss {
@@ -51,15 +72,18 @@ impl DistillLoss {
             soft_weight: 0.0,
             kind: SoftLoss::Mse,
             temperature: 1.0,
+            log_probs: false,
         }
     }
 
-    pub fn from_recipe(d: &DistillSection) -> Self {
+    pub fn from_recipe(r: &Recipe) -> Self {
+        let d = &r.distill;
         Self {
             alpha: d.alpha,
             soft_weight: d.soft_weight(),
             kind: d.soft_loss,
             temperature: d.temperature,
+            log_probs: r.soft_targets() == SoftTargets::LogProbs,
         }
     }
 
@@ -80,8 +104,12 @@ impl DistillLoss {
         }
         if self.soft_weight > 0.0 {
             let teacher = teacher.expect("soft loss needs teacher logits");
-            let soft = soft_loss(self.kind, student, teacher, self.temperature)
-                .mul_scalar(self.soft_weight);
+            let soft = if self.log_probs {
+                soft_loss_log_probs(self.kind, student, teacher, self.temperature)
+            } else {
+                soft_loss(self.kind, student, teacher, self.temperature)
+            }
+            .mul_scalar(self.soft_weight);
             total = Some(match total {
                 Some(t) => t + soft,
                 None => soft,
@@ -167,6 +195,36 @@ mod tests {
     }
 
     #[test]
+    fn log_prob_targets_ignore_each_rows_offset() {
+        // Shifting a teacher row by a constant changes logit MSE but not log-prob MSE or KL.
+        let shifted = [[T[0][0] + 5.0, T[0][1] + 5.0, T[0][2] + 5.0], T[1]];
+        for temp in [1.0, 2.0] {
+            let a = scalar(soft_loss_log_probs(SoftLoss::Mse, t2(S), t2(T), temp));
+            let b = scalar(soft_loss_log_probs(SoftLoss::Mse, t2(S), t2(shifted), temp));
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            let kl = scalar(soft_loss(SoftLoss::Kl, t2(S), t2(T), temp));
+            let kl_lp = scalar(soft_loss_log_probs(SoftLoss::Kl, t2(S), t2(shifted), temp));
+            assert!((kl - kl_lp).abs() < 1e-5);
+        }
+        let raw = scalar(soft_loss(SoftLoss::Mse, t2(S), t2(T), 1.0));
+        let raw_shifted = scalar(soft_loss(SoftLoss::Mse, t2(S), t2(shifted), 1.0));
+        assert!((raw - raw_shifted).abs() > 1.0);
+        // By hand at T = 1: log_softmax rows minus each other, squared, averaged.
+        let ls = |r: [f32; 3]| {
+            let m = r.iter().map(|v| (*v as f64).exp()).sum::<f64>().ln();
+            r.map(|v| v as f64 - m)
+        };
+        let mut want = 0.0;
+        for i in 0..2 {
+            let (s, t) = (ls(S[i]), ls(T[i]));
+            want += (0..3).map(|k| (s[k] - t[k]).powi(2)).sum::<f64>();
+        }
+        want /= 6.0;
+        let got = scalar(soft_loss_log_probs(SoftLoss::Mse, t2(S), t2(T), 1.0));
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
     fn cross_entropy_matches_hand_value() {
         let d = Device::flex();
         let labels = Tensor::<1, Int>::from_data(TensorData::from([2i64, 0]), &d);
@@ -184,6 +242,7 @@ mod tests {
             soft_weight: 2.0,
             kind: SoftLoss::Mse,
             temperature: 1.0,
+            log_probs: false,
         };
         let got = scalar(loss.forward(t2(S), labels, Some(t2(T))));
         let want = 0.5 * (0.407606 + 1.098612) / 2.0 + 2.0 * 10.0 / 6.0;

@@ -86,6 +86,21 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// A context for another recipe on the same device and store (an ensemble's member: the
+    /// recipe with that member as its teacher).
+    pub fn with_recipe<'b>(&'b self, r: &'b Recipe) -> Context<'b> {
+        Context::new(r, self.compute, self.stages)
+    }
+
+    /// Take over what a member's context used and noted, its stages named after the member.
+    pub fn absorb(&self, member: Context, label: &str) {
+        let mut used = self.used.borrow_mut();
+        for (name, dir) in member.used.into_inner() {
+            used.insert(format!("{label}: {name}"), dir);
+        }
+        self.notes.borrow_mut().extend(member.notes.into_inner());
+    }
+
     /// The recipe's splits.
     pub fn data(&self) -> Result<&Dataset> {
         self.data.get_or_try_init(|| {

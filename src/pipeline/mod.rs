@@ -7,10 +7,9 @@
 pub mod context;
 pub mod stages;
 pub mod sweep;
+pub mod teachers;
 
 use crate::backend::Compute;
-use crate::data::TextEncoder;
-use crate::models::TeacherConfig;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
 use crate::store::stage::{Stages, StoreLock, STAGES_DIR};
@@ -21,9 +20,7 @@ use context::Context;
 use stages::baseline::{baseline_label, BaselineEvalStage, BaselineStage};
 use stages::data::DataStage;
 use stages::eval::{EvalStage, Reads};
-use stages::logits::LogitsStage;
 use stages::student::StudentStage;
-use stages::teacher::TeacherStage;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -135,23 +132,6 @@ fn distilled_label(r: &Recipe) -> String {
     )
 }
 
-/// How the report names a teacher: its architecture and pre-training objective (from the seam,
-/// `models::TeacherConfig`), from a checkpoint or not, further pre-trained or not.
-fn teacher_label(r: &Recipe, config: &TeacherConfig, pretrained: bool) -> String {
-    let arch = config.arch_name();
-    let origin = if r.teacher.checkpoint.as_os_str().is_empty() {
-        arch.to_string()
-    } else {
-        format!("{arch} checkpoint")
-    };
-    let objective = config.pretrain_name();
-    match (pretrained, r.teacher.pretrain.enabled()) {
-        (true, _) => format!("Teacher ({origin} + {objective})"),
-        (false, true) => format!("Teacher ({origin}, no {objective})"),
-        (false, false) => format!("Teacher ({origin})"),
-    }
-}
-
 /// The stages of one trial, in `run_dir`, with `stages` as the cache.
 pub(crate) fn run_in(
     loaded: &LoadedRecipe,
@@ -177,32 +157,13 @@ pub(crate) fn run_in(
     let cx = Context::new(r, compute, stages);
     let data_key = cx.run(&DataStage)?.key;
 
-    // Teachers: the one the students learn from and, with `pretrain.compare`, the one without
-    // further pre-training beside it.
-    let pretrain = r.teacher.pretrain.enabled();
-    let teacher = cx.run(&TeacherStage::new(&cx, &data_key, pretrain)?)?;
-    if !teacher.reused && r.teacher.export {
-        note(&format!(
-            "teacher: saved as a Hugging Face folder in {}",
-            teacher.dir.join("teacher_hf").display()
-        ));
-    }
-    let baseline = if pretrain && r.teacher.pretrain.compare {
-        Some(cx.run(&TeacherStage::new(&cx, &data_key, false)?)?)
-    } else {
-        None
-    };
-
-    let logits = cx.run(&LogitsStage {
-        data_key: data_key.clone(),
-        teacher_key: teacher.key.clone(),
-        teacher: &teacher.value,
-    })?;
+    // The teacher (or the ensemble) the students learn from, and its rows in the report.
+    let teacher = teachers::run(&cx, &data_key)?;
     if r.distill.augment.n_iter > 0 {
         note(&format!(
             "transfer set: {} training examples + {} synthetic ones ({} rounds each, duplicates dropped), labelled by the teacher",
             cx.data()?.train.len(),
-            logits.value.synthetic.len(),
+            teacher.logits.synthetic.len(),
             r.distill.augment.n_iter
         ));
     }
@@ -212,30 +173,11 @@ pub(crate) fn run_in(
     })?;
     let distilled = cx.run(&StudentStage {
         data_key: data_key.clone(),
-        teacher: Some((&logits.value, logits.key.clone())),
+        teacher: Some((&teacher.logits, teacher.logits_key.clone())),
     })?;
 
     // Evaluation on the test split.
-    let config = &cx.setup()?.config;
-    let mut teachers = vec![(&teacher, "teacher", teacher_label(r, config, pretrain))];
-    if let Some(b) = &baseline {
-        teachers.push((b, "teacher_base", teacher_label(r, config, false)));
-    }
-    let mut models = Vec::new();
-    for (stage, key, label) in teachers {
-        models.push(
-            cx.run(&EvalStage {
-                model_key: stage.key.clone(),
-                model: &stage.value.model,
-                reads: Reads::Teacher,
-                fit: &stage.value.fit,
-                trainable: stage.value.trainable,
-                key,
-                label: &label,
-            })?
-            .value,
-        );
-    }
+    let mut models = teacher.rows.clone();
     let frozen = r.student.freeze_vectors;
     let distilled_label = distilled_label(r);
     for (stage, key, label) in [
@@ -265,6 +207,7 @@ pub(crate) fn run_in(
             cx.run(&BaselineEvalStage {
                 model_key: baseline.key.clone(),
                 baseline: &baseline.value,
+                key: "baseline".into(),
                 label: baseline_label(r),
             })?
             .value,
@@ -279,7 +222,7 @@ pub(crate) fn run_in(
         "student_vocab.txt",
         &(student_vocab.tokens().join("\n") + "\n"),
     )?;
-    let mut notes = teacher.value.notes.clone();
+    let mut notes = teacher.notes.clone();
     notes.extend(cx.notes.borrow().iter().cloned());
     let results = RunResults {
         recipe_name: r.name.clone(),
@@ -300,12 +243,12 @@ pub(crate) fn run_in(
         classes: data.classes.clone(),
         counts: data.class_counts().clone(),
         vocab_size: vocab.len(),
-        teacher_vocab_size: cx.setup()?.tokenizer.vocab_size(),
-        teacher_logit_rows: logits.value.logits.len(),
-        pretrain: teacher.value.pretrain.clone(),
+        teacher_vocab_size: teacher.vocab_size,
+        teacher_logit_rows: teacher.logits.logits.len(),
+        pretrain: teacher.pretrain.clone(),
         student_tokens: student_vocab.unit().to_string(),
         vectors_coverage: distilled.value.coverage,
-        transfer_set: data.train.len() + logits.value.synthetic.len(),
+        transfer_set: data.train.len() + teacher.logits.synthetic.len(),
         notes,
         recipe_toml: loaded.resolved_toml.clone(),
         run_dir: run_dir.path.display().to_string(),

@@ -231,6 +231,12 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
             PathSlot::Many(paths) => paths.iter_mut().for_each(|p| resolve(p, &base)),
         }
     }
+    // An ensemble's members: their paths against the layer that set the members.
+    let base = base_of("teacher.members");
+    for m in &mut recipe.teacher.members {
+        resolve(&mut m.checkpoint, &base);
+        m.pretrain.extra.iter_mut().for_each(|p| resolve(p, &base));
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {

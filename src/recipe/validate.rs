@@ -1,6 +1,6 @@
 //! Value ranges that serde's types cannot express.
 
-use super::sections::{PretrainObjective, Recipe, MLM_KEYS, PLM_KEYS};
+use super::sections::{PretrainObjective, Recipe, TeacherArch, MLM_KEYS, PLM_KEYS};
 
 /// Every out-of-range value, as (dotted key, what was expected and what was found).
 pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
@@ -384,5 +384,74 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1",
         rep.timing_repeats.to_string(),
     );
+    problems.extend(teachers(r));
+    problems
+}
+
+/// The teacher's kind and an ensemble's members: the linear and BiLSTM teachers are never
+/// further pre-trained, the linear one needs n-grams, and every member is a valid teacher
+/// section of its own (its problems named by member number).
+fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
+    let t = &r.teacher;
+    let mut problems = Vec::new();
+    if !t.arch.is_transformer() && t.pretrain.enabled() {
+        problems.push((
+            "teacher.pretrain.epochs",
+            format!(
+                "no further pre-training (steps = 0 and epochs = 0) for a {} teacher: only \
+                 bert and xlnet teachers are further pre-trained",
+                t.arch.name()
+            ),
+        ));
+    }
+    let b = &r.baseline;
+    let uses_linear =
+        t.arch == TeacherArch::Linear || t.members.iter().any(|m| m.arch == TeacherArch::Linear);
+    if uses_linear && b.char_ngrams.is_empty() && b.word_ngrams.is_empty() {
+        problems.push((
+            "baseline.char_ngrams",
+            "character or word n-grams for the linear teacher (both are [])".to_string(),
+        ));
+    }
+    if t.weight != 1.0 && t.members.is_empty() {
+        problems.push((
+            "teacher.weight",
+            format!(
+                "teacher.weight only inside [[teacher.members]] (an ensemble's member), found \
+                 {} on the teacher itself",
+                t.weight
+            ),
+        ));
+    }
+    for (i, m) in t.members.iter().enumerate() {
+        let n = i + 1;
+        if !m.members.is_empty() {
+            problems.push((
+                "teacher.members",
+                format!(
+                    "member {n}: a member with no members of its own, found {}",
+                    m.members.len()
+                ),
+            ));
+            continue;
+        }
+        if !(m.weight > 0.0 && m.weight.is_finite()) {
+            problems.push((
+                "teacher.members",
+                format!("member {n}: weight a positive number, found {}", m.weight),
+            ));
+        }
+        let mut alone = r.clone();
+        alone.teacher = m.clone();
+        alone.teacher.weight = 1.0;
+        for (key, message) in validate(&alone) {
+            if let Some(rest) = key.strip_prefix("teacher.") {
+                problems.push((
+                    "teacher.members",
+                    format!("member {n} ({}): {rest}: {message}", m.arch.name()),
+                ));
+            }
+        }
+    }
     problems
 }

@@ -24,9 +24,13 @@ pub struct TeacherSetup {
 
 /// The configuration a recipe describes for a teacher from scratch, for a vocabulary and a list
 /// of class names.
-pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]) -> TeacherConfig {
+pub fn scratch_config(
+    recipe: &Recipe,
+    vocab_size: usize,
+    class_names: &[String],
+) -> Result<TeacherConfig> {
     let t = &recipe.teacher;
-    match t.arch {
+    Ok(match t.arch {
         TeacherArch::Bert => TeacherConfig::Bert(BertConfig::new(
             vocab_size,
             t.hidden,
@@ -51,7 +55,11 @@ pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]
             c.pad_token_id = crate::data::vocab::PAD as usize;
             TeacherConfig::Xlnet(c)
         }
-    }
+        other => bail!(
+            "a {} teacher is not a transformer: it has no tokenizer or configuration of its own",
+            other.name()
+        ),
+    })
 }
 
 /// Open the checkpoint (if the recipe names one) or describe a teacher from scratch over the
@@ -59,7 +67,7 @@ pub fn scratch_config(recipe: &Recipe, vocab_size: usize, class_names: &[String]
 pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Result<TeacherSetup> {
     let dir = &recipe.teacher.checkpoint;
     if dir.as_os_str().is_empty() {
-        let config = scratch_config(recipe, vocab.len(), class_names);
+        let config = scratch_config(recipe, vocab.len(), class_names)?;
         return Ok(TeacherSetup {
             tokenizer: TeacherTokenizer::Chars(vocab.clone(), config.layout()),
             config,

@@ -49,6 +49,11 @@ pub fn linear_config(r: &Recipe) -> LinearConfig {
 
 /// How the report names the baseline.
 pub fn baseline_label(r: &Recipe) -> String {
+    format!("Baseline ({})", linear_name(r))
+}
+
+/// The linear model in words ("TF-IDF char 1–2, logistic regression").
+pub fn linear_name(r: &Recipe) -> String {
     let b = &r.baseline;
     let mut grams = Vec::new();
     if let Some((lo, hi)) = ngram_range(&b.char_ngrams) {
@@ -61,7 +66,7 @@ pub fn baseline_label(r: &Recipe) -> String {
         BaselineModel::Logreg => "logistic regression",
         BaselineModel::Svm => "linear SVM",
     };
-    format!("Baseline (TF-IDF {}, {model})", grams.join(" + "))
+    format!("TF-IDF {}, {model}", grams.join(" + "))
 }
 
 fn pairs(v: &[crate::data::Example]) -> Vec<(&str, usize)> {
@@ -140,6 +145,8 @@ impl Stage<Context<'_>> for BaselineStage {
 pub struct BaselineEvalStage<'b> {
     pub model_key: String,
     pub baseline: &'b Baseline,
+    /// The row's key and label in the results (`baseline`; `teacher` for a linear teacher).
+    pub key: String,
     pub label: String,
 }
 
@@ -184,7 +191,7 @@ impl Stage<Context<'_>> for BaselineEvalStage<'_> {
         let fit = &self.baseline.fit;
         let result = ModelResult {
             predictions,
-            key: "baseline".into(),
+            key: self.key.clone(),
             label: self.label.clone(),
             params: model.parameters(),
             trainable_params: model.parameters(),
@@ -208,6 +215,8 @@ impl Stage<Context<'_>> for BaselineEvalStage<'_> {
             result.report.macro_avg.f1,
             result.timing.samples_per_sec
         ));
+        // The same fit serves as baseline and as linear teacher.
+        result.key = self.key.clone();
         result.label = self.label.clone();
         Ok(result)
     }

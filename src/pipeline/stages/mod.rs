@@ -7,9 +7,10 @@
 //! | data | `data.*`, the files' contents | – |
 //! | pretrain | teacher sizes/checkpoint, `teacher.pretrain.*`, `data.max_len`, seed, backend | data |
 //! | teacher | `teacher.*`, `data.max_len`, seed, backend | data, pretrain |
-//! | logits | `distill.augment.*`, `data.max_len`, seed | data, teacher |
+//! | logits | `distill.augment.*`, `data.max_len`, seed (+ `eval` for an ensemble's member) | data, the teacher's stage (teacher, baseline or student) |
+//! | ensemble | `teacher.members[].weight`, `teacher.combine` | each member's logits |
 //! | student | `student.*`, the vectors' contents, `data.max_len`, seed, backend | data |
-//! | distilled | `student.*`, `distill.*`, `data.max_len`, seed, backend | data, logits |
+//! | distilled | `student.*`, `distill.*`, `data.max_len`, seed, backend | data, logits or ensemble |
 //! | eval | `report.timing_*`, backend, adapter, processor | one model stage |
 //! | baseline | `baseline.*`, `data.lowercase`, seed (SVM only) | data |
 //! | baseline_eval | `report.timing_*`, processor | baseline |

@@ -102,7 +102,7 @@ impl Stage<Context<'_>> for StudentStage<'_> {
     fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Student> {
         let (init, coverage) = cx.student_init()?;
         let (loss, logits) = match &self.teacher {
-            Some((l, _)) => (DistillLoss::from_recipe(&cx.r.distill), Some(&l.logits)),
+            Some((l, _)) => (DistillLoss::from_recipe(cx.r), Some(&l.logits)),
             None => (DistillLoss::hard_only(), None),
         };
         let inputs = cx.student_inputs()?;

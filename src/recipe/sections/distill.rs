@@ -48,6 +48,11 @@ pub struct DistillSection {
     pub soft_weight: Option<f64>,
     pub soft_loss: SoftLoss,
     pub temperature: f64,
+    /// What the soft loss compares: `"logits"` or `"log_probs"`. Left out: the teacher's
+    /// default (logits for BERT, XLNet and the BiLSTM; log-probabilities for the linear model
+    /// and for an ensemble that averages log-probabilities).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<super::SoftTargets>,
     pub augment: AugmentSection,
 }
 
@@ -58,6 +63,7 @@ impl Default for DistillSection {
             soft_weight: None,
             soft_loss: SoftLoss::Mse,
             temperature: 1.0,
+            targets: None,
             augment: AugmentSection::default(),
         }
     }
@@ -67,5 +73,14 @@ impl DistillSection {
     /// The soft loss's weight: the recipe's, else 1 − alpha.
     pub fn soft_weight(&self) -> f64 {
         self.soft_weight.unwrap_or(1.0 - self.alpha)
+    }
+}
+
+impl super::Recipe {
+    /// What the soft loss compares: the recipe's `distill.targets`, else the teacher's default.
+    pub fn soft_targets(&self) -> super::SoftTargets {
+        self.distill
+            .targets
+            .unwrap_or_else(|| self.teacher.default_targets())
     }
 }

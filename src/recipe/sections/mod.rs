@@ -67,14 +67,14 @@ impl Recipe {
     }
 
     /// Fill in every key the recipe left to a derived default (`data.text_field`,
-    /// `data.label_field`, `teacher.intermediate`, `distill.soft_weight`), so the resolved
+    /// `data.label_field`, `teacher.intermediate`, `distill.soft_weight`, `distill.targets`), so the resolved
     /// recipe — what `kdrun check` prints, each run saves and stage keys hash — states the values
     /// that are used.
     pub fn resolve_derived(&mut self) {
         self.data.text_field = Some(self.data.text_field().to_string());
         self.data.label_field = Some(self.data.label_field().to_string());
-        self.teacher.intermediate = Some(self.teacher.intermediate());
-        self.teacher.pretrain.resolve(self.teacher.arch);
+        self.teacher.resolve();
         self.distill.soft_weight = Some(self.distill.soft_weight());
+        self.distill.targets = Some(self.soft_targets());
     }
 }

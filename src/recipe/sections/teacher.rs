@@ -9,24 +9,80 @@ use std::path::PathBuf;
 pub enum TeacherArch {
     Bert,
     Xlnet,
+    /// The TF-IDF n-gram linear model, with `[baseline]`'s settings (the same fit as the
+    /// baseline row).
+    Linear,
+    /// The BiLSTM, with `[student]`'s settings, trained on the hard labels (the same fit as the
+    /// "student alone" row).
+    Bilstm,
 }
 
 impl TeacherArch {
-    /// The recipe's spelling (`"bert"`, `"xlnet"`).
+    /// The recipe's spelling (`"bert"`, `"xlnet"`, `"linear"`, `"bilstm"`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Bert => "bert",
             Self::Xlnet => "xlnet",
+            Self::Linear => "linear",
+            Self::Bilstm => "bilstm",
         }
     }
 
-    /// The further pre-training objective an architecture has.
+    /// A transformer of `models::TeacherConfig` (tokenizer, checkpoint, further pre-training),
+    /// rather than one of the models kdrun also trains elsewhere.
+    pub fn is_transformer(self) -> bool {
+        matches!(self, Self::Bert | Self::Xlnet)
+    }
+
+    /// The further pre-training objective an architecture has (the transformers' only; the
+    /// others are never further pre-trained, which validation enforces).
     pub fn objective(self) -> PretrainObjective {
         match self {
-            Self::Bert => PretrainObjective::Mlm,
+            Self::Bert | Self::Linear | Self::Bilstm => PretrainObjective::Mlm,
             Self::Xlnet => PretrainObjective::Plm,
         }
     }
+
+    /// What the distillation loss compares when `distill.targets` is left out: logits for the
+    /// networks, log-probabilities for the linear model (its scores have no comparable scale).
+    pub fn default_targets(self) -> SoftTargets {
+        match self {
+            Self::Linear => SoftTargets::LogProbs,
+            _ => SoftTargets::Logits,
+        }
+    }
+}
+
+/// How an ensemble's members' outputs are combined (weighted mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Mean of the members' logits.
+    Logits,
+    /// Mean of the members' log-probabilities (log-softmax of their logits): members with
+    /// scores on different scales weigh by their confidence, not their scale.
+    #[default]
+    LogProbs,
+}
+
+impl Combine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Logits => "logits",
+            Self::LogProbs => "log_probs",
+        }
+    }
+}
+
+/// What the distillation loss compares, student against teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoftTargets {
+    /// The raw logits (divided by the temperature).
+    Logits,
+    /// log-softmax of the logits divided by the temperature (the same for KL, which is
+    /// shift-invariant; for MSE it removes each row's arbitrary offset).
+    LogProbs,
 }
 
 /// How the teacher is further pre-trained.
@@ -226,6 +282,24 @@ pub struct TeacherSection {
     /// linearly to 0.
     pub warmup: f64,
     pub weight_decay: f64,
+    /// An ensemble: `[[teacher.members]]`, each a whole teacher section of its own (its keys'
+    /// defaults are the built-in ones, not this section's). Empty: the teacher is this section.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<TeacherSection>,
+    /// A member's weight in the ensemble's mean.
+    #[serde(skip_serializing_if = "is_one")]
+    pub weight: f64,
+    /// How the members are combined (with `members`).
+    #[serde(skip_serializing_if = "is_default_combine")]
+    pub combine: Combine,
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
+fn is_default_combine(c: &Combine) -> bool {
+    *c == Combine::default()
 }
 
 impl Default for TeacherSection {
@@ -246,6 +320,9 @@ impl Default for TeacherSection {
             batch_size: 64,
             warmup: 0.1,
             weight_decay: 0.01,
+            members: Vec::new(),
+            weight: 1.0,
+            combine: Combine::default(),
         }
     }
 }
@@ -254,5 +331,28 @@ impl TeacherSection {
     /// The feed-forward width: the recipe's, else 4 × hidden.
     pub fn intermediate(&self) -> usize {
         self.intermediate.unwrap_or(4 * self.hidden)
+    }
+
+    /// Fill in the derived keys (`intermediate`; the transformers' pre-training objective), of
+    /// every member too.
+    pub fn resolve(&mut self) {
+        self.intermediate = Some(self.intermediate());
+        if self.arch.is_transformer() {
+            self.pretrain.resolve(self.arch);
+        }
+        self.members.iter_mut().for_each(Self::resolve);
+    }
+
+    /// What the distillation loss compares by default for this teacher: an ensemble that
+    /// averages log-probabilities, or a linear teacher, gives log-probabilities.
+    pub fn default_targets(&self) -> SoftTargets {
+        if self.members.is_empty() {
+            self.arch.default_targets()
+        } else {
+            match self.combine {
+                Combine::LogProbs => SoftTargets::LogProbs,
+                Combine::Logits => SoftTargets::Logits,
+            }
+        }
     }
 }
