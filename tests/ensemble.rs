@@ -68,6 +68,7 @@ fn an_ensemble_of_two_identical_members_equals_the_member_alone() {
             &[
                 "teacher.members=[{arch=\"linear\"},{arch=\"linear\", weight=3.0}]",
                 "teacher.combine=\"logits\"",
+                "teacher.calibrate=false",
             ],
             &common[..],
         ]
@@ -158,6 +159,28 @@ fn an_ensemble_of_every_kind_of_teacher_runs_and_shares_its_members_stages() {
     assert_eq!(stage_count(tmp.path(), "baseline"), 1);
     assert_eq!(stage_count(tmp.path(), "logits"), 3);
     assert_eq!(stage_count(tmp.path(), "ensemble"), 1);
+    // Each member calibrated on the validation split: a temperature of its own.
+    let ensemble_dir = std::fs::read_dir(tmp.path().join("runs/stages/ensemble"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let fit: Value =
+        serde_json::from_str(&std::fs::read_to_string(ensemble_dir.join("ensemble.json")).unwrap())
+            .unwrap();
+    let temps: Vec<f64> = fit["temperatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert_eq!(temps.len(), 3);
+    assert!(
+        temps.iter().all(|t| *t > 0.02 && *t < 50.0 && *t != 1.0),
+        "{temps:?}"
+    );
+    assert!(label.contains("calibrated"), "{label}");
     // Every member labelled the same synthetic sentences.
     assert!(r["transfer_set"].as_u64().unwrap() > 120);
     assert!(out.contains("teacher member 3 of 3: bilstm"), "{out}");

@@ -94,6 +94,69 @@ impl TeacherLogits {
         })
     }
 
+    /// The temperature `T` that makes `softmax(logits / T)` fit `labelled` (example id, class)
+    /// best: the one minimising the mean negative log-likelihood (Guo et al. 2017's temperature
+    /// scaling), by golden-section search over ln T in [ln 0.02, ln 50]. The NLL is convex in
+    /// 1/T, so the search finds its minimum.
+    pub fn fit_temperature(&self, labelled: &[(u32, usize)]) -> Result<f64> {
+        let mut rows = Vec::with_capacity(labelled.len());
+        for &(id, label) in labelled {
+            let row = self
+                .rows
+                .get(&id)
+                .ok_or_else(|| anyhow!("no logits for example id {id} to calibrate on"))?;
+            if label >= self.classes {
+                bail!(
+                    "label {label} of example id {id} is not one of {} classes",
+                    self.classes
+                );
+            }
+            rows.push((row, label));
+        }
+        if rows.is_empty() {
+            bail!("no labelled examples to calibrate on");
+        }
+        let nll = |ln_t: f64| {
+            let t = ln_t.exp();
+            rows.iter()
+                .map(|(row, label)| {
+                    let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v as f64)) / t;
+                    let sum: f64 = row.iter().map(|v| (*v as f64 / t - max).exp()).sum();
+                    max + sum.ln() - row[*label] as f64 / t
+                })
+                .sum::<f64>()
+                / rows.len() as f64
+        };
+        let (mut a, mut b) = (0.02f64.ln(), 50f64.ln());
+        let g = (5f64.sqrt() - 1.0) / 2.0;
+        let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+        let (mut fc, mut fd) = (nll(c), nll(d));
+        while b - a > 1e-6 {
+            if fc < fd {
+                (b, d, fd) = (d, c, fc);
+                c = b - g * (b - a);
+                fc = nll(c);
+            } else {
+                (a, c, fc) = (c, d, fd);
+                d = a + g * (b - a);
+                fd = nll(d);
+            }
+        }
+        Ok(((a + b) / 2.0).exp())
+    }
+
+    /// Every row divided by `t`.
+    pub fn scaled(&self, t: f64) -> Self {
+        Self {
+            classes: self.classes,
+            rows: self
+                .rows
+                .iter()
+                .map(|(id, row)| (*id, row.iter().map(|v| (*v as f64 / t) as f32).collect()))
+                .collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -254,6 +317,34 @@ mod tests {
             assert!((p - 1.0).abs() < 1e-6, "{p}");
             assert_eq!(lp.argmax(id), m.argmax(id));
         }
+    }
+
+    #[test]
+    fn temperature_scaling_finds_the_nll_minimum() {
+        // Over-confident logits (right 3 times in 4): the fitted temperature softens them, and
+        // its NLL is below that of nearby temperatures.
+        let rows: Vec<(u32, Vec<f32>)> = (0..40)
+            .map(|i| {
+                (
+                    i,
+                    if i % 4 == 0 {
+                        vec![0.0, 8.0]
+                    } else {
+                        vec![8.0, 0.0]
+                    },
+                )
+            })
+            .collect();
+        let logits = TeacherLogits::from_rows(2, rows);
+        let labelled: Vec<(u32, usize)> = (0..40).map(|i| (i, 0)).collect();
+        let t = logits.fit_temperature(&labelled).unwrap();
+        // Optimum: softmax(8/T) = 3/4 ⇒ 8/T = ln 3.
+        assert!((t - 8.0 / 3f64.ln()).abs() < 1e-3, "{t}");
+        let scaled = logits.scaled(t);
+        let p = scaled.get(1).unwrap();
+        assert!(((p[0] - p[1]) as f64 - 3f64.ln()).abs() < 1e-4);
+        assert!(logits.fit_temperature(&[(99, 0)]).is_err());
+        assert!(logits.fit_temperature(&[(0, 5)]).is_err());
     }
 
     #[test]

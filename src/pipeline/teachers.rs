@@ -74,6 +74,7 @@ pub fn run(cx: &Context, data_key: &str) -> Result<TeacherSide> {
             .map(|(m, w)| (m.logits_key.clone(), &m.logits, *w))
             .collect(),
         combine: t.combine,
+        calibrate: t.calibrate,
     })?;
     let row = ensemble_row(cx, &ensemble.value, &members)?;
     note(&format!(
@@ -105,6 +106,7 @@ pub fn member_recipe(r: &Recipe, member: &crate::recipe::TeacherSection) -> Reci
     r.teacher = member.clone();
     r.teacher.weight = 1.0;
     r.teacher.combine = Combine::default();
+    r.teacher.calibrate = true;
     r
 }
 
@@ -319,9 +321,11 @@ fn ensemble_row(cx: &Context, ensemble: &Logits, members: &[(Member, f64)]) -> R
         max_batch_latency_ms: rows.iter().map(|m| m.timing.max_batch_latency_ms).sum(),
     };
     let t = &cx.r.teacher;
-    let how = match t.combine {
-        Combine::Logits => "mean logits",
-        Combine::LogProbs => "mean log-probabilities",
+    let how = match (t.combine, t.calibrate) {
+        (Combine::Logits, false) => "mean logits",
+        (Combine::LogProbs, false) => "mean log-probabilities",
+        (Combine::Logits, true) => "mean calibrated logits",
+        (Combine::LogProbs, true) => "mean calibrated log-probabilities",
     };
     let weights: Vec<f64> = members.iter().map(|(_, w)| *w).collect();
     let weighted = if weights.iter().all(|w| *w == weights[0]) {

@@ -15,6 +15,7 @@ use crate::distill::augment::{self, AugmentRates, PosPool, Synthetic};
 use crate::distill::TeacherLogits;
 use crate::recipe::Combine;
 use crate::store::stage::{Stage, StageWriter};
+use crate::train::progress::note;
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -270,12 +271,22 @@ impl Stage<Context<'_>> for LogitsStage<'_> {
 }
 
 /// Stage `ensemble`: the members' logits combined (weighted mean of logits or of
-/// log-probabilities) on the transfer set and on the validation and test splits. Keyed by the
-/// weights and the combination; its inputs are the members' `logits` stages.
+/// log-probabilities) on the transfer set and on the validation and test splits, each member's
+/// first divided by its temperature fitted on the validation split (with `calibrate`; kept in
+/// `ensemble.json`). Keyed by the weights, the combination and `calibrate`; its inputs are the
+/// members' `logits` stages.
 pub struct EnsembleStage<'l> {
     /// Each member's logits stage key, logits and weight.
     pub members: Vec<(String, &'l Logits, f64)>,
     pub combine: Combine,
+    pub calibrate: bool,
+}
+
+/// What the ensemble stage fitted.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct EnsembleFit {
+    /// Each member's temperature (1 without calibration).
+    pub temperatures: Vec<f64>,
 }
 
 impl Stage<Context<'_>> for EnsembleStage<'_> {
@@ -289,6 +300,7 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
         Ok(json!({
             "weights": self.members.iter().map(|(_, _, w)| *w).collect::<Vec<_>>(),
             "combine": self.combine,
+            "calibrate": self.calibrate,
         }))
     }
 
@@ -296,30 +308,46 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
         self.members.iter().map(|(k, _, _)| k.clone()).collect()
     }
 
-    fn compute(&self, _cx: &Context, out: &StageWriter) -> Result<Logits> {
+    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Logits> {
         let log_probs = self.combine == Combine::LogProbs;
-        let pick = |f: &dyn Fn(&Logits) -> Option<&TeacherLogits>| -> Result<TeacherLogits> {
+        let missing = || anyhow::anyhow!("an ensemble member without evaluation logits");
+        let valid: Vec<(u32, usize)> = cx.data()?.valid.iter().map(|e| (e.id, e.label)).collect();
+        let mut temperatures = Vec::with_capacity(self.members.len());
+        for (i, (_, l, _)) in self.members.iter().enumerate() {
+            let t = if self.calibrate {
+                l.eval
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .valid
+                    .fit_temperature(&valid)?
+            } else {
+                1.0
+            };
+            note(&format!("ensemble: member {} temperature {t:.3}", i + 1));
+            temperatures.push(t);
+        }
+        // Each member's logits of one kind, divided by its temperature, and its weight.
+        let scaled = |f: &dyn Fn(&Logits) -> Option<&TeacherLogits>| -> Result<TeacherLogits> {
             let parts = self
                 .members
                 .iter()
-                .map(|(_, l, w)| {
-                    f(l).map(|t| (t, *w)).ok_or_else(|| {
-                        anyhow::anyhow!("an ensemble member without evaluation logits")
-                    })
-                })
+                .zip(&temperatures)
+                .map(|((_, l, w), t)| Ok((f(l).ok_or_else(missing)?.scaled(*t), *w)))
                 .collect::<Result<Vec<_>>>()?;
-            TeacherLogits::combine(&parts, log_probs)
+            let refs: Vec<(&TeacherLogits, f64)> = parts.iter().map(|(l, w)| (l, *w)).collect();
+            TeacherLogits::combine(&refs, log_probs)
         };
         let first = self.members.first().map(|(_, l, _)| *l);
         let logits = Logits {
-            logits: pick(&|l| Some(&l.logits))?,
+            logits: scaled(&|l| Some(&l.logits))?,
             synthetic: first.map(|l| l.synthetic.clone()).unwrap_or_default(),
             eval: Some(EvalLogits {
-                valid: pick(&|l| l.eval.as_ref().map(|e| &e.valid))?,
-                test: pick(&|l| l.eval.as_ref().map(|e| &e.test))?,
+                valid: scaled(&|l| l.eval.as_ref().map(|e| &e.valid))?,
+                test: scaled(&|l| l.eval.as_ref().map(|e| &e.test))?,
             }),
         };
         save_logits(&logits, out)?;
+        out.write_json("ensemble.json", &EnsembleFit { temperatures })?;
         Ok(logits)
     }
 

@@ -292,6 +292,15 @@ pub struct TeacherSection {
     /// How the members are combined (with `members`).
     #[serde(skip_serializing_if = "is_default_combine")]
     pub combine: Combine,
+    /// Scale each member's logits by the temperature that fits the validation split best
+    /// (temperature scaling) before combining them (with `members`), so an over-confident member
+    /// does not outvote a calibrated one.
+    #[serde(skip_serializing_if = "is_true")]
+    pub calibrate: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_one(x: &f64) -> bool {
@@ -323,6 +332,7 @@ impl Default for TeacherSection {
             members: Vec::new(),
             weight: 1.0,
             combine: Combine::default(),
+            calibrate: true,
         }
     }
 }
