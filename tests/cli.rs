@@ -499,6 +499,9 @@ fn a_sweep_trains_the_teacher_once_and_reports_every_trial() {
     ] {
         let text = std::fs::read_to_string(reports.join("quick").join(page)).unwrap();
         assert!(!text.contains(&tmp_path), "{page} names {tmp_path}");
+        // Nor the data's folder on this machine, in the recipe the pages show.
+        let checkout = env!("CARGO_MANIFEST_DIR");
+        assert!(!text.contains(checkout), "{page} names {checkout}");
     }
     assert!(
         std::fs::read_to_string(reports.join("quick/trial-002/README.md"))

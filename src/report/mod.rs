@@ -305,7 +305,7 @@ impl Report {
             notes: results.notes.clone(),
             history: Table::from_df(&frames.history),
             timing_note,
-            recipe_toml: results.recipe_toml.clone(),
+            recipe_toml: results.recipe_for_pages(),
             run_dir: results.run_in_store(),
             csv_files: frames
                 .all()

@@ -116,6 +116,41 @@ impl RunResults {
         super::name_in_store(self.store().as_deref(), Path::new(&self.run_dir))
     }
 
+    /// The resolved recipe as pages show it: every absolute path in it (data, vectors,
+    /// checkpoints, store, report folder) made relative to the project — the folder that holds
+    /// the store — or, outside it, cut to `…/<folder>/<file>`, so a published page never names
+    /// a machine's folders or its user. The run folder keeps the full recipe (`recipe.toml`).
+    pub fn recipe_for_pages(&self) -> String {
+        let Ok(root) = toml::from_str::<toml::Value>(&self.recipe_toml) else {
+            return self.recipe_toml.clone();
+        };
+        let project = self.store().and_then(|s| s.parent().map(Path::to_path_buf));
+        fn paths<'v>(v: &'v toml::Value, out: &mut Vec<&'v str>) {
+            match v {
+                toml::Value::String(s) if Path::new(s).is_absolute() => out.push(s),
+                toml::Value::Array(items) => items.iter().for_each(|i| paths(i, out)),
+                toml::Value::Table(t) => t.values().for_each(|i| paths(i, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        paths(&root, &mut found);
+        // Longest first, so a path is not cut by a shorter one it starts with.
+        found.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        found.dedup();
+        let mut text = self.recipe_toml.clone();
+        for abs in found {
+            let path = Path::new(abs);
+            let short = match project.as_deref().and_then(|p| path.strip_prefix(p).ok()) {
+                Some(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+                Some(rel) => rel.display().to_string(),
+                None => format!("…/{}", super::name_in_store(None, path)),
+            };
+            text = text.replace(&format!("\"{abs}\""), &format!("\"{short}\""));
+        }
+        text
+    }
+
     /// A string of the stored resolved recipe by dotted key (`report.templates`); `None` if
     /// absent or empty.
     pub fn recipe_str(&self, key: &str) -> Option<String> {
@@ -176,5 +211,34 @@ mod tests {
         );
         assert_eq!(r.templates_dir(), None);
         assert_eq!(r.recipe_str("report.no_such_key"), None);
+    }
+
+    #[test]
+    fn pages_show_the_recipe_without_the_machines_folders() {
+        let mut r: RunResults =
+            serde_json::from_str(include_str!("../../tests/fixtures/results-min.json")).unwrap();
+        r.recipe_toml = "name = \"tnews\"\n\n[data]\ntrain = \"/home/ann/kd/data/train.json\"\n\
+             classes = [\"car\", \"game\"]\n\n[teacher]\ncheckpoint = \"/mnt/models/bert-base\"\n\
+             \n[teacher.pretrain]\nextra = [\"/home/ann/kd/extra.txt\"]\n\n[report]\n\
+             dir = \"/home/ann/kd/reports\"\n\n[runtime]\nstore = \"/home/ann/kd/runs\"\n"
+            .into();
+        let shown = r.recipe_for_pages();
+        assert!(
+            !shown.contains("/home/ann") && !shown.contains("/mnt"),
+            "{shown}"
+        );
+        for line in [
+            "train = \"data/train.json\"",
+            "checkpoint = \"…/models/bert-base\"",
+            "extra = [\"extra.txt\"]",
+            "dir = \"reports\"",
+            "store = \"runs\"",
+            "classes = [\"car\", \"game\"]",
+        ] {
+            assert!(shown.contains(line), "{line} in {shown}");
+        }
+        // The order of the keys is the recipe's.
+        assert!(shown.find("[data]") < shown.find("[teacher]"));
+        assert!(toml::from_str::<toml::Value>(&shown).is_ok());
     }
 }

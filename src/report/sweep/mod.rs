@@ -143,7 +143,7 @@ pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()
     let context = first
         .map(|r| -> Result<RunContext> {
             Ok(RunContext {
-                recipe_toml: r.recipe_toml.clone(),
+                recipe_toml: r.recipe_for_pages(),
                 data: Table::from_df(&super::tables::data_counts(r)?),
                 classes: r.classes.iter().map(|c| c.name.clone()).collect(),
                 machine: r.machine.describe(),
