@@ -88,8 +88,19 @@ impl<'a> Context<'a> {
 
     /// A context for another recipe on the same device and store (an ensemble's member: the
     /// recipe with that member as its teacher).
+    /// The data (and the character vocabulary built from it) is shared when the two recipes'
+    /// `[data]` sections agree, as an ensemble's members' do: read once, said once.
     pub fn with_recipe<'b>(&'b self, r: &'b Recipe) -> Context<'b> {
-        Context::new(r, self.compute, self.stages)
+        let cx = Context::new(r, self.compute, self.stages);
+        if r.data == self.r.data {
+            if let Some(d) = self.data.get() {
+                let _ = cx.data.set(d.clone());
+            }
+            if let Some(v) = self.vocab.get() {
+                let _ = cx.vocab.set(v.clone());
+            }
+        }
+        cx
     }
 
     /// Take over what a member's context used and noted, its stages named after the member.

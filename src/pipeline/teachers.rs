@@ -54,6 +54,8 @@ pub fn run(cx: &Context, data_key: &str) -> Result<TeacherSide> {
             vocab_size: m.vocab_size,
         });
     }
+    // Read once here; every member's context shares it.
+    cx.data()?;
     let mut members = Vec::with_capacity(t.members.len());
     for (i, m) in t.members.iter().enumerate() {
         let n = i + 1;
