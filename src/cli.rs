@@ -118,6 +118,16 @@ struct Overrides {
     /// Override runtime.backend.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Run up to N sweep trials at once, each in a process of its own with its share of the
+    /// CPU threads, after the stages they share (overrides runtime.jobs).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run only trial I (1-based) of the sweep, on the same store (what each worker runs).
+    #[arg(long, value_name = "I")]
+    trial: Option<usize>,
+    /// With --trial: the trial's folder (a sweep's `trial-NNN`); else a new run folder.
+    #[arg(long, value_name = "DIR", requires = "trial", hide = true)]
+    trial_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +164,60 @@ impl Overrides {
             sets.push(recipe::parse_set(&format!("runtime.backend=\"{name}\""))?);
         }
         Ok(sets)
+    }
+}
+
+impl Overrides {
+    /// The arguments that load the same recipe and trials again (for a worker process).
+    fn command_line(&self, recipe: &std::path::Path) -> Vec<std::ffi::OsString> {
+        let mut args = vec![recipe.as_os_str().to_owned()];
+        for s in &self.set {
+            args.push("--set".into());
+            args.push(s.into());
+        }
+        if let Some(b) = self.backend {
+            args.push("--backend".into());
+            args.push(
+                match b {
+                    BackendArg::Auto => "auto",
+                    BackendArg::Wgpu => "wgpu",
+                    BackendArg::Cpu => "cpu",
+                }
+                .into(),
+            );
+        }
+        args
+    }
+}
+
+/// `--trial I`: run trial I of the sweep on the shared store; exit 0 when it finished, 3 when it
+/// failed (its reason in `error.txt`), 130 after Ctrl-C.
+fn run_one_trial(
+    args: &RecipeArgs,
+    trials: &[(Trial, recipe::LoadedRecipe)],
+    i: usize,
+    compute: &backend::Compute,
+) -> ExitCode {
+    let Some((trial, loaded)) = i.checked_sub(1).and_then(|i| trials.get(i)) else {
+        eprintln!(
+            "error: --trial {i}: the recipe has {} trial(s), numbered from 1",
+            trials.len()
+        );
+        return ExitCode::FAILURE;
+    };
+    let r = &loaded.recipe;
+    let outcome = pipeline::sweep::open_stages(&r.runtime.store).and_then(|stages| {
+        let dir = match &args.overrides.trial_dir {
+            Some(d) => d.clone(),
+            None => crate::store::RunDir::create(&r.runtime.store, &r.name)?.path,
+        };
+        let report_dir = r.report.dir.join(&r.name);
+        pipeline::sweep::run_trial(trial, loaded, compute, &stages, &dir, &report_dir)
+    });
+    match outcome {
+        Ok(t) if t.error.is_none() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(3),
+        Err(e) => failure(&e),
     }
 }
 
@@ -230,6 +294,9 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
     };
     compute.say_kernel_cache(cache.as_deref());
+    if let Some(i) = args.overrides.trial {
+        return run_one_trial(args, &trials, i, &compute);
+    }
     if trials.len() == 1 && trials[0].0.values.is_empty() {
         return match pipeline::run(&trials[0].1, &compute) {
             Ok(out) => {
@@ -251,7 +318,24 @@ fn run(args: &RecipeArgs) -> ExitCode {
             Err(e) => failure(&e),
         };
     }
-    match pipeline::sweep::run_sweep(mode, &trials, &compute) {
+    let jobs = args.overrides.jobs.unwrap_or(base.runtime.jobs).max(1);
+    let workers = match std::env::current_exe() {
+        Ok(exe) if jobs > 1 => {
+            let total = if base.runtime.threads > 0 {
+                base.runtime.threads
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            };
+            Some(pipeline::sweep::Workers {
+                jobs,
+                exe,
+                args: args.overrides.command_line(&args.recipe),
+                threads: (total / jobs).max(1),
+            })
+        }
+        _ => None,
+    };
+    match pipeline::sweep::run_sweep(mode, &trials, &compute, workers.as_ref()) {
         Ok(out) => {
             println!();
             for t in &out.results.trials {
