@@ -43,6 +43,9 @@ enum Command {
     /// Time kdrun's models (BERT-base, BERT-small, the reference BiLSTM and the default recipe's
     /// two models; training steps and inference) on a backend; print a table, write JSON.
     Bench(BenchArgs),
+    /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted
+    /// or pending (also while a sweep runs on Slurm).
+    Status(StoreArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
 }
@@ -128,6 +131,40 @@ struct Overrides {
     /// With --trial: the trial's folder (a sweep's `trial-NNN`); else a new run folder.
     #[arg(long, value_name = "DIR", requires = "trial", hide = true)]
     trial_dir: Option<PathBuf>,
+    /// Where a sweep's trials run: here (`local`), or as Slurm jobs on the same store (`slurm`:
+    /// a job for the shared stages, a job array of the trials, a job for the report).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: Executor,
+    /// Slurm partition (with --executor slurm).
+    #[arg(long, value_name = "P")]
+    partition: Option<String>,
+    /// GPUs per Slurm task (with --executor slurm).
+    #[arg(long, value_name = "G")]
+    gpus_per_task: Option<u32>,
+    /// Slurm time limit of each job, e.g. `2:00:00` (with --executor slurm).
+    #[arg(long, value_name = "T")]
+    time: Option<String>,
+    /// Slurm array tasks running at once (with --executor slurm).
+    #[arg(long, value_name = "N")]
+    array_limit: Option<usize>,
+    /// With --executor slurm: write and print the sbatch scripts, submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Compute only the stages all trials share (the Slurm shared job).
+    #[arg(long, requires = "sweep_dir", hide = true)]
+    shared_stages: bool,
+    /// Write the sweep's results and report from its trials' folders (the Slurm report job).
+    #[arg(long, requires = "sweep_dir", hide = true)]
+    sweep_report: bool,
+    /// The sweep folder of --shared-stages / --sweep-report.
+    #[arg(long, value_name = "DIR", hide = true)]
+    sweep_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -279,6 +316,44 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
     };
     let base = &trials[0].1.recipe;
+    let o = &args.overrides;
+    if o.executor == Executor::Slurm {
+        let options = pipeline::slurm::SlurmOptions {
+            partition: o.partition.clone(),
+            gpus_per_task: o.gpus_per_task,
+            time: o.time.clone(),
+            array_limit: o.array_limit,
+            dry_run: o.dry_run,
+        };
+        let submitted = std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|exe| {
+                pipeline::slurm::submit(&options, &trials, &exe, &o.command_line(&args.recipe))
+            });
+        return match submitted {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        };
+    }
+    if let (true, Some(dir)) = (o.sweep_report, &o.sweep_dir) {
+        let started = std::fs::metadata(dir.join("shared.sbatch"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let done = pipeline::sweep::collect(&trials, dir, &[], &[])
+            .and_then(|outcomes| pipeline::sweep::finish(&trials, dir, outcomes, started));
+        return match done {
+            Ok(out) => {
+                println!(
+                    "sweep report: {}",
+                    out.report_dir.join("index.html").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(&e),
+        };
+    }
     crate::train::interrupt::install();
     backend::limit_threads(base.runtime.threads);
     let probe = match std::env::current_exe() {
@@ -294,6 +369,15 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
     };
     compute.say_kernel_cache(cache.as_deref());
+    if let (true, Some(dir)) = (o.shared_stages, &o.sweep_dir) {
+        let done = pipeline::sweep::open_stages(&base.runtime.store).and_then(|stages| {
+            pipeline::sweep::shared_stages(&trials, &compute, &stages, &dir.join(".shared"))
+        });
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        };
+    }
     if let Some(i) = args.overrides.trial {
         return run_one_trial(args, &trials, i, &compute);
     }
@@ -492,6 +576,41 @@ fn publish(args: &PublishArgs) -> ExitCode {
     }
 }
 
+fn status(args: &StoreArgs) -> ExitCode {
+    use crate::store::status::TrialState;
+    let sweeps = match crate::store::status::sweeps(&args.store) {
+        Ok(s) => s,
+        Err(e) => return failure(&e),
+    };
+    if sweeps.is_empty() {
+        println!("no sweeps in {}", args.store.display());
+    }
+    for s in &sweeps {
+        let count = |f: fn(&TrialState) -> bool| s.trials.iter().filter(|(_, t)| f(t)).count();
+        println!(
+            "{}{}: {} done, {} running, {} failed, {} interrupted, {} pending",
+            s.dir.display(),
+            if s.finished { " (finished)" } else { "" },
+            count(|t| *t == TrialState::Done),
+            count(|t| *t == TrialState::Running),
+            count(|t| matches!(t, TrialState::Failed(_))),
+            count(|t| *t == TrialState::Interrupted),
+            count(|t| *t == TrialState::Pending),
+        );
+        for (i, (label, state)) in s.trials.iter().enumerate() {
+            let state = match state {
+                TrialState::Done => "done".to_string(),
+                TrialState::Running => "running".to_string(),
+                TrialState::Failed(why) => format!("failed: {why}"),
+                TrialState::Interrupted => "interrupted (no process runs it)".to_string(),
+                TrialState::Pending => "pending".to_string(),
+            };
+            println!("  trial {:>3} {label:<40} {state}", i + 1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Entry point of the `kdrun` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -502,6 +621,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Report(args)), _) => rerender(args),
         (Some(Command::Publish(args)), _) => publish(args),
         (Some(Command::Bench(args)), _) => bench(args),
+        (Some(Command::Status(args)), _) => status(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

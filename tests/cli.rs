@@ -830,3 +830,167 @@ fn two_runs_at_once_on_one_store_share_the_teacher() {
     let stages = kdrun::store::stage::Stages::new(&store);
     assert_eq!(stages.clean_stale().unwrap(), 0);
 }
+
+/// A stand-in `sbatch` on PATH that logs its arguments to `log` and answers job ids 101, 102, ….
+fn fake_sbatch(dir: &Path, log: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("sbatch");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\necho $((100 + $(wc -l < '{}')))\n",
+            log.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn slurm_dry_run_prints_the_scripts_and_submits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2,3,4"])
+        .args([
+            "--executor",
+            "slurm",
+            "--partition",
+            "debug",
+            "--time",
+            "1:00:00",
+        ])
+        .args(["--array-limit", "2", "--gpus-per-task", "1", "--dry-run"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!log.exists(), "sbatch was called");
+    for want in [
+        "#SBATCH --array=1-4%2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=1:00:00",
+        "#SBATCH --gpus-per-task=1",
+        "--trial \"$SLURM_ARRAY_TASK_ID\"",
+        "--shared-stages",
+        "--sweep-report",
+        "'distill.temperature=1,2,3,4'",
+        "dry run: nothing submitted",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in\n{stdout}");
+    }
+    // The scripts are in the sweep's run folder; no stage was computed.
+    let sweeps: Vec<_> = std::fs::read_dir(tmp.path().join("runs/quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sweeps.len(), 1);
+    for f in ["shared.sbatch", "trials.sbatch", "report.sbatch"] {
+        assert!(sweeps[0].join(f).is_file(), "{f}");
+    }
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 0);
+}
+
+#[test]
+fn slurm_submits_shared_job_then_array_then_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2"])
+        .args(["--executor", "slurm"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls[0].ends_with("shared.sbatch") && !calls[0].contains("dependency"));
+    assert!(calls[1].contains("--dependency=afterok:101") && calls[1].ends_with("trials.sbatch"));
+    assert!(calls[2].contains("--dependency=afterany:102") && calls[2].ends_with("report.sbatch"));
+}
+
+#[test]
+fn the_slurm_jobs_run_by_hand_make_the_sweep() {
+    // What the three jobs run, in order, without Slurm: shared stages, each trial, the report.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let sweep = "distill.temperature=1,2";
+    let out = quick_cmd(tmp.path(), &[sweep])
+        .args(["--executor", "slurm", "--dry-run"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sweep_dir = std::fs::read_dir(tmp.path().join("runs/quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    {
+        let st = Command::new("bash")
+            .arg(sweep_dir.join("shared.sbatch"))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 1);
+    assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 0);
+    let status = |want: &str| {
+        let out = kdrun()
+            .arg("status")
+            .arg(tmp.path().join("runs"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    };
+    status(": 0 done, 0 running, 0 failed, 0 interrupted, 2 pending");
+    for task in ["1", "2"] {
+        let st = Command::new("bash")
+            .arg(sweep_dir.join("trials.sbatch"))
+            .env("SLURM_ARRAY_TASK_ID", task)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    let st = Command::new("bash")
+        .arg(sweep_dir.join("report.sbatch"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap();
+    assert_eq!(results.trials.len(), 2);
+    assert!(results.trials.iter().all(|t| t.results.is_some()));
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 1);
+    assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 2);
+    assert!(tmp.path().join("reports/quick/index.html").is_file());
+    status(" (finished): 2 done, 0 running, 0 failed, 0 interrupted, 0 pending");
+}

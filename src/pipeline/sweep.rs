@@ -73,6 +73,7 @@ pub fn run_trial(
     };
     std::fs::create_dir_all(&dir.path)
         .with_context(|| format!("cannot create {}", dir.path.display()))?;
+    let _running = crate::store::status::hold_running(&dir.path)?;
     let clock = Instant::now();
     let (results, error) = match run_in(loaded, compute, stages, &dir) {
         Ok(mut results) => {
@@ -145,6 +146,7 @@ pub fn run_sweep(
     let sweep_dir = RunDir::create(&base.runtime.store, &base.name)?;
     let report_dir = base.report.dir.join(&base.name);
     let keys: Vec<String> = trials[0].0.values.iter().map(|(k, _)| k.clone()).collect();
+    write_plan(trials, &sweep_dir)?;
     note(&format!(
         "sweep: {} trials over {} ({})",
         trials.len(),
@@ -178,41 +180,71 @@ pub fn run_sweep(
             outcomes
         }
         Some(w) => {
-            shared_stages(trials, compute, &stages, &sweep_dir.path)?;
+            shared_stages(trials, compute, &stages, &sweep_dir.path.join(".shared"))?;
             run_workers(trials, w, &sweep_dir.path)?
         }
     };
+    finish(
+        trials,
+        &sweep_dir.path,
+        outcomes,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// The sweep's trials, for `kdrun status` while it runs.
+pub fn write_plan(trials: &[(Trial, LoadedRecipe)], sweep_dir: &RunDir) -> Result<()> {
+    let plan = crate::store::status::Plan {
+        labels: trials.iter().map(|(t, _)| t.label()).collect(),
+    };
+    sweep_dir.write_json(crate::store::status::PLAN_FILE, &plan)?;
+    Ok(())
+}
+
+/// Write a sweep's `sweep.json`, tables and pages from its trials' outcomes.
+pub fn finish(
+    trials: &[(Trial, LoadedRecipe)],
+    sweep_dir: &Path,
+    outcomes: Vec<TrialOutcome>,
+    seconds: f64,
+) -> Result<SweepOutput> {
+    let base = &trials[0].1.recipe;
+    let report_dir = base.report.dir.join(&base.name);
     let results = SweepResults {
         recipe_name: base.name.clone(),
-        keys,
+        keys: trials[0].0.values.iter().map(|(k, _)| k.clone()).collect(),
         trials: outcomes,
-        seconds: started.elapsed().as_secs_f64(),
-        sweep_dir: sweep_dir.path.display().to_string(),
+        seconds,
+        sweep_dir: sweep_dir.display().to_string(),
         report_dir: report_dir.display().to_string(),
     };
-    sweep_dir.write_json("sweep.json", &results)?;
-    report::sweep::write_tables(&results, &sweep_dir.path)?;
+    let dir = RunDir {
+        path: sweep_dir.to_path_buf(),
+    };
+    dir.write_json("sweep.json", &results)?;
+    report::sweep::write_tables(&results, sweep_dir)?;
     report::sweep::write(&results, &report_dir, None)?;
     Ok(SweepOutput {
         results,
-        sweep_dir: sweep_dir.path,
+        sweep_dir: sweep_dir.to_path_buf(),
         report_dir,
     })
 }
 
 /// Compute, with all of this process's threads, the stages every trial shares: the first trial's
-/// run up to the first stage whose key differs between trials.
-fn shared_stages(
+/// run up to the first stage whose key differs between trials (its run folder `scratch`, removed
+/// after).
+pub fn shared_stages(
     trials: &[(Trial, LoadedRecipe)],
     compute: &Compute,
     stages: &Stages,
-    sweep_dir: &Path,
+    scratch: &Path,
 ) -> Result<()> {
     note("\n=== the stages all trials share");
     let others = trials[1..].iter().map(|(_, l)| l.recipe.clone()).collect();
     let shared = stages.only_shared_with(others);
     let scratch = RunDir {
-        path: sweep_dir.join(".shared"),
+        path: scratch.to_path_buf(),
     };
     std::fs::create_dir_all(&scratch.path)?;
     let result = run_in(&trials[0].1, compute, &shared, &scratch);
@@ -284,6 +316,21 @@ fn run_workers(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let statuses: Vec<String> = statuses
+        .iter()
+        .map(|s| s.map_or("not run".to_string(), |s| s.to_string()))
+        .collect();
+    collect(trials, sweep_dir, &seconds, &statuses)
+}
+
+/// The trials' outcomes from their folders in `sweep_dir` (written by `kdrun --trial`):
+/// `results.json`, else the reason in `error.txt`, else how the worker ended (`ended[i]`).
+pub fn collect(
+    trials: &[(Trial, LoadedRecipe)],
+    sweep_dir: &Path,
+    seconds: &[f64],
+    ended: &[String],
+) -> Result<Vec<TrialOutcome>> {
     let mut outcomes = Vec::with_capacity(trials.len());
     for (i, (trial, _)) in trials.iter().enumerate() {
         let dir = trial_dir(sweep_dir, trial);
@@ -292,18 +339,23 @@ fn run_workers(
         } else if let Ok(reason) = std::fs::read_to_string(dir.join("error.txt")) {
             (None, Some(reason))
         } else {
-            let reason = format!(
-                "the worker process ended ({}) without results",
-                statuses[i].map_or("not run".to_string(), |s| s.to_string())
-            );
-            (None, Some(reason))
+            let how = ended.get(i).map_or("not run", String::as_str);
+            (
+                None,
+                Some(format!("the worker process ended ({how}) without results")),
+            )
         };
+        let seconds = seconds
+            .get(i)
+            .copied()
+            .or_else(|| results.as_ref().map(|r| r.total_seconds))
+            .unwrap_or(0.0);
         outcomes.push(TrialOutcome {
             index: trial.index,
             values: trial.values.clone(),
             results,
             error,
-            seconds: seconds[i],
+            seconds,
         });
     }
     Ok(outcomes)

@@ -8,6 +8,7 @@ pub mod machine;
 pub mod results;
 pub mod scan;
 pub mod stage;
+pub mod status;
 pub mod sweep;
 
 use anyhow::{Context, Result};
