@@ -43,6 +43,9 @@ enum Command {
     /// Time kdrun's models (BERT-base, BERT-small, the reference BiLSTM and the default recipe's
     /// two models; training steps and inference) on a backend; print a table, write JSON.
     Bench(BenchArgs),
+    /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted
+    /// or pending (also while a sweep runs on Slurm).
+    Status(StoreArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
 }
@@ -118,6 +121,50 @@ struct Overrides {
     /// Override runtime.backend.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Run up to N sweep trials at once, each in a process of its own with its share of the
+    /// CPU threads, after the stages they share (overrides runtime.jobs).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Run only trial I (1-based) of the sweep, on the same store (what each worker runs).
+    #[arg(long, value_name = "I")]
+    trial: Option<usize>,
+    /// With --trial: the trial's folder (a sweep's `trial-NNN`); else a new run folder.
+    #[arg(long, value_name = "DIR", requires = "trial", hide = true)]
+    trial_dir: Option<PathBuf>,
+    /// Where a sweep's trials run: here (`local`), or as Slurm jobs on the same store (`slurm`:
+    /// a job for the shared stages, a job array of the trials, a job for the report).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: Executor,
+    /// Slurm partition (with --executor slurm).
+    #[arg(long, value_name = "P")]
+    partition: Option<String>,
+    /// GPUs per Slurm task (with --executor slurm).
+    #[arg(long, value_name = "G")]
+    gpus_per_task: Option<u32>,
+    /// Slurm time limit of each job, e.g. `2:00:00` (with --executor slurm).
+    #[arg(long, value_name = "T")]
+    time: Option<String>,
+    /// Slurm array tasks running at once (with --executor slurm).
+    #[arg(long, value_name = "N")]
+    array_limit: Option<usize>,
+    /// With --executor slurm: write and print the sbatch scripts, submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Compute only the stages all trials share (the Slurm shared job).
+    #[arg(long, requires = "sweep_dir", hide = true)]
+    shared_stages: bool,
+    /// Write the sweep's results and report from its trials' folders (the Slurm report job).
+    #[arg(long, requires = "sweep_dir", hide = true)]
+    sweep_report: bool,
+    /// The sweep folder of --shared-stages / --sweep-report.
+    #[arg(long, value_name = "DIR", hide = true)]
+    sweep_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +201,60 @@ impl Overrides {
             sets.push(recipe::parse_set(&format!("runtime.backend=\"{name}\""))?);
         }
         Ok(sets)
+    }
+}
+
+impl Overrides {
+    /// The arguments that load the same recipe and trials again (for a worker process).
+    fn command_line(&self, recipe: &std::path::Path) -> Vec<std::ffi::OsString> {
+        let mut args = vec![recipe.as_os_str().to_owned()];
+        for s in &self.set {
+            args.push("--set".into());
+            args.push(s.into());
+        }
+        if let Some(b) = self.backend {
+            args.push("--backend".into());
+            args.push(
+                match b {
+                    BackendArg::Auto => "auto",
+                    BackendArg::Wgpu => "wgpu",
+                    BackendArg::Cpu => "cpu",
+                }
+                .into(),
+            );
+        }
+        args
+    }
+}
+
+/// `--trial I`: run trial I of the sweep on the shared store; exit 0 when it finished, 3 when it
+/// failed (its reason in `error.txt`), 130 after Ctrl-C.
+fn run_one_trial(
+    args: &RecipeArgs,
+    trials: &[(Trial, recipe::LoadedRecipe)],
+    i: usize,
+    compute: &backend::Compute,
+) -> ExitCode {
+    let Some((trial, loaded)) = i.checked_sub(1).and_then(|i| trials.get(i)) else {
+        eprintln!(
+            "error: --trial {i}: the recipe has {} trial(s), numbered from 1",
+            trials.len()
+        );
+        return ExitCode::FAILURE;
+    };
+    let r = &loaded.recipe;
+    let outcome = pipeline::sweep::open_stages(&r.runtime.store).and_then(|stages| {
+        let dir = match &args.overrides.trial_dir {
+            Some(d) => d.clone(),
+            None => crate::store::RunDir::create(&r.runtime.store, &r.name)?.path,
+        };
+        let report_dir = r.report.dir.join(&r.name);
+        pipeline::sweep::run_trial(trial, loaded, compute, &stages, &dir, &report_dir)
+    });
+    match outcome {
+        Ok(t) if t.error.is_none() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(3),
+        Err(e) => failure(&e),
     }
 }
 
@@ -215,6 +316,44 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
     };
     let base = &trials[0].1.recipe;
+    let o = &args.overrides;
+    if o.executor == Executor::Slurm {
+        let options = pipeline::slurm::SlurmOptions {
+            partition: o.partition.clone(),
+            gpus_per_task: o.gpus_per_task,
+            time: o.time.clone(),
+            array_limit: o.array_limit,
+            dry_run: o.dry_run,
+        };
+        let submitted = std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|exe| {
+                pipeline::slurm::submit(&options, &trials, &exe, &o.command_line(&args.recipe))
+            });
+        return match submitted {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        };
+    }
+    if let (true, Some(dir)) = (o.sweep_report, &o.sweep_dir) {
+        let started = std::fs::metadata(dir.join("shared.sbatch"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let done = pipeline::sweep::collect(&trials, dir, &[], &[])
+            .and_then(|outcomes| pipeline::sweep::finish(&trials, dir, outcomes, started));
+        return match done {
+            Ok(out) => {
+                println!(
+                    "sweep report: {}",
+                    out.report_dir.join("index.html").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(&e),
+        };
+    }
     crate::train::interrupt::install();
     backend::limit_threads(base.runtime.threads);
     let probe = match std::env::current_exe() {
@@ -230,6 +369,18 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
     };
     compute.say_kernel_cache(cache.as_deref());
+    if let (true, Some(dir)) = (o.shared_stages, &o.sweep_dir) {
+        let done = pipeline::sweep::open_stages(&base.runtime.store).and_then(|stages| {
+            pipeline::sweep::shared_stages(&trials, &compute, &stages, &dir.join(".shared"))
+        });
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        };
+    }
+    if let Some(i) = args.overrides.trial {
+        return run_one_trial(args, &trials, i, &compute);
+    }
     if trials.len() == 1 && trials[0].0.values.is_empty() {
         return match pipeline::run(&trials[0].1, &compute) {
             Ok(out) => {
@@ -251,7 +402,24 @@ fn run(args: &RecipeArgs) -> ExitCode {
             Err(e) => failure(&e),
         };
     }
-    match pipeline::sweep::run_sweep(mode, &trials, &compute) {
+    let jobs = args.overrides.jobs.unwrap_or(base.runtime.jobs).max(1);
+    let workers = match std::env::current_exe() {
+        Ok(exe) if jobs > 1 => {
+            let total = if base.runtime.threads > 0 {
+                base.runtime.threads
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            };
+            Some(pipeline::sweep::Workers {
+                jobs,
+                exe,
+                args: args.overrides.command_line(&args.recipe),
+                threads: (total / jobs).max(1),
+            })
+        }
+        _ => None,
+    };
+    match pipeline::sweep::run_sweep(mode, &trials, &compute, workers.as_ref()) {
         Ok(out) => {
             println!();
             for t in &out.results.trials {
@@ -408,6 +576,41 @@ fn publish(args: &PublishArgs) -> ExitCode {
     }
 }
 
+fn status(args: &StoreArgs) -> ExitCode {
+    use crate::store::status::TrialState;
+    let sweeps = match crate::store::status::sweeps(&args.store) {
+        Ok(s) => s,
+        Err(e) => return failure(&e),
+    };
+    if sweeps.is_empty() {
+        println!("no sweeps in {}", args.store.display());
+    }
+    for s in &sweeps {
+        let count = |f: fn(&TrialState) -> bool| s.trials.iter().filter(|(_, t)| f(t)).count();
+        println!(
+            "{}{}: {} done, {} running, {} failed, {} interrupted, {} pending",
+            s.dir.display(),
+            if s.finished { " (finished)" } else { "" },
+            count(|t| *t == TrialState::Done),
+            count(|t| *t == TrialState::Running),
+            count(|t| matches!(t, TrialState::Failed(_))),
+            count(|t| *t == TrialState::Interrupted),
+            count(|t| *t == TrialState::Pending),
+        );
+        for (i, (label, state)) in s.trials.iter().enumerate() {
+            let state = match state {
+                TrialState::Done => "done".to_string(),
+                TrialState::Running => "running".to_string(),
+                TrialState::Failed(why) => format!("failed: {why}"),
+                TrialState::Interrupted => "interrupted (no process runs it)".to_string(),
+                TrialState::Pending => "pending".to_string(),
+            };
+            println!("  trial {:>3} {label:<40} {state}", i + 1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Entry point of the `kdrun` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -418,6 +621,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Report(args)), _) => rerender(args),
         (Some(Command::Publish(args)), _) => publish(args),
         (Some(Command::Bench(args)), _) => bench(args),
+        (Some(Command::Status(args)), _) => status(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -710,3 +710,290 @@ fn the_baseline_can_be_turned_off_changed_and_reused() {
     assert!(stderr.contains("baseline: reused"), "{stderr}");
     assert!(stderr.contains("baseline_eval: reused"), "{stderr}");
 }
+
+/// Each trial's results of the (only) sweep in `store`, by trial number.
+fn trial_results(store: &Path, trials: usize) -> Vec<kdrun::store::RunResults> {
+    let sweeps: Vec<_> = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("sweep.json").is_file())
+        .collect();
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    (1..=trials)
+        .map(|t| {
+            kdrun::store::RunResults::load(&sweeps[0].join(format!("trial-{t:03}/results.json")))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_with_two_workers_ends_bit_for_bit_as_the_sequential_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = "distill.temperature=1,2,3,4";
+    let (seq, par) = (tmp.path().join("seq"), tmp.path().join("par"));
+    let out = quick_cmd(&seq, &[sweep]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = quick_cmd(&par, &[sweep])
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4 trials, 2 at once"), "{stderr}");
+
+    let (a, b) = (
+        trial_results(&seq.join("runs"), 4),
+        trial_results(&par.join("runs"), 4),
+    );
+    for (t, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a.models.len(), b.models.len());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            let what = format!("trial {}, {}", t + 1, ma.key);
+            assert_eq!(ma.key, mb.key, "{what}");
+            assert_eq!(ma.report, mb.report, "{what}");
+            assert_eq!(ma.predictions, mb.predictions, "{what}");
+            let losses = |m: &kdrun::store::ModelResult| {
+                m.history
+                    .iter()
+                    .map(|h| h.train_loss.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
+        }
+    }
+    // The shared stages were computed once, before the workers: every worker reused them.
+    let store = par.join("runs");
+    assert_eq!(count_stages(&store, "data"), 1);
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "logits"), 1);
+    assert_eq!(count_stages(&store, "student"), 1);
+    assert_eq!(count_stages(&store, "distilled"), 4);
+    for t in 1..=4 {
+        for stage in ["teacher", "logits", "student"] {
+            let line = format!("[trial {t}] {stage}: reused from the store");
+            assert!(stderr.contains(&line), "no `{line}` in\n{stderr}");
+        }
+    }
+    let teacher_dirs: std::collections::BTreeSet<_> =
+        b.iter().map(|r| r.stages["teacher"].clone()).collect();
+    assert_eq!(teacher_dirs.len(), 1, "{teacher_dirs:?}");
+}
+
+#[test]
+fn two_runs_at_once_on_one_store_share_the_teacher() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A teacher slow enough that the second run arrives while the first one trains it.
+    let spawn = |t: &str| {
+        quick_cmd(
+            tmp.path(),
+            &["teacher.epochs=30", &format!("distill.temperature={t}")],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn("2"), spawn("3"));
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let stderrs: Vec<String> = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    for (o, e) in outs.iter().zip(&stderrs) {
+        assert!(o.status.success(), "{e}");
+    }
+    let store = tmp.path().join("runs");
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "distilled"), 2);
+    // One trained the teacher; the other waited for it, then reused it.
+    let reused: Vec<bool> = stderrs
+        .iter()
+        .map(|e| e.contains("teacher: reused from the store"))
+        .collect();
+    assert_eq!(reused.iter().filter(|r| **r).count(), 1, "{stderrs:?}");
+    let waiter = &stderrs[reused.iter().position(|r| *r).unwrap()];
+    assert!(
+        waiter.contains("waiting for stage teacher/")
+            && waiter.contains("(being computed by another kdrun)"),
+        "{waiter}"
+    );
+    // Two run folders (started in the same second, yet distinct), each finished.
+    let runs: Vec<_> = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("results.json").is_file())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // Nothing half-written left, no lock holder: the next run could take any stage.
+    let stages = kdrun::store::stage::Stages::new(&store);
+    assert_eq!(stages.clean_stale().unwrap(), 0);
+}
+
+/// A stand-in `sbatch` on PATH that logs its arguments to `log` and answers job ids 101, 102, ….
+fn fake_sbatch(dir: &Path, log: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("sbatch");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\necho $((100 + $(wc -l < '{}')))\n",
+            log.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn slurm_dry_run_prints_the_scripts_and_submits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2,3,4"])
+        .args([
+            "--executor",
+            "slurm",
+            "--partition",
+            "debug",
+            "--time",
+            "1:00:00",
+        ])
+        .args(["--array-limit", "2", "--gpus-per-task", "1", "--dry-run"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!log.exists(), "sbatch was called");
+    for want in [
+        "#SBATCH --array=1-4%2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=1:00:00",
+        "#SBATCH --gpus-per-task=1",
+        "--trial \"$SLURM_ARRAY_TASK_ID\"",
+        "--shared-stages",
+        "--sweep-report",
+        "'distill.temperature=1,2,3,4'",
+        "dry run: nothing submitted",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in\n{stdout}");
+    }
+    // The scripts are in the sweep's run folder; no stage was computed.
+    let sweeps: Vec<_> = std::fs::read_dir(tmp.path().join("runs/quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sweeps.len(), 1);
+    for f in ["shared.sbatch", "trials.sbatch", "report.sbatch"] {
+        assert!(sweeps[0].join(f).is_file(), "{f}");
+    }
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 0);
+}
+
+#[test]
+fn slurm_submits_shared_job_then_array_then_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2"])
+        .args(["--executor", "slurm"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls[0].ends_with("shared.sbatch") && !calls[0].contains("dependency"));
+    assert!(calls[1].contains("--dependency=afterok:101") && calls[1].ends_with("trials.sbatch"));
+    assert!(calls[2].contains("--dependency=afterany:102") && calls[2].ends_with("report.sbatch"));
+}
+
+#[test]
+fn the_slurm_jobs_run_by_hand_make_the_sweep() {
+    // What the three jobs run, in order, without Slurm: shared stages, each trial, the report.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let sweep = "distill.temperature=1,2";
+    let out = quick_cmd(tmp.path(), &[sweep])
+        .args(["--executor", "slurm", "--dry-run"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sweep_dir = std::fs::read_dir(tmp.path().join("runs/quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    {
+        let st = Command::new("bash")
+            .arg(sweep_dir.join("shared.sbatch"))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 1);
+    assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 0);
+    let status = |want: &str| {
+        let out = kdrun()
+            .arg("status")
+            .arg(tmp.path().join("runs"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    };
+    status(": 0 done, 0 running, 0 failed, 0 interrupted, 2 pending");
+    for task in ["1", "2"] {
+        let st = Command::new("bash")
+            .arg(sweep_dir.join("trials.sbatch"))
+            .env("SLURM_ARRAY_TASK_ID", task)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    let st = Command::new("bash")
+        .arg(sweep_dir.join("report.sbatch"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap();
+    assert_eq!(results.trials.len(), 2);
+    assert!(results.trials.iter().all(|t| t.results.is_some()));
+    assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 1);
+    assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 2);
+    assert!(tmp.path().join("reports/quick/index.html").is_file());
+    status(" (finished): 2 done, 0 running, 0 failed, 0 interrupted, 0 pending");
+}

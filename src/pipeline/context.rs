@@ -10,7 +10,7 @@ use crate::data::{CharVocab, Dataset, StudentVocab, WordVocab};
 use crate::recipe::{Recipe, StudentTokens};
 use crate::store::hashes::HashCache;
 use crate::store::machine::Machine;
-use crate::store::stage::{Done, Stage, Stages};
+use crate::store::stage::{stage_key, Done, NotShared, Stage, Stages};
 use crate::train::progress::note;
 use crate::train::student::{student_init, StudentInit};
 use crate::train::teacher::{self, TeacherSetup};
@@ -62,10 +62,23 @@ pub struct Context<'a> {
     pub notes: RefCell<Vec<String>>,
     /// Stage name → folder of every stage this trial used.
     used: RefCell<BTreeMap<String, String>>,
+    /// The other trials' contexts when only shared stages are to be computed
+    /// ([`Stages::only_shared_with`]).
+    peers: Vec<Context<'a>>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(r: &'a Recipe, compute: &'a Compute, stages: &'a Stages) -> Self {
+        let mut cx = Self::alone(r, compute, stages);
+        cx.peers = stages
+            .shared_with()
+            .iter()
+            .map(|p| Self::alone(p, compute, stages))
+            .collect();
+        cx
+    }
+
+    fn alone(r: &'a Recipe, compute: &'a Compute, stages: &'a Stages) -> Self {
         Self {
             r,
             compute,
@@ -83,6 +96,7 @@ impl<'a> Context<'a> {
             machine: OnceCell::new(),
             notes: RefCell::new(Vec::new()),
             used: RefCell::new(BTreeMap::new()),
+            peers: Vec::new(),
         }
     }
 
@@ -226,6 +240,15 @@ impl<'a> Context<'a> {
 
     /// A stage's result, reused from the store or computed now; recorded as used by this trial.
     pub fn run<S: Stage<Self>>(&self, stage: &S) -> Result<Done<S::Output>> {
+        if !self.peers.is_empty() {
+            // The same stage (same inputs) with each other trial's settings.
+            let key = stage_key(stage, self)?.0;
+            for peer in &self.peers {
+                if stage_key(stage, peer)?.0 != key {
+                    return Err(NotShared(stage.name().to_string()).into());
+                }
+            }
+        }
         let done = self.stages.get_or_compute(stage, self)?;
         let name = stage.name();
         if done.reused {

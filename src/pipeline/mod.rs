@@ -5,6 +5,7 @@
 //! ([`context`]), so a trial whose stages all come from the store starts at once.
 
 pub mod context;
+pub mod slurm;
 pub mod stages;
 pub mod sweep;
 pub mod teachers;
@@ -12,7 +13,7 @@ pub mod teachers;
 use crate::backend::Compute;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
-use crate::store::stage::{Stages, StoreLock, STAGES_DIR};
+use crate::store::stage::{Stages, STAGES_DIR};
 use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
 use anyhow::{Context as _, Result};
@@ -93,7 +94,6 @@ pub struct RunOutput {
 /// `results.json`, stages reused or computed in the store, and the report.
 pub fn run(loaded: &LoadedRecipe, compute: &Compute) -> Result<RunOutput> {
     let r = &loaded.recipe;
-    let _lock = StoreLock::acquire(&r.runtime.store)?;
     let stages = Stages::new(&r.runtime.store);
     let cleaned = stages.clean_stale()?;
     if cleaned > 0 {

@@ -8,6 +8,7 @@ pub mod machine;
 pub mod results;
 pub mod scan;
 pub mod stage;
+pub mod status;
 pub mod sweep;
 
 use anyhow::{Context, Result};
@@ -56,15 +57,23 @@ impl RunDir {
         std::fs::create_dir_all(&base).with_context(|| {
             format!("cannot create run store {} (runtime.store)", base.display())
         })?;
+        // `create_dir` fails on a folder that exists, atomically (also on NFS), so two processes
+        // started in the same second take `<stamp>` and `<stamp>-2`, never one folder.
         let stamp = timestamp(SystemTime::now());
         let mut path = base.join(&stamp);
         let mut n = 1;
-        while path.exists() {
-            n += 1;
-            path = base.join(format!("{stamp}-{n}"));
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Self { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    path = base.join(format!("{stamp}-{n}"));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
         }
-        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -90,6 +99,15 @@ mod tests {
         let a = RunDir::create(store.path(), "r").unwrap();
         let b = RunDir::create(store.path(), "r").unwrap();
         assert_ne!(a.path, b.path);
+        // Many at once, as processes started in the same second: all distinct.
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| RunDir::create(store.path(), "r").unwrap().path))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<_> = paths.iter().collect();
+        assert_eq!(unique.len(), paths.len());
         let p = a.write_text("x.txt", "hello").unwrap();
         assert_eq!(std::fs::read_to_string(p).unwrap(), "hello");
         let leftovers: Vec<_> = std::fs::read_dir(&a.path)

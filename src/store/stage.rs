@@ -5,13 +5,20 @@
 //!
 //! A stage is written into `<key>.tmp-<pid>/` and renamed into place after its manifest, so a
 //! stage folder is always whole; a run that is interrupted (Ctrl-C, kill -9) leaves at most a
-//! temporary folder, which the next run removes. A lock file keeps two runs on one store from
-//! working at once.
+//! temporary folder, which the next run removes.
+//!
+//! Many processes (and threads) may work on one store at once: whoever computes a stage holds an
+//! OS file lock on `<stage>/<key>.lock` (`flock`, which Linux also takes on NFS, and which the
+//! kernel releases when the process dies, however it dies). Another process needing the same
+//! stage waits for that lock, then finds the stage finished and reuses it, so a stage is computed
+//! once. A temporary folder is only removed by a process holding its key's lock, so cleaning never
+//! deletes a folder that a live process is writing.
 
 use crate::store::{timestamp, write_atomic};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -86,7 +93,16 @@ pub fn stage_key<C: ?Sized, S: Stage<C>>(
 #[derive(Debug, Clone)]
 pub struct Stages {
     root: PathBuf,
+    /// With recipes here, a run computes only the stages whose keys are the same for each of
+    /// them (a sweep's shared stages), and stops with [`NotShared`] at the first that is not.
+    shared_with: std::sync::Arc<[crate::recipe::Recipe]>,
 }
+
+/// A run limited to the stages some trials share ([`Stages::only_shared_with`]) reached one that
+/// differs between them.
+#[derive(Debug, thiserror::Error)]
+#[error("stage {0} differs between the trials")]
+pub struct NotShared(pub String);
 
 /// A stage being written.
 pub struct StageWriter {
@@ -96,6 +112,14 @@ pub struct StageWriter {
     key: String,
     started: std::time::Instant,
     done: bool,
+    /// The key's lock, held until the folder is in place (or removed).
+    _lock: KeyLock,
+}
+
+/// An exclusive OS lock on one stage key (`<stage>/<key>.lock`), released on drop or when the
+/// process ends. The lock file itself stays (removing it would race with a process opening it).
+pub struct KeyLock {
+    _file: File,
 }
 
 /// The store's folder of stage artifacts (beside the recipes' run folders).
@@ -105,7 +129,22 @@ impl Stages {
     pub fn new(store: &Path) -> Self {
         Self {
             root: store.join(STAGES_DIR),
+            shared_with: std::sync::Arc::new([]),
         }
+    }
+
+    /// The same store, for a run that computes only the stages whose keys are the same for
+    /// every recipe of `recipes` (the other trials of a sweep).
+    pub fn only_shared_with(&self, recipes: Vec<crate::recipe::Recipe>) -> Self {
+        Self {
+            root: self.root.clone(),
+            shared_with: recipes.into(),
+        }
+    }
+
+    /// The recipes of [`Stages::only_shared_with`] (none for a normal run).
+    pub fn shared_with(&self) -> &[crate::recipe::Recipe] {
+        &self.shared_with
     }
 
     pub fn dir(&self, stage: &str, key: &str) -> PathBuf {
@@ -146,7 +185,21 @@ impl Stages {
                 reused: true,
             });
         }
-        let writer = self.begin(name, &key)?;
+        let lock = self.lock(name, &key)?;
+        // Another process may have finished it while this one waited for the lock.
+        if let Some(dir) = self.lookup(name, &key) {
+            drop(lock);
+            let value = stage
+                .load(cx, &dir)
+                .with_context(|| format!("reading stage {}", dir.display()))?;
+            return Ok(Done {
+                value,
+                key,
+                dir,
+                reused: true,
+            });
+        }
+        let writer = self.begin_locked(name, &key, lock)?;
         let value = stage.compute(cx, &writer)?;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let dir = writer.finish(settings, &refs)?;
@@ -158,12 +211,59 @@ impl Stages {
         })
     }
 
-    /// Start writing a stage.
+    fn lock_file(&self, stage: &str, key: &str) -> Result<File> {
+        let parent = self.root.join(stage);
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let path = parent.join(format!("{key}.lock"));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))
+    }
+
+    /// The key's lock if no one holds it, without waiting.
+    pub fn try_lock(&self, stage: &str, key: &str) -> Result<Option<KeyLock>> {
+        let file = self.lock_file(stage, key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock stage {stage}/{key}"))
+            }
+        }
+    }
+
+    /// The key's lock, waiting (with one message) while another process holds it. Ctrl-C stops
+    /// the wait.
+    pub fn lock(&self, stage: &str, key: &str) -> Result<KeyLock> {
+        let mut said = false;
+        loop {
+            if let Some(lock) = self.try_lock(stage, key)? {
+                return Ok(lock);
+            }
+            if !said {
+                crate::train::progress::note(&format!(
+                    "waiting for stage {stage}/{key} (being computed by another kdrun)"
+                ));
+                said = true;
+            }
+            crate::train::interrupt::check()?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Start writing a stage (taking its key's lock first).
     pub fn begin(&self, stage: &str, key: &str) -> Result<StageWriter> {
+        let lock = self.lock(stage, key)?;
+        self.begin_locked(stage, key, lock)
+    }
+
+    fn begin_locked(&self, stage: &str, key: &str, lock: KeyLock) -> Result<StageWriter> {
         let target = self.dir(stage, key);
         let parent = target.parent().expect("stage folder has a parent");
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
         let tmp = parent.join(format!("{key}.tmp-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
@@ -176,10 +276,12 @@ impl Stages {
             key: key.into(),
             started: std::time::Instant::now(),
             done: false,
+            _lock: lock,
         })
     }
 
-    /// Remove temporary folders left by runs that are no longer alive.
+    /// Remove temporary folders left by runs that are no longer alive: those whose key's lock is
+    /// free (a process writing a stage holds its lock until the folder is in place).
     pub fn clean_stale(&self) -> Result<usize> {
         let mut removed = 0;
         let Ok(stages) = std::fs::read_dir(&self.root) else {
@@ -191,11 +293,15 @@ impl Stages {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if let Some((_, pid)) = name.rsplit_once(".tmp-") {
-                    let alive = pid.parse::<u32>().is_ok_and(process_alive);
-                    if !alive {
-                        std::fs::remove_dir_all(e.path())?;
-                        removed += 1;
+                if let Some((key, _)) = name.rsplit_once(".tmp-") {
+                    let stage_name = stage.file_name().to_string_lossy().into_owned();
+                    if let Some(_lock) = self.try_lock(&stage_name, key)? {
+                        // Gone already if another cleaner holding the lock just before removed it.
+                        match std::fs::remove_dir_all(e.path()) {
+                            Ok(()) => removed += 1,
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(err) => return Err(err.into()),
+                        }
                     }
                 }
             }
@@ -254,65 +360,6 @@ impl Drop for StageWriter {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// An exclusive lock on a store: `<store>/.lock` holding the owner's pid. A second run waits
-/// for it; a lock whose owner died is taken over.
-pub struct StoreLock {
-    path: PathBuf,
-}
-
-impl StoreLock {
-    pub fn acquire(store: &Path) -> Result<Self> {
-        std::fs::create_dir_all(store)
-            .with_context(|| format!("cannot create store {} (runtime.store)", store.display()))?;
-        let path = store.join(".lock");
-        let mut said = false;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    write!(f, "{}", std::process::id())?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                    match owner.trim().parse::<u32>() {
-                        Ok(pid) if pid != std::process::id() && process_alive(pid) => {
-                            if !said {
-                                eprintln!(
-                                    "kdrun: waiting for the run with pid {pid}, which holds {}",
-                                    path.display()
-                                );
-                                said = true;
-                            }
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
-                        // The owner is gone (or the file is empty from a crash between create and
-                        // write): take the lock over.
-                        _ => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => return Err(anyhow!("cannot create {}: {e}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for StoreLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,12 +393,13 @@ mod tests {
             // Dropped unfinished (an error or Ctrl-C): nothing remains.
         }
         assert!(stages.lookup("teacher", "abc").is_none());
-        assert_eq!(
-            std::fs::read_dir(store.path().join("stages/teacher"))
-                .unwrap()
-                .count(),
-            0
-        );
+        // Only the key's lock file stays (free again).
+        let left: Vec<String> = std::fs::read_dir(store.path().join("stages/teacher"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["abc.lock"]);
+        assert!(stages.try_lock("teacher", "abc").unwrap().is_some());
         let w = stages.begin("teacher", "abc").unwrap();
         std::fs::write(w.file("model.bpk"), b"x").unwrap();
         let dir = w.finish(serde_json::json!({"a": 1}), &["in"]).unwrap();
@@ -366,15 +414,62 @@ mod tests {
     }
 
     #[test]
-    fn lock_is_exclusive_and_taken_over_from_the_dead() {
+    fn cleaning_spares_a_folder_being_written() {
         let store = tempfile::tempdir().unwrap();
-        std::fs::write(store.path().join(".lock"), "999999999").unwrap();
-        let lock = StoreLock::acquire(store.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(store.path().join(".lock")).unwrap(),
-            std::process::id().to_string()
-        );
-        drop(lock);
-        assert!(!store.path().join(".lock").exists());
+        let stages = Stages::new(store.path());
+        let w = stages.begin("teacher", "abc").unwrap();
+        std::fs::write(w.file("model.bpk"), b"x").unwrap();
+        // The key is locked while it is written: no one else gets the lock, cleaning keeps it.
+        assert!(stages.try_lock("teacher", "abc").unwrap().is_none());
+        assert_eq!(stages.clean_stale().unwrap(), 0);
+        assert!(w.file("model.bpk").is_file());
+        w.finish(serde_json::json!({}), &[]).unwrap();
+        assert!(stages.try_lock("teacher", "abc").unwrap().is_some());
+    }
+
+    struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl Stage<()> for Counted<'_> {
+        type Output = String;
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn settings(&self, _: &()) -> Result<serde_json::Value> {
+            Ok(serde_json::json!({"n": 1}))
+        }
+        fn inputs(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn compute(&self, _: &(), out: &StageWriter) -> Result<String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(out.file("v.txt"), "computed")?;
+            Ok("computed".into())
+        }
+        fn load(&self, _: &(), dir: &Path) -> Result<String> {
+            Ok(std::fs::read_to_string(dir.join("v.txt"))?)
+        }
+    }
+
+    #[test]
+    fn a_stage_wanted_at_once_by_many_is_computed_once() {
+        let store = tempfile::tempdir().unwrap();
+        let computed = std::sync::atomic::AtomicUsize::new(0);
+        let reused: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        // Each with its own handle on the store, as separate processes have.
+                        let stages = Stages::new(store.path());
+                        let done = stages.get_or_compute(&Counted(&computed), &()).unwrap();
+                        assert_eq!(done.value, "computed");
+                        done.reused
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(computed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(reused.iter().filter(|r| !**r).count(), 1, "{reused:?}");
     }
 }

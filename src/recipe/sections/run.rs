@@ -48,6 +48,9 @@ pub struct RuntimeSection {
     pub seed: u64,
     /// CPU threads for the CPU backend. 0: all cores.
     pub threads: usize,
+    /// Sweep trials run at once, each in a `kdrun --trial` process of its own with its share of
+    /// `threads` (`--jobs` on the command line). 0 or 1: one after another.
+    pub jobs: usize,
     /// Where results and artifacts go (a run folder per run).
     pub store: PathBuf,
 }
@@ -58,6 +61,7 @@ impl Default for RuntimeSection {
             backend: BackendChoice::Auto,
             seed: 42,
             threads: 0,
+            jobs: 1,
             store: PathBuf::from("runs"),
         }
     }

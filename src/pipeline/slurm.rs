@@ -1,0 +1,165 @@
+//! Sweeps on Slurm: three sbatch scripts in the sweep's run folder — one job for the stages all
+//! trials share, a job array with one task per trial (`kdrun RECIPE --trial $SLURM_ARRAY_TASK_ID`
+//! on the same store, after the shared job succeeded, `%N` at once), and a job rendering the
+//! sweep's report after the array, whatever became of its tasks — submitted with `sbatch`.
+
+use crate::recipe::sweep::Trial;
+use crate::recipe::LoadedRecipe;
+use crate::store::RunDir;
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `--partition`, `--gpus-per-task`, `--time`, `--array-limit`, `--dry-run`.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    pub time: Option<String>,
+    /// Array tasks running at once (`%N`).
+    pub array_limit: Option<usize>,
+    /// Write and print the scripts, submit nothing.
+    pub dry_run: bool,
+}
+
+/// The three scripts, in submission order.
+pub struct Scripts {
+    pub shared: String,
+    pub trials: String,
+    pub report: String,
+}
+
+/// A word for bash, in single quotes.
+fn quote(s: &std::ffi::OsStr) -> String {
+    format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
+}
+
+fn header(o: &SlurmOptions, job: &str, out: &Path) -> String {
+    let mut h = format!(
+        "#!/bin/bash\n#SBATCH --job-name={job}\n#SBATCH --output={}\n",
+        out.display()
+    );
+    if let Some(p) = &o.partition {
+        h += &format!("#SBATCH --partition={p}\n");
+    }
+    if let Some(t) = &o.time {
+        h += &format!("#SBATCH --time={t}\n");
+    }
+    if let Some(g) = o.gpus_per_task {
+        h += &format!("#SBATCH --gpus-per-task={g}\n");
+    }
+    h
+}
+
+/// The scripts of a sweep of `n` trials of recipe `name`, run as `exe args…` in `workdir`, whose
+/// folder is `sweep_dir`.
+pub fn scripts(
+    o: &SlurmOptions,
+    name: &str,
+    n: usize,
+    exe: &Path,
+    args: &[OsString],
+    workdir: &Path,
+    sweep_dir: &Path,
+) -> Scripts {
+    let command = std::iter::once(exe.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sweep = quote(sweep_dir.as_os_str());
+    let cd = format!("set -e\ncd {}\n", quote(workdir.as_os_str()));
+    let limit = o.array_limit.map(|l| format!("%{l}")).unwrap_or_default();
+    Scripts {
+        shared: format!(
+            "{}{cd}exec {command} --shared-stages --sweep-dir {sweep}\n",
+            header(o, &format!("kdrun-{name}-shared"), &sweep_dir.join("slurm-shared-%j.out"))
+        ),
+        trials: format!(
+            "{}#SBATCH --array=1-{n}{limit}\n{cd}exec {command} --trial \"$SLURM_ARRAY_TASK_ID\" --trial-dir {sweep}/trial-\"$(printf %03d \"$SLURM_ARRAY_TASK_ID\")\"\n",
+            header(o, &format!("kdrun-{name}-trials"), &sweep_dir.join("slurm-trial-%a-%A.out"))
+        ),
+        report: format!(
+            "{}{cd}exec {command} --sweep-report --sweep-dir {sweep}\n",
+            header(o, &format!("kdrun-{name}-report"), &sweep_dir.join("slurm-report-%j.out"))
+        ),
+    }
+}
+
+/// `sbatch --parsable [--dependency=…] script`: the job id.
+fn sbatch(script: &Path, dependency: Option<String>) -> Result<String> {
+    let mut c = Command::new("sbatch");
+    c.arg("--parsable");
+    if let Some(d) = dependency {
+        c.arg(format!("--dependency={d}"));
+    }
+    let out = c
+        .arg(script)
+        .output()
+        .context("cannot run sbatch (is Slurm installed here?)")?;
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() {
+        bail!("sbatch {} printed no job id", script.display());
+    }
+    Ok(id)
+}
+
+/// Write the scripts into a new sweep folder and submit them (or, with `dry_run`, print them).
+/// Returns the sweep folder.
+pub fn submit(
+    o: &SlurmOptions,
+    trials: &[(Trial, LoadedRecipe)],
+    exe: &Path,
+    args: &[OsString],
+) -> Result<PathBuf> {
+    let base = &trials[0].1.recipe;
+    let workdir = std::env::current_dir()?;
+    let sweep_dir = RunDir::create(&base.runtime.store, &base.name)?;
+    // Absolute, as the jobs may start elsewhere.
+    let abs = std::fs::canonicalize(&sweep_dir.path)?;
+    super::sweep::write_plan(trials, &sweep_dir)?;
+    let s = scripts(o, &base.name, trials.len(), exe, args, &workdir, &abs);
+    let files = [
+        ("shared.sbatch", &s.shared),
+        ("trials.sbatch", &s.trials),
+        ("report.sbatch", &s.report),
+    ];
+    for (name, text) in files {
+        sweep_dir.write_text(name, text)?;
+    }
+    if o.dry_run {
+        for (name, text) in files {
+            println!("# {}\n{text}", abs.join(name).display());
+        }
+        println!("# dry run: nothing submitted");
+        return Ok(abs);
+    }
+    let shared = sbatch(&abs.join("shared.sbatch"), None)?;
+    let array = sbatch(
+        &abs.join("trials.sbatch"),
+        Some(format!("afterok:{shared}")),
+    )?;
+    let report = sbatch(
+        &abs.join("report.sbatch"),
+        Some(format!("afterany:{array}")),
+    )?;
+    sweep_dir.write_text(
+        "slurm-jobs.txt",
+        &format!("shared {shared}\ntrials {array}\nreport {report}\n"),
+    )?;
+    println!(
+        "submitted: shared stages {shared}, trials {array} ({} tasks), report {report}\nsweep folder: {}",
+        trials.len(),
+        abs.display()
+    );
+    Ok(abs)
+}
