@@ -89,6 +89,8 @@ impl Stage<Context<'_>> for TextGcnStage {
             "seed": r.runtime.seed,
             "backend": cx.compute.backend,
             "timing_repeats": r.report.timing_repeats,
+            // The stopping rule (results made before it counted the loss are not reused).
+            "early_stop": "accuracy_or_loss",
         }))
     }
 

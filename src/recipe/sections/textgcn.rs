@@ -24,7 +24,8 @@ pub struct TextGcnSection {
     pub lr: f64,
     /// At most this many epochs (one full-graph step each).
     pub epochs: usize,
-    /// Stop after this many epochs without a better validation accuracy (the best is kept).
+    /// Stop after this many epochs without a better validation accuracy or a lower validation
+    /// loss (the epoch with the best accuracy is kept).
     pub patience: usize,
     /// L2 penalty on the weights (0: none).
     pub weight_decay: f64,
