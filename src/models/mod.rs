@@ -8,6 +8,7 @@ pub mod hf;
 pub mod linear;
 pub mod lstm_op;
 pub mod teacher;
+pub mod textgcn;
 pub mod xlnet;
 
 use crate::data::batch::{eval_order, Batcher, Encoded};

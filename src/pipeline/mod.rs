@@ -214,6 +214,11 @@ pub(crate) fn run_in(
         );
     }
 
+    // TextGCN on the same split, if the recipe turns it on.
+    if r.textgcn.enabled {
+        models.push(stages::textgcn::textgcn_row(&cx, &data_key)?);
+    }
+
     let data = cx.data()?;
     let vocab = cx.vocab()?;
     vocab.save(&run_dir.file("vocab.txt"))?;

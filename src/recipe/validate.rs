@@ -384,6 +384,57 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1",
         rep.timing_repeats.to_string(),
     );
+    let g = &r.textgcn;
+    if g.enabled {
+        check(
+            "textgcn.min_count",
+            g.min_count >= 1,
+            "an integer ≥ 1",
+            g.min_count.to_string(),
+        );
+        check(
+            "textgcn.window",
+            g.window >= 2,
+            "an integer ≥ 2",
+            g.window.to_string(),
+        );
+        check(
+            "textgcn.hidden",
+            g.hidden >= 1,
+            "an integer ≥ 1",
+            g.hidden.to_string(),
+        );
+        check(
+            "textgcn.dropout",
+            unit_open(g.dropout),
+            "a probability in [0, 1)",
+            g.dropout.to_string(),
+        );
+        check(
+            "textgcn.lr",
+            g.lr > 0.0 && g.lr.is_finite(),
+            "a positive number",
+            g.lr.to_string(),
+        );
+        check(
+            "textgcn.epochs",
+            g.epochs >= 1,
+            "an integer ≥ 1",
+            g.epochs.to_string(),
+        );
+        check(
+            "textgcn.patience",
+            g.patience >= 1,
+            "an integer ≥ 1",
+            g.patience.to_string(),
+        );
+        check(
+            "textgcn.weight_decay",
+            g.weight_decay >= 0.0 && g.weight_decay.is_finite(),
+            "a number ≥ 0",
+            g.weight_decay.to_string(),
+        );
+    }
     problems.extend(teachers(r));
     problems
 }

@@ -267,6 +267,14 @@ impl Report {
                  TF-IDF weighting; its parameters are its weights and biases.",
             );
         }
+        if results.model("textgcn").is_some() {
+            timing_note.push_str(
+                " TextGCN classifies by one forward pass over its whole graph (every document and \
+                 word node, on the CPU operation for the sparse product): its time is that pass, its \
+                 samples/s the test documents ÷ that time; most of its parameters are the first \
+                 layer's row per node.",
+            );
+        }
         let page = Page {
             title: results.title.clone(),
             recipe_name: results.recipe_name.clone(),

@@ -7,6 +7,7 @@ pub mod progress;
 pub mod schedule;
 pub mod student;
 pub mod teacher;
+pub mod textgcn;
 
 use crate::data::batch::{train_order, Batcher, Encoded, TokenBatch};
 use crate::models::{accuracy, predict, Classifier};

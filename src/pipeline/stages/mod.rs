@@ -14,6 +14,7 @@
 //! | eval | `report.timing_*`, backend, adapter, processor | one model stage |
 //! | baseline | `baseline.*`, `data.lowercase`, seed (SVM only) | data |
 //! | baseline_eval | `report.timing_*`, processor | baseline |
+//! | textgcn | `textgcn.*`, `data.lowercase`, seed, backend, `report.timing_repeats` | data |
 //!
 //! Every stage seeds the device itself, so a stage computes the same result whether the stages
 //! before it were computed in this run or reused.
@@ -24,6 +25,7 @@ pub mod eval;
 pub mod logits;
 pub mod student;
 pub mod teacher;
+pub mod textgcn;
 
 use anyhow::{anyhow, Context as _, Result};
 use burn::module::Module;

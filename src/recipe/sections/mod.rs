@@ -7,6 +7,7 @@ mod distill;
 mod run;
 mod student;
 mod teacher;
+mod textgcn;
 
 pub use baseline::*;
 pub use data::*;
@@ -14,6 +15,7 @@ pub use distill::*;
 pub use run::*;
 pub use student::*;
 pub use teacher::*;
+pub use textgcn::*;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ pub struct Recipe {
     pub student: StudentSection,
     pub distill: DistillSection,
     pub baseline: BaselineSection,
+    pub textgcn: TextGcnSection,
     pub report: ReportSection,
     pub runtime: RuntimeSection,
     /// A grid of trials over dotted keys (see `recipe::sweep`).

@@ -51,6 +51,10 @@ pub fn trials_frame(s: &SweepResults) -> PolarsResult<DataFrame> {
     if baseline.iter().any(Option::is_some) {
         cols.push(Column::new("baseline_accuracy".into(), baseline));
     }
+    let textgcn = m("textgcn", |r| r.report.accuracy);
+    if textgcn.iter().any(Option::is_some) {
+        cols.push(Column::new("textgcn_accuracy".into(), textgcn));
+    }
     let gain: Vec<Option<f64>> = s
         .trials
         .iter()

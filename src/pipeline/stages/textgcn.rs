@@ -1,0 +1,263 @@
+//! Stage `textgcn`: TextGCN of `[textgcn]` — the graph over every split's documents and their
+//! words, built sparse; the two-layer GCN trained on the training documents with early stopping
+//! on the validation documents; evaluated on the test documents (predictions, scores, inference
+//! time). Keyed by `[textgcn]`, `data.lowercase`, the seed, the backend and the timing repeats;
+//! input: the data stage. Its folder holds the weights (`textgcn.bpk`), `graph.json` (sizes,
+//! build time, peak memory), `fit.json` and `result.json`.
+
+use super::super::context::Context;
+use super::{read_json, save_model};
+use crate::eval::{ClassificationReport, InferenceTiming};
+use crate::models::textgcn::spmm::SparseAdj;
+use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens};
+use crate::recipe::{Recipe, StudentTokens};
+use crate::store::stage::{Stage, StageWriter};
+use crate::store::ModelResult;
+use crate::train::progress::note;
+use crate::train::textgcn::{predict_nodes, train_textgcn, GcnSettings, Labelled};
+use anyhow::Result;
+use burn::module::Module;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Instant;
+
+/// The graph's sizes and what building it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphReport {
+    pub size: GraphSize,
+    pub nodes: usize,
+    pub build_seconds: f64,
+    /// Peak resident memory of the process while the graph was built, MiB (the kernel's peak
+    /// counter reset just before, where Linux allows it; `None` where it cannot be read).
+    pub build_peak_rss_mib: Option<f64>,
+    /// The same while training and evaluating.
+    pub train_peak_rss_mib: Option<f64>,
+}
+
+pub struct TextGcnOutput {
+    pub result: ModelResult,
+    pub graph: GraphReport,
+}
+
+/// How the report names TextGCN.
+pub fn textgcn_label(r: &Recipe) -> String {
+    let g = &r.textgcn;
+    let tokens = match g.tokens {
+        StudentTokens::Word => "jieba words",
+        StudentTokens::Char => "characters",
+    };
+    format!(
+        "TextGCN ({tokens}, window {}, 2 layers, hidden {})",
+        g.window, g.hidden
+    )
+}
+
+/// Reset the process's peak resident memory counter (`VmHWM`), where the kernel allows it.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// `VmHWM` of `/proc/self/status`, MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map_or("unknown".into(), |m| format!("{m:.0} MiB"))
+}
+
+pub struct TextGcnStage {
+    pub data_key: String,
+}
+
+impl Stage<Context<'_>> for TextGcnStage {
+    type Output = TextGcnOutput;
+
+    fn name(&self) -> &str {
+        "textgcn"
+    }
+
+    fn settings(&self, cx: &Context) -> Result<Value> {
+        let r = cx.r;
+        Ok(json!({
+            "textgcn": r.textgcn,
+            "lowercase": r.data.lowercase,
+            "seed": r.runtime.seed,
+            "backend": cx.compute.backend,
+            "timing_repeats": r.report.timing_repeats,
+            // The stopping rule (results made before it counted the loss are not reused).
+            "early_stop": "accuracy_or_loss",
+        }))
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.data_key.clone()]
+    }
+
+    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<TextGcnOutput> {
+        let r = cx.r;
+        let g = &r.textgcn;
+        let data = cx.data()?;
+        // Nodes: training, validation, test documents in this order, then the words.
+        let splits = [&data.train, &data.valid, &data.test];
+        let texts: Vec<&str> = splits
+            .iter()
+            .flat_map(|s| s.iter().map(|e| e.text.as_str()))
+            .collect();
+        let config = GraphConfig {
+            tokens: match g.tokens {
+                StudentTokens::Word => GraphTokens::Word,
+                StudentTokens::Char => GraphTokens::Char,
+            },
+            min_count: g.min_count,
+            window: g.window,
+            stop_words: g.stop_words.clone(),
+            lowercase: r.data.lowercase,
+        };
+        reset_peak_rss();
+        let start = Instant::now();
+        let graph = build_graph(&texts, &config);
+        let build_seconds = start.elapsed().as_secs_f64();
+        let build_peak_rss_mib = peak_rss_mib();
+        let size = graph.size;
+        let nodes = graph.nodes();
+        drop(texts);
+        let adj = SparseAdj::new(graph.adj);
+        note(&format!(
+            "textgcn: graph of {nodes} nodes ({} documents, {} words), {} document–word and {} \
+             word–word edges ({} stored entries of Â), built in {build_seconds:.1} s, peak RSS {}",
+            size.docs,
+            size.words,
+            size.doc_word_edges,
+            size.word_word_edges,
+            size.nnz,
+            mib(build_peak_rss_mib)
+        ));
+
+        let (n_train, n_valid) = (data.train.len(), data.valid.len());
+        let labelled = |offset: usize, split: &[crate::data::Example]| Labelled {
+            nodes: (offset..offset + split.len()).collect(),
+            labels: split.iter().map(|e| e.label).collect(),
+        };
+        let train = labelled(0, &data.train);
+        let valid = labelled(n_train, &data.valid);
+        let test = labelled(n_train + n_valid, &data.test);
+        let settings = GcnSettings {
+            hidden: g.hidden,
+            dropout: g.dropout,
+            lr: g.lr,
+            epochs: g.epochs,
+            patience: g.patience,
+            weight_decay: g.weight_decay,
+            seed: r.runtime.seed,
+        };
+        reset_peak_rss();
+        let fitted = train_textgcn(&adj, data.classes.len(), &train, &valid, &cx.ad, &settings)?;
+        let model = fitted.model.valid();
+        let predictions = predict_nodes(&model, &adj, &test.nodes)?;
+        let report = ClassificationReport::new(&test.labels, &predictions, data.classes.len());
+
+        // Inference time: TextGCN classifies by one forward pass over the whole graph (every
+        // document and word node at once), so each timed pass is that forward pass plus reading
+        // the test documents' predictions back; samples/s = test documents / seconds of the
+        // fastest pass (after one untimed pass).
+        predict_nodes(&model, &adj, &test.nodes)?;
+        let repeats = r.report.timing_repeats.max(1);
+        let mut seconds = f64::INFINITY;
+        for _ in 0..repeats {
+            let t = Instant::now();
+            predict_nodes(&model, &adj, &test.nodes)?;
+            seconds = seconds.min(t.elapsed().as_secs_f64());
+        }
+        let train_peak_rss_mib = peak_rss_mib();
+        let samples = test.nodes.len();
+        let timing = InferenceTiming {
+            batch_size: samples,
+            samples,
+            batches: 1,
+            repeats,
+            seconds,
+            samples_per_sec: samples as f64 / seconds,
+            batch_latency_ms: seconds * 1e3,
+            max_batch_latency_ms: seconds * 1e3,
+        };
+        let label = textgcn_label(r);
+        note(&format!(
+            "{label}: test accuracy {:.4}, macro-F1 {:.4}, best epoch {} of {} (validation {:.4}), \
+             trained in {:.1} s, {:.0} samples/s, peak RSS {}",
+            report.accuracy,
+            report.macro_avg.f1,
+            fitted.best_epoch,
+            fitted.history.len(),
+            fitted.best_valid_accuracy,
+            fitted.seconds,
+            timing.samples_per_sec,
+            mib(train_peak_rss_mib)
+        ));
+        let params = model.num_params();
+        let result = ModelResult {
+            key: "textgcn".into(),
+            label,
+            params,
+            trainable_params: params,
+            report,
+            timing,
+            train_seconds: fitted.seconds,
+            best_epoch: fitted.best_epoch,
+            best_valid_accuracy: fitted.best_valid_accuracy,
+            history: fitted.history.clone(),
+            predictions,
+        };
+        let graph = GraphReport {
+            size,
+            nodes,
+            build_seconds,
+            build_peak_rss_mib,
+            train_peak_rss_mib,
+        };
+        save_model(&fitted.model, &out.file("textgcn.bpk"))?;
+        out.write_json("graph.json", &graph)?;
+        out.write_json("fit.json", &fitted.info())?;
+        out.write_json("result.json", &result)?;
+        Ok(TextGcnOutput { result, graph })
+    }
+
+    fn load(&self, _cx: &Context, dir: &Path) -> Result<TextGcnOutput> {
+        Ok(TextGcnOutput {
+            result: read_json(&dir.join("result.json"))?,
+            graph: read_json(&dir.join("graph.json"))?,
+        })
+    }
+}
+
+/// TextGCN's row of the report: the stage run or reused, its graph and costs in the run's notes.
+pub fn textgcn_row(cx: &Context, data_key: &str) -> Result<ModelResult> {
+    let done = cx.run(&TextGcnStage {
+        data_key: data_key.to_string(),
+    })?;
+    let TextGcnOutput { result, graph } = done.value;
+    let s = &graph.size;
+    cx.add_note(format!(
+        "TextGCN: graph of {} nodes ({} documents, {} words), {} document–word and {} word–word \
+         edges ({} stored entries of Â with self-loops), built in {:.1} s (peak RSS {}); trained \
+         in {:.1} s, {} epochs, best {} (peak RSS {}); inference = one forward pass over the \
+         whole graph, samples/s = test documents ÷ its seconds",
+        graph.nodes,
+        s.docs,
+        s.words,
+        s.doc_word_edges,
+        s.word_word_edges,
+        s.nnz,
+        graph.build_seconds,
+        mib(graph.build_peak_rss_mib),
+        result.train_seconds,
+        result.history.len(),
+        result.best_epoch,
+        mib(graph.train_peak_rss_mib)
+    ));
+    Ok(result)
+}
