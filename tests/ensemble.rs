@@ -41,14 +41,10 @@ fn model<'a>(results: &'a Value, key: &str) -> &'a Value {
 /// How many stages of `name` the store holds.
 fn stage_count(store: &Path, name: &str) -> usize {
     match std::fs::read_dir(store.join("runs/stages").join(name)) {
+        // Stage folders only (not the keys' lock files, not unfinished `.` folders).
         Ok(dir) => dir
-            .filter(|e| {
-                !e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('.')
-            })
+            .map(|e| e.unwrap())
+            .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
             .count(),
         Err(_) => 0,
     }
@@ -162,10 +158,9 @@ fn an_ensemble_of_every_kind_of_teacher_runs_and_shares_its_members_stages() {
     // Each member calibrated on the validation split: a temperature of its own.
     let ensemble_dir = std::fs::read_dir(tmp.path().join("runs/stages/ensemble"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
     let fit: Value =
         serde_json::from_str(&std::fs::read_to_string(ensemble_dir.join("ensemble.json")).unwrap())
             .unwrap();
@@ -286,4 +281,55 @@ fn members_are_checked_as_teachers_of_their_own() {
     );
     let e = check(&["teacher.arch=\"gpt\""]);
     assert!(e.contains("teacher.arch"), "{e}");
+}
+
+#[test]
+fn textgcn_is_a_teacher_and_a_member_without_synthetic_sentences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gcn = [
+        "textgcn.enabled=true",
+        "textgcn.tokens=\"char\"",
+        "textgcn.hidden=16",
+        "textgcn.epochs=5",
+    ];
+    let (alone, _) = run_in(
+        tmp.path(),
+        &[&gcn[..], &["teacher.arch=\"textgcn\""]].concat(),
+    );
+    // The teacher is the TextGCN row's fit: same scores, one stage.
+    assert_eq!(
+        model(&alone, "teacher")["report"],
+        model(&alone, "textgcn")["report"]
+    );
+    assert_eq!(stage_count(tmp.path(), "textgcn"), 1);
+    assert_eq!(alone["teacher_logit_rows"], 120);
+    let (pair, _) = run_in(
+        tmp.path(),
+        &[
+            &gcn[..],
+            &["teacher.members=[{arch=\"linear\"}, {arch=\"textgcn\"}]"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        model(&pair, "teacher_2")["report"],
+        model(&alone, "textgcn")["report"]
+    );
+    assert_eq!(stage_count(tmp.path(), "textgcn"), 1);
+    // It cannot label the augmented transfer set: said before anything runs.
+    let out = kdrun()
+        .args([
+            "check",
+            "recipes/quick.toml",
+            "--set",
+            "teacher.arch=\"textgcn\"",
+        ])
+        .args(["--set", "distill.augment.n_iter=2"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("distill.augment.n_iter"),
+        "{e}"
+    );
 }

@@ -14,6 +14,7 @@ use super::stages::eval::{EvalStage, Reads};
 use super::stages::logits::{EnsembleStage, Labeller, Logits, LogitsStage};
 use super::stages::student::StudentStage;
 use super::stages::teacher::TeacherStage;
+use super::stages::textgcn::{textgcn_label, TextGcnStage};
 use crate::data::TextEncoder;
 use crate::distill::TeacherLogits;
 use crate::eval::{ClassificationReport, InferenceTiming};
@@ -210,6 +211,28 @@ fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> 
                     label: label(&linear_name(r)),
                 })?
                 .value;
+            Ok(Member {
+                logits: logits.value,
+                logits_key: logits.key,
+                rows: vec![row],
+                notes: Vec::new(),
+                pretrain: None,
+                vocab_size: 0,
+            })
+        }
+        TeacherArch::Textgcn => {
+            let fitted = cx.run(&TextGcnStage {
+                data_key: data_key.to_string(),
+            })?;
+            let logits = cx.run(&LogitsStage {
+                data_key: data_key.to_string(),
+                teacher_key: fitted.key.clone(),
+                teacher: Labeller::TextGcn(&fitted.value),
+                eval,
+            })?;
+            let mut row = fitted.value.result.clone();
+            row.key = key;
+            row.label = label(&textgcn_label(r));
             Ok(Member {
                 logits: logits.value,
                 logits_key: logits.key,

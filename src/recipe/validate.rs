@@ -385,7 +385,12 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         rep.timing_repeats.to_string(),
     );
     let g = &r.textgcn;
-    if g.enabled {
+    let gcn_teacher = r.teacher.arch == TeacherArch::Textgcn
+        || r.teacher
+            .members
+            .iter()
+            .any(|m| m.arch == TeacherArch::Textgcn);
+    if g.enabled || gcn_teacher {
         check(
             "textgcn.min_count",
             g.min_count >= 1,
@@ -452,6 +457,18 @@ fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
                 "no further pre-training (steps = 0 and epochs = 0) for a {} teacher: only \
                  bert and xlnet teachers are further pre-trained",
                 t.arch.name()
+            ),
+        ));
+    }
+    let gcn =
+        t.arch == TeacherArch::Textgcn || t.members.iter().any(|m| m.arch == TeacherArch::Textgcn);
+    if gcn && r.distill.augment.n_iter > 0 {
+        problems.push((
+            "distill.augment.n_iter",
+            format!(
+                "0 with a TextGCN teacher (it only has logits for the documents in its graph, so \
+                 it cannot label synthetic sentences), found {}",
+                r.distill.augment.n_iter
             ),
         ));
     }

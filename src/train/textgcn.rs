@@ -60,6 +60,24 @@ pub fn predict_nodes(model: &TextGcn, adj: &Arc<SparseAdj>, nodes: &[usize]) -> 
     Ok(v.into_iter().map(|p| p as usize).collect())
 }
 
+/// The logits of `nodes` (rows in that order, `classes` values each), `model` in inference mode.
+pub fn node_logits(
+    model: &TextGcn,
+    adj: &Arc<SparseAdj>,
+    nodes: &[usize],
+) -> Result<Vec<Vec<f32>>> {
+    let logits = model.forward(adj);
+    let device = logits.device();
+    let picked = logits.select(0, ints(nodes, &device));
+    let [_, k] = picked.dims();
+    let v: Vec<f32> = picked
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow!("cannot read logits: {e:?}"))?;
+    Ok(v.chunks_exact(k.max(1)).map(<[f32]>::to_vec).collect())
+}
+
 /// Cross-entropy and predicted classes of `nodes` (with their `labels`), `model` in inference
 /// mode on its (non-autodiff) device.
 fn score_nodes(

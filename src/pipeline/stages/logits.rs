@@ -9,6 +9,7 @@ use super::super::context::Context;
 use super::baseline::Baseline;
 use super::student::Student;
 use super::teacher::Teacher;
+use super::textgcn::TextGcnOutput;
 use super::{read_json, SYNTHETIC_IDS};
 use crate::data::batch::Encoded;
 use crate::distill::augment::{self, AugmentRates, PosPool, Synthetic};
@@ -44,6 +45,8 @@ pub enum Labeller<'t> {
     Transformer(&'t Teacher),
     Linear(&'t Baseline),
     Bilstm(&'t Student),
+    /// TextGCN's stored document logits (transductive: no synthetic sentences).
+    TextGcn(&'t TextGcnOutput),
 }
 
 pub struct LogitsStage<'t> {
@@ -128,6 +131,15 @@ impl LogitsStage<'_> {
                 }));
                 TeacherLogits::compute(&s.model, &inputs.batcher, &items, 256, device)?
             }
+            Labeller::TextGcn(g) => {
+                if !synthetic.is_empty() {
+                    anyhow::bail!(
+                        "a TextGCN teacher cannot label synthetic sentences (only the documents \
+                         of its graph have logits): set distill.augment.n_iter = 0"
+                    );
+                }
+                g.logits.train.clone()
+            }
         })
     }
 
@@ -163,6 +175,10 @@ impl LogitsStage<'_> {
                     test: TeacherLogits::compute(&s.model, &i.batcher, &i.test, 256, device)?,
                 }
             }
+            Labeller::TextGcn(g) => EvalLogits {
+                valid: g.logits.valid.clone(),
+                test: g.logits.test.clone(),
+            },
         })
     }
 }

@@ -7,6 +7,7 @@
 
 use super::super::context::Context;
 use super::{read_json, save_model};
+use crate::distill::TeacherLogits;
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens};
@@ -14,7 +15,7 @@ use crate::recipe::{Recipe, StudentTokens};
 use crate::store::stage::{Stage, StageWriter};
 use crate::store::ModelResult;
 use crate::train::progress::note;
-use crate::train::textgcn::{predict_nodes, train_textgcn, GcnSettings, Labelled};
+use crate::train::textgcn::{node_logits, predict_nodes, train_textgcn, GcnSettings, Labelled};
 use anyhow::Result;
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,22 @@ pub struct GraphReport {
 pub struct TextGcnOutput {
     pub result: ModelResult,
     pub graph: GraphReport,
+    /// The documents' logits by example id, per split (for TextGCN as a teacher).
+    pub logits: DocLogits,
 }
+
+/// TextGCN's logits of every document of the graph, by split (example ids as keys).
+pub struct DocLogits {
+    pub train: TeacherLogits,
+    pub valid: TeacherLogits,
+    pub test: TeacherLogits,
+}
+
+const SPLIT_FILES: [&str; 3] = [
+    "train_logits.safetensors",
+    "valid_logits.safetensors",
+    "test_logits.safetensors",
+];
 
 /// How the report names TextGCN.
 pub fn textgcn_label(r: &Recipe) -> String {
@@ -91,6 +107,8 @@ impl Stage<Context<'_>> for TextGcnStage {
             "timing_repeats": r.report.timing_repeats,
             // The stopping rule (results made before it counted the loss are not reused).
             "early_stop": "accuracy_or_loss",
+            // 2: the documents' logits are kept (TextGCN as a teacher).
+            "outputs": 2,
         }))
     }
 
@@ -219,17 +237,47 @@ impl Stage<Context<'_>> for TextGcnStage {
             build_peak_rss_mib,
             train_peak_rss_mib,
         };
+        let classes = data.classes.len();
+        let split_logits =
+            |split: &[crate::data::Example], l: &Labelled| -> Result<TeacherLogits> {
+                let rows = node_logits(&model, &adj, &l.nodes)?;
+                Ok(TeacherLogits::from_rows(
+                    classes,
+                    split.iter().map(|e| e.id).zip(rows),
+                ))
+            };
+        let logits = DocLogits {
+            train: split_logits(&data.train, &train)?,
+            valid: split_logits(&data.valid, &valid)?,
+            test: split_logits(&data.test, &test)?,
+        };
+        for (l, file) in [&logits.train, &logits.valid, &logits.test]
+            .into_iter()
+            .zip(SPLIT_FILES)
+        {
+            l.save(&out.file(file))?;
+        }
         save_model(&fitted.model, &out.file("textgcn.bpk"))?;
         out.write_json("graph.json", &graph)?;
         out.write_json("fit.json", &fitted.info())?;
         out.write_json("result.json", &result)?;
-        Ok(TextGcnOutput { result, graph })
+        Ok(TextGcnOutput {
+            result,
+            graph,
+            logits,
+        })
     }
 
     fn load(&self, _cx: &Context, dir: &Path) -> Result<TextGcnOutput> {
+        let [train, valid, test] = SPLIT_FILES.map(|f| TeacherLogits::load(&dir.join(f)));
         Ok(TextGcnOutput {
             result: read_json(&dir.join("result.json"))?,
             graph: read_json(&dir.join("graph.json"))?,
+            logits: DocLogits {
+                train: train?,
+                valid: valid?,
+                test: test?,
+            },
         })
     }
 }
@@ -239,7 +287,7 @@ pub fn textgcn_row(cx: &Context, data_key: &str) -> Result<ModelResult> {
     let done = cx.run(&TextGcnStage {
         data_key: data_key.to_string(),
     })?;
-    let TextGcnOutput { result, graph } = done.value;
+    let TextGcnOutput { result, graph, .. } = done.value;
     let s = &graph.size;
     cx.add_note(format!(
         "TextGCN: graph of {} nodes ({} documents, {} words), {} document–word and {} word–word \

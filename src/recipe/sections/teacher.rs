@@ -15,6 +15,9 @@ pub enum TeacherArch {
     /// The BiLSTM, with `[student]`'s settings, trained on the hard labels (the same fit as the
     /// "student alone" row).
     Bilstm,
+    /// TextGCN, with `[textgcn]`'s settings (the same fit as the TextGCN row); transductive: it
+    /// labels the documents of its graph only, so no augmented transfer set.
+    Textgcn,
 }
 
 impl TeacherArch {
@@ -25,6 +28,7 @@ impl TeacherArch {
             Self::Xlnet => "xlnet",
             Self::Linear => "linear",
             Self::Bilstm => "bilstm",
+            Self::Textgcn => "textgcn",
         }
     }
 
@@ -38,7 +42,7 @@ impl TeacherArch {
     /// others are never further pre-trained, which validation enforces).
     pub fn objective(self) -> PretrainObjective {
         match self {
-            Self::Bert | Self::Linear | Self::Bilstm => PretrainObjective::Mlm,
+            Self::Bert | Self::Linear | Self::Bilstm | Self::Textgcn => PretrainObjective::Mlm,
             Self::Xlnet => PretrainObjective::Plm,
         }
     }
