@@ -316,7 +316,21 @@ fn textgcn_is_a_teacher_and_a_member_without_synthetic_sentences() {
         model(&alone, "textgcn")["report"]
     );
     assert_eq!(stage_count(tmp.path(), "textgcn"), 1);
-    // It cannot label the augmented transfer set: said before anything runs.
+    // With an augmented transfer set, the linear member alone labels the synthetic sentences.
+    let (aug, _) = run_in(
+        tmp.path(),
+        &[
+            &gcn[..],
+            &[
+                "teacher.members=[{arch=\"linear\"}, {arch=\"textgcn\"}]",
+                "distill.augment.n_iter=2",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(aug["transfer_set"].as_u64().unwrap() > 120);
+    assert_eq!(aug["teacher_logit_rows"], aug["transfer_set"]);
+    // Alone it cannot label the augmented transfer set: said before anything runs.
     let out = kdrun()
         .args([
             "check",

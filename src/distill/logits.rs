@@ -94,6 +94,52 @@ impl TeacherLogits {
         })
     }
 
+    /// As [`Self::combine`], over the union of the members' ids: each row is the weighted mean
+    /// of the members that have it (a transductive member such as TextGCN has no rows for the
+    /// synthetic sentences of an augmented transfer set; the others label those alone).
+    pub fn combine_available(members: &[(&TeacherLogits, f64)], log_probs: bool) -> Result<Self> {
+        let Some((first, _)) = members.first() else {
+            bail!("an ensemble needs at least one member");
+        };
+        if let Some((i, (m, _))) = members
+            .iter()
+            .enumerate()
+            .find(|(_, (m, _))| m.classes != first.classes)
+        {
+            bail!(
+                "ensemble member {} has {} classes, member 1 has {}",
+                i + 1,
+                m.classes,
+                first.classes
+            );
+        }
+        let mut ids: Vec<u32> = members
+            .iter()
+            .flat_map(|(m, _)| m.rows.keys().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let mut sum = vec![0f64; first.classes];
+            let mut total = 0.0;
+            for (m, w) in members {
+                if let Some(row) = m.rows.get(&id) {
+                    let offset = if log_probs { log_sum_exp(row) } else { 0.0 };
+                    for (s, v) in sum.iter_mut().zip(row) {
+                        *s += w * (*v as f64 - offset);
+                    }
+                    total += w;
+                }
+            }
+            rows.insert(id, sum.iter().map(|s| (s / total) as f32).collect());
+        }
+        Ok(Self {
+            classes: first.classes,
+            rows,
+        })
+    }
+
     /// The temperature `T` that makes `softmax(logits / T)` fit `labelled` (example id, class)
     /// best: the one minimising the mean negative log-likelihood (Guo et al. 2017's temperature
     /// scaling), by golden-section search over ln T in [ln 0.02, ln 50]. The NLL is convex in
@@ -359,6 +405,15 @@ mod tests {
         let other_ids = TeacherLogits::from_rows(3, [(0, vec![0.0; 3]), (8, vec![0.0; 3])]);
         let err = TeacherLogits::combine(&[(&a, 1.0), (&other_ids, 1.0)], false).unwrap_err();
         assert!(err.to_string().contains("no row for id 7"), "{err}");
+        // Over the rows each member has: id 7 from `a` alone, id 8 from `other_ids` alone.
+        let some =
+            TeacherLogits::combine_available(&[(&a, 1.0), (&other_ids, 3.0)], false).unwrap();
+        assert_eq!(some.len(), 3);
+        assert_eq!(some.get(0).unwrap(), &[0.25, 0.0, 0.0]);
+        assert_eq!(some.get(7).unwrap(), a.get(7).unwrap());
+        assert_eq!(some.get(8).unwrap(), &[0.0, 0.0, 0.0]);
+        let full = TeacherLogits::combine_available(&[(&a, 3.0), (&b, 1.0)], false).unwrap();
+        assert_eq!(full, c);
     }
 
     #[test]

@@ -460,14 +460,20 @@ fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
             ),
         ));
     }
-    let gcn =
-        t.arch == TeacherArch::Textgcn || t.members.iter().any(|m| m.arch == TeacherArch::Textgcn);
-    if gcn && r.distill.augment.n_iter > 0 {
+    // TextGCN labels only the documents of its graph: the synthetic sentences need another
+    // teacher (an ensemble's other members label them).
+    let only_gcn = if t.members.is_empty() {
+        t.arch == TeacherArch::Textgcn
+    } else {
+        t.members.iter().all(|m| m.arch == TeacherArch::Textgcn)
+    };
+    if only_gcn && r.distill.augment.n_iter > 0 {
         problems.push((
             "distill.augment.n_iter",
             format!(
-                "0 with a TextGCN teacher (it only has logits for the documents in its graph, so \
-                 it cannot label synthetic sentences), found {}",
+                "0 with a TextGCN teacher alone (it only has logits for the documents in its \
+                 graph, so it cannot label synthetic sentences; an ensemble's other members \
+                 can), found {}",
                 r.distill.augment.n_iter
             ),
         ));

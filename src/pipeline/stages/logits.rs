@@ -131,15 +131,9 @@ impl LogitsStage<'_> {
                 }));
                 TeacherLogits::compute(&s.model, &inputs.batcher, &items, 256, device)?
             }
-            Labeller::TextGcn(g) => {
-                if !synthetic.is_empty() {
-                    anyhow::bail!(
-                        "a TextGCN teacher cannot label synthetic sentences (only the documents \
-                         of its graph have logits): set distill.augment.n_iter = 0"
-                    );
-                }
-                g.logits.train.clone()
-            }
+            // Transductive: the training documents only (an ensemble's other members label the
+            // synthetic sentences; a lone TextGCN teacher with them is refused by validation).
+            Labeller::TextGcn(g) => g.logits.train.clone(),
         })
     }
 
@@ -267,7 +261,10 @@ impl Stage<Context<'_>> for LogitsStage<'_> {
     }
 
     fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Logits> {
-        let synthetic = synthetic(cx)?;
+        let synthetic = match self.teacher {
+            Labeller::TextGcn(_) => Vec::new(),
+            _ => synthetic(cx)?,
+        };
         let logits = Logits {
             logits: self.label(cx, &synthetic)?,
             synthetic,
@@ -343,23 +340,38 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
             temperatures.push(t);
         }
         // Each member's logits of one kind, divided by its temperature, and its weight.
-        let scaled = |f: &dyn Fn(&Logits) -> Option<&TeacherLogits>| -> Result<TeacherLogits> {
-            let parts = self
-                .members
-                .iter()
-                .zip(&temperatures)
-                .map(|((_, l, w), t)| Ok((f(l).ok_or_else(missing)?.scaled(*t), *w)))
-                .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<(&TeacherLogits, f64)> = parts.iter().map(|(l, w)| (l, *w)).collect();
-            TeacherLogits::combine(&refs, log_probs)
-        };
-        let first = self.members.first().map(|(_, l, _)| *l);
+        // Each member's logits of one kind, divided by its temperature, and its weight; on the
+        // transfer set, each row from the members that have it (`all`: every member has every
+        // row, as on the validation and test splits).
+        let scaled =
+            |f: &dyn Fn(&Logits) -> Option<&TeacherLogits>, all: bool| -> Result<TeacherLogits> {
+                let parts = self
+                    .members
+                    .iter()
+                    .zip(&temperatures)
+                    .map(|((_, l, w), t)| Ok((f(l).ok_or_else(missing)?.scaled(*t), *w)))
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<(&TeacherLogits, f64)> = parts.iter().map(|(l, w)| (l, *w)).collect();
+                if all {
+                    TeacherLogits::combine(&refs, log_probs)
+                } else {
+                    TeacherLogits::combine_available(&refs, log_probs)
+                }
+            };
+        // The synthetic sentences: every member that labels any draws the same ones.
+        let synthetic = self
+            .members
+            .iter()
+            .map(|(_, l, _)| &l.synthetic)
+            .max_by_key(|s| s.len())
+            .cloned()
+            .unwrap_or_default();
         let logits = Logits {
-            logits: scaled(&|l| Some(&l.logits))?,
-            synthetic: first.map(|l| l.synthetic.clone()).unwrap_or_default(),
+            logits: scaled(&|l| Some(&l.logits), false)?,
+            synthetic,
             eval: Some(EvalLogits {
-                valid: scaled(&|l| l.eval.as_ref().map(|e| &e.valid))?,
-                test: scaled(&|l| l.eval.as_ref().map(|e| &e.test))?,
+                valid: scaled(&|l| l.eval.as_ref().map(|e| &e.valid), true)?,
+                test: scaled(&|l| l.eval.as_ref().map(|e| &e.test), true)?,
             }),
         };
         save_logits(&logits, out)?;

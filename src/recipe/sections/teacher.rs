@@ -16,7 +16,8 @@ pub enum TeacherArch {
     /// "student alone" row).
     Bilstm,
     /// TextGCN, with `[textgcn]`'s settings (the same fit as the TextGCN row); transductive: it
-    /// labels the documents of its graph only, so no augmented transfer set.
+    /// labels the documents of its graph only (an ensemble's other members label the synthetic
+    /// sentences of an augmented transfer set).
     Textgcn,
 }
 
