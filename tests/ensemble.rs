@@ -347,3 +347,48 @@ fn textgcn_is_a_teacher_and_a_member_without_synthetic_sentences() {
         "{e}"
     );
 }
+
+#[test]
+fn the_teacher_is_distilled_onto_textgcn_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "textgcn.enabled=true",
+        "textgcn.distill=true",
+        "textgcn.tokens=\"char\"",
+        "textgcn.hidden=16",
+        "textgcn.epochs=5",
+        "teacher.arch=\"linear\"",
+    ];
+    let (r, _) = run_in(tmp.path(), &sets);
+    let (plain, distilled) = (model(&r, "textgcn"), model(&r, "textgcn_distilled"));
+    assert!(distilled["label"].as_str().unwrap().ends_with("distilled"));
+    // Same graph, initialisation and epochs; another loss: other losses from the first epoch.
+    assert_ne!(
+        plain["history"][0]["train_loss"],
+        distilled["history"][0]["train_loss"]
+    );
+    assert_eq!(stage_count(tmp.path(), "textgcn"), 1);
+    assert_eq!(stage_count(tmp.path(), "textgcn_distilled"), 1);
+    // Another teacher: only the distilled TextGCN is trained again.
+    let (_, out) = run_in(
+        tmp.path(),
+        &[
+            &sets[..5],
+            &["teacher.members=[{arch=\"linear\"},{arch=\"bilstm\"}]"],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("textgcn: reused from the store"), "{out}");
+    assert_eq!(stage_count(tmp.path(), "textgcn"), 1);
+    assert_eq!(stage_count(tmp.path(), "textgcn_distilled"), 2);
+    let e = kdrun()
+        .args([
+            "check",
+            "recipes/quick.toml",
+            "--set",
+            "textgcn.distill=true",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&e.stderr).contains("textgcn.distill"));
+}

@@ -216,7 +216,14 @@ pub(crate) fn run_in(
 
     // TextGCN on the same split, if the recipe turns it on.
     if r.textgcn.enabled {
-        models.push(stages::textgcn::textgcn_row(&cx, &data_key)?);
+        models.push(stages::textgcn::textgcn_row(&cx, &data_key, None)?);
+        if r.textgcn.distill {
+            models.push(stages::textgcn::textgcn_row(
+                &cx,
+                &data_key,
+                Some((&teacher.logits, teacher.logits_key.clone())),
+            )?);
+        }
     }
 
     let data = cx.data()?;

@@ -223,6 +223,7 @@ fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> 
         TeacherArch::Textgcn => {
             let fitted = cx.run(&TextGcnStage {
                 data_key: data_key.to_string(),
+                teacher: None,
             })?;
             let logits = cx.run(&LogitsStage {
                 data_key: data_key.to_string(),

@@ -478,6 +478,13 @@ fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    if r.textgcn.distill && !r.textgcn.enabled {
+        problems.push((
+            "textgcn.distill",
+            "textgcn.enabled = true as well (the distilled TextGCN is shown beside TextGCN)"
+                .to_string(),
+        ));
+    }
     let b = &r.baseline;
     let uses_linear =
         t.arch == TeacherArch::Linear || t.members.iter().any(|m| m.arch == TeacherArch::Linear);

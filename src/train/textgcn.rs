@@ -10,6 +10,7 @@
 use super::interrupt;
 use super::progress::Progress;
 use super::{optimizer_step, EpochRecord, Fitted};
+use crate::distill::DistillLoss;
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::TextGcn;
 use anyhow::{anyhow, bail, Result};
@@ -150,7 +151,9 @@ fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
     right as f64 / truth.len() as f64
 }
 
-/// Train TextGCN on `adj` (`nodes` nodes) on `device` (an autodiff device).
+/// Train TextGCN on `adj` (`nodes` nodes) on `device` (an autodiff device): cross-entropy on the
+/// training documents, or, with `distill`, that loss with the teacher's logits of the training
+/// documents (rows in `train.nodes` order) as soft targets.
 pub fn train_textgcn(
     adj: &Arc<SparseAdj>,
     classes: usize,
@@ -158,6 +161,7 @@ pub fn train_textgcn(
     valid: &Labelled,
     device: &Device,
     s: &GcnSettings,
+    distill: Option<(DistillLoss, Tensor<2>)>,
 ) -> Result<Fitted<TextGcn>> {
     let start = Instant::now();
     device.seed(s.seed);
@@ -181,7 +185,10 @@ pub fn train_textgcn(
         }
         let epoch_start = Instant::now();
         let logits = model.forward(adj).select(0, train_nodes.clone());
-        let loss = loss_fn.forward(logits, train_labels.clone());
+        let loss = match &distill {
+            Some((kd, teacher)) => kd.forward(logits, train_labels.clone(), Some(teacher.clone())),
+            None => loss_fn.forward(logits, train_labels.clone()),
+        };
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             progress.finish();
@@ -291,6 +298,7 @@ mod tests {
             &split(8..16),
             &Device::flex().autodiff(),
             &settings,
+            None,
         )
         .unwrap();
         let test = split(16..40);

@@ -6,8 +6,9 @@
 //! build time, peak memory), `fit.json` and `result.json`.
 
 use super::super::context::Context;
+use super::logits::Logits;
 use super::{read_json, save_model};
-use crate::distill::TeacherLogits;
+use crate::distill::{DistillLoss, TeacherLogits};
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens};
@@ -86,21 +87,30 @@ fn mib(v: Option<f64>) -> String {
     v.map_or("unknown".into(), |m| format!("{m:.0} MiB"))
 }
 
-pub struct TextGcnStage {
+pub struct TextGcnStage<'l> {
     pub data_key: String,
+    /// The teacher's logits and their stage's key, for TextGCN distilled from the teacher.
+    pub teacher: Option<(&'l Logits, String)>,
 }
 
-impl Stage<Context<'_>> for TextGcnStage {
+impl Stage<Context<'_>> for TextGcnStage<'_> {
     type Output = TextGcnOutput;
 
     fn name(&self) -> &str {
-        "textgcn"
+        if self.teacher.is_some() {
+            "textgcn_distilled"
+        } else {
+            "textgcn"
+        }
     }
 
     fn settings(&self, cx: &Context) -> Result<Value> {
         let r = cx.r;
-        Ok(json!({
-            "textgcn": r.textgcn,
+        // `distill` only says whether a distilled twin is also trained: not part of either key.
+        let mut textgcn = r.textgcn.clone();
+        textgcn.distill = false;
+        let mut settings = json!({
+            "textgcn": textgcn,
             "lowercase": r.data.lowercase,
             "seed": r.runtime.seed,
             "backend": cx.compute.backend,
@@ -109,11 +119,18 @@ impl Stage<Context<'_>> for TextGcnStage {
             "early_stop": "accuracy_or_loss",
             // 2: the documents' logits are kept (TextGCN as a teacher).
             "outputs": 2,
-        }))
+        });
+        if self.teacher.is_some() {
+            settings["distill"] = serde_json::to_value(&r.distill)?;
+            settings["soft_targets"] = serde_json::to_value(r.soft_targets())?;
+        }
+        Ok(settings)
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec![self.data_key.clone()]
+        let mut inputs = vec![self.data_key.clone()];
+        inputs.extend(self.teacher.as_ref().map(|(_, key)| key.clone()));
+        inputs
     }
 
     fn compute(&self, cx: &Context, out: &StageWriter) -> Result<TextGcnOutput> {
@@ -174,7 +191,22 @@ impl Stage<Context<'_>> for TextGcnStage {
             seed: r.runtime.seed,
         };
         reset_peak_rss();
-        let fitted = train_textgcn(&adj, data.classes.len(), &train, &valid, &cx.ad, &settings)?;
+        let distill = match &self.teacher {
+            Some((l, _)) => {
+                let ids: Vec<u32> = data.train.iter().map(|e| e.id).collect();
+                Some((DistillLoss::from_recipe(r), l.logits.batch(&ids, &cx.ad)?))
+            }
+            None => None,
+        };
+        let fitted = train_textgcn(
+            &adj,
+            data.classes.len(),
+            &train,
+            &valid,
+            &cx.ad,
+            &settings,
+            distill,
+        )?;
         let model = fitted.model.valid();
         let predictions = predict_nodes(&model, &adj, &test.nodes)?;
         let report = ClassificationReport::new(&test.labels, &predictions, data.classes.len());
@@ -203,7 +235,11 @@ impl Stage<Context<'_>> for TextGcnStage {
             batch_latency_ms: seconds * 1e3,
             max_batch_latency_ms: seconds * 1e3,
         };
-        let label = textgcn_label(r);
+        let label = if self.teacher.is_some() {
+            format!("{} distilled", textgcn_label(r))
+        } else {
+            textgcn_label(r)
+        };
         note(&format!(
             "{label}: test accuracy {:.4}, macro-F1 {:.4}, best epoch {} of {} (validation {:.4}), \
              trained in {:.1} s, {:.0} samples/s, peak RSS {}",
@@ -218,7 +254,7 @@ impl Stage<Context<'_>> for TextGcnStage {
         ));
         let params = model.num_params();
         let result = ModelResult {
-            key: "textgcn".into(),
+            key: self.name().into(),
             label,
             params,
             trainable_params: params,
@@ -283,10 +319,19 @@ impl Stage<Context<'_>> for TextGcnStage {
 }
 
 /// TextGCN's row of the report: the stage run or reused, its graph and costs in the run's notes.
-pub fn textgcn_row(cx: &Context, data_key: &str) -> Result<ModelResult> {
+pub fn textgcn_row(
+    cx: &Context,
+    data_key: &str,
+    teacher: Option<(&Logits, String)>,
+) -> Result<ModelResult> {
+    let distilled = teacher.is_some();
     let done = cx.run(&TextGcnStage {
         data_key: data_key.to_string(),
+        teacher,
     })?;
+    if distilled {
+        return Ok(done.value.result);
+    }
     let TextGcnOutput { result, graph, .. } = done.value;
     let s = &graph.size;
     cx.add_note(format!(

@@ -29,6 +29,11 @@ pub struct TextGcnSection {
     pub patience: usize,
     /// L2 penalty on the weights (0: none).
     pub weight_decay: f64,
+    /// Also distil the trial's teacher onto TextGCN: a second TextGCN trained on the training
+    /// documents against `[distill]`'s loss (soft targets: the teacher's logits of those
+    /// documents), its own row in the report.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub distill: bool,
 }
 
 impl Default for TextGcnSection {
@@ -45,6 +50,7 @@ impl Default for TextGcnSection {
             epochs: 200,
             patience: 10,
             weight_decay: 0.0,
+            distill: false,
         }
     }
 }
