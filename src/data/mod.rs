@@ -18,6 +18,7 @@ use polars::prelude::*;
 pub use batch::{Batcher, InputKind, TextEncoder, TokenBatch};
 pub use hf_tokenizer::HfTokenizer;
 pub use piece::Piece;
+pub use read::ReadFile;
 pub use tokenizer::{Layout, MlmSequence, TeacherTokenizer};
 pub use vocab::CharVocab;
 pub use words::{StudentVocab, WordVocab};
@@ -27,6 +28,35 @@ pub use words::{StudentVocab, WordVocab};
 pub struct Class {
     pub label: String,
     pub name: String,
+}
+
+/// Rows of one kind left out of a data file (`data.on_error = "skip"`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    /// The data file.
+    pub file: String,
+    /// What was wrong with them (`empty text in \`sentence\``).
+    pub reason: String,
+    pub rows: usize,
+    /// Where the first one is (`line 4`, `data row 3`).
+    pub first_at: String,
+}
+
+impl Skipped {
+    /// `3 rows of train.json left out: empty text in \`sentence\` (first at line 4)`.
+    pub fn describe(&self) -> String {
+        let file = std::path::Path::new(&self.file)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.file.clone());
+        format!(
+            "{} row{} of {file} left out: {} (first at {})",
+            self.rows,
+            if self.rows == 1 { "" } else { "s" },
+            self.reason,
+            self.first_at
+        )
+    }
 }
 
 /// One example. `id` is its row number in its file: teacher logits are stored under it.
@@ -51,6 +81,8 @@ pub struct Dataset {
     pub unlabeled: Vec<String>,
     /// Examples per class in each split, counted when the splits were made.
     counts: SplitCounts,
+    /// Rows of the files left out (`data.on_error = "skip"`), by file and kind.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Examples per class in each split: entry `k` counts the examples of [`Dataset::classes`]`[k]`.
@@ -84,9 +116,14 @@ impl SplitCounts {
 impl Dataset {
     /// Read and split the files a recipe's `data` section names.
     pub fn load(data: &DataSection) -> Result<Self> {
-        let train = read::read_examples(&data.train, data)?;
-        let test = read::read_examples(&data.test, data)?;
-        select::select(&train, &test, data)
+        let train = read::read_file(&data.train, data)?;
+        let test = read::read_file(&data.test, data)?;
+        let mut skipped = train.skipped;
+        skipped.extend(test.skipped);
+        let mut dataset = select::select(&train.frame, &test.frame, data)?;
+        skipped.append(&mut dataset.skipped);
+        dataset.skipped = skipped;
+        Ok(dataset)
     }
 
     pub fn class_names(&self) -> Vec<String> {

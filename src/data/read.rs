@@ -1,22 +1,47 @@
-//! Reading example files with polars' own readers: TNEWS json-lines, any json-lines, any CSV.
+//! Reading example files: TNEWS json-lines, any json-lines, any CSV (polars' reader).
 //!
 //! Every reader yields the same frame: `id` (the row's number in its file, from 0; blank lines do
-//! not count), `text`, `label` (the label value as a string: JSON numbers and booleans printed)
-//! and `name` (the label's display name: TNEWS's `label_desc` without its `news_` prefix, else the
-//! label itself).
+//! not count, bad rows left out with `data.on_error = "skip"` do), `text`, `label` (the label
+//! value as a string: JSON numbers and booleans printed) and `name` (the label's display name:
+//! TNEWS's `label_desc` without its `news_` prefix, else the label itself). A file's own `id`
+//! field is not read: two rows with the same `id` value are two examples.
 //!
-//! Polars reads the whole file; a bad row is then found by [`scan_jsonl`], a line scan that names
-//! the file, the line and the field. It runs only when polars fails or reads values it does not
-//! keep apart from strings (a number where the text should be, a float label).
+//! What a normal editor writes is read: a UTF-8 byte order mark, CRLF line ends, blank lines,
+//! lines of any length. A JSON array file is named as such. A bad row (not a JSON object, no
+//! string text or no label, a text that is empty or only white space, TNEWS without
+//! `label_desc`) stops the read naming file, line and field (`data.on_error = "fail"`), or is
+//! left out and counted by kind (`"skip"`).
 
-use crate::recipe::{DataFormat, DataSection};
+use super::Skipped;
+use crate::recipe::{shown, DataFormat, DataSection, OnError};
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::path::Path;
+
+/// A UTF-8 byte order mark, as some editors write at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A read file: its examples' frame and the rows left out, by kind.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    pub frame: DataFrame,
+    pub skipped: Vec<Skipped>,
+}
 
 /// Read one example file as the recipe's `data` section describes it.
 pub fn read_examples(path: &Path, data: &DataSection) -> Result<DataFrame> {
+    read_file(path, data).map(|r| r.frame)
+}
+
+/// Read one example file, with the rows `data.on_error = "skip"` left out.
+pub fn read_file(path: &Path, data: &DataSection) -> Result<ReadFile> {
+    if path.is_dir() {
+        bail!(
+            "data file {} is a folder, not a file (set data.train / data.test in the recipe)",
+            path.display()
+        );
+    }
     if !path.is_file() {
         bail!(
             "data file {} not found (set data.train / data.test in the recipe)",
@@ -24,110 +49,90 @@ pub fn read_examples(path: &Path, data: &DataSection) -> Result<DataFrame> {
         );
     }
     match data.format {
-        DataFormat::Tnews => read_jsonl(path, data.text_field(), data.label_field(), true),
-        DataFormat::Jsonl => read_jsonl(path, data.text_field(), data.label_field(), false),
-        DataFormat::Csv => read_csv(path, data.text_field(), data.label_field()),
+        DataFormat::Tnews => read_jsonl(path, data, true),
+        DataFormat::Jsonl => read_jsonl(path, data, false),
+        DataFormat::Csv => read_csv(path, data),
     }
 }
 
-/// The example frame from its text and label columns (strings without nulls, in file order) and,
-/// for TNEWS, the `label_desc` column.
+/// Bad rows of one file: the first is an error (`fail`), or each kind is counted (`skip`).
+struct BadRows<'a> {
+    path: &'a Path,
+    on_error: OnError,
+    /// Kind → (rows, first line or data row).
+    kinds: BTreeMap<String, (usize, usize)>,
+    /// Rows are CSV data rows (from 1, after the header), not lines.
+    csv: bool,
+}
+
+impl<'a> BadRows<'a> {
+    fn new(path: &'a Path, on_error: OnError) -> Self {
+        Self {
+            path,
+            on_error,
+            kinds: BTreeMap::new(),
+            csv: false,
+        }
+    }
+
+    fn csv(self) -> Self {
+        Self { csv: true, ..self }
+    }
+
+    fn place(&self, n: usize) -> String {
+        match self.csv {
+            true => format!("data row {n}"),
+            false => format!("line {n}"),
+        }
+    }
+
+    /// A bad row at `line` of kind `kind` (short, the same for every row of the kind); `detail`
+    /// completes the error message.
+    fn bad(&mut self, line: usize, kind: &str, detail: &str) -> Result<()> {
+        match self.on_error {
+            OnError::Fail if self.csv => bail!(
+                "{}: data row {line}: {kind}{detail} (data.on_error = \"skip\" leaves such rows out)",
+                self.path.display()
+            ),
+            OnError::Fail => bail!(
+                "{}:{line}: {kind}{detail} (data.on_error = \"skip\" leaves such rows out)",
+                self.path.display()
+            ),
+            OnError::Skip => {
+                let entry = self.kinds.entry(kind.to_string()).or_insert((0, line));
+                entry.0 += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn skipped(&self) -> Vec<Skipped> {
+        let file = self.path.display().to_string();
+        self.kinds
+            .iter()
+            .map(|(reason, (rows, first))| Skipped {
+                file: file.clone(),
+                reason: reason.clone(),
+                rows: *rows,
+                first_at: self.place(*first),
+            })
+            .collect()
+    }
+}
+
+/// The example frame from its columns, in file order.
 fn examples(
-    text: &StringChunked,
-    label: &StringChunked,
-    desc: Option<&StringChunked>,
+    ids: Vec<u32>,
+    text: Vec<String>,
+    label: Vec<String>,
+    name: Vec<String>,
 ) -> Result<DataFrame> {
-    let name = match desc {
-        Some(desc) => desc.apply_mut(|d| d.strip_prefix("news_").unwrap_or(d)),
-        None => label.clone(),
-    };
-    let columns = vec![
-        text.clone().with_name("text".into()).into_column(),
-        label.clone().with_name("label".into()).into_column(),
-        name.with_name("name".into()).into_column(),
-    ];
-    Ok(DataFrame::new(text.len(), columns)?.with_row_index("id".into(), None)?)
-}
-
-/// Whether a string could be polars' rendering of a JSON value that is not a string (a number, a
-/// boolean, an object or an array read into a string column).
-fn maybe_not_a_string(s: &str) -> bool {
-    s == "true" || s == "false" || maybe_container(s) || s.parse::<f64>().is_ok()
-}
-
-/// Whether a string could be polars' rendering of a JSON object or array.
-fn maybe_container(s: &str) -> bool {
-    (s.starts_with('{') && s.ends_with('}')) || (s.starts_with('[') && s.ends_with(']'))
-}
-
-/// Whether a label string could be printed differently by polars than by the line scan: objects
-/// and arrays (not labels at all) and numbers that are not integers.
-fn maybe_misprinted_label(s: &str) -> bool {
-    maybe_container(s)
-        || (s.parse::<f64>().is_ok() && s.parse::<i64>().is_err() && s.parse::<u64>().is_err())
-}
-
-/// A string column of `df` without nulls and without values that may have been non-strings.
-fn plain_strings<'a>(df: &'a DataFrame, field: &str) -> Option<&'a StringChunked> {
-    let ca = df.column(field).ok()?.str().ok()?;
-    (ca.null_count() == 0 && !ca.iter().flatten().any(maybe_not_a_string)).then_some(ca)
-}
-
-/// The label column as strings, if polars printed every label as the line scan does.
-fn plain_labels(df: &DataFrame, field: &str) -> Option<StringChunked> {
-    let col = df.column(field).ok()?;
-    if col.null_count() > 0 {
-        return None;
-    }
-    match col.dtype() {
-        DataType::String => {
-            let ca = col.str().ok()?;
-            (!ca.iter().flatten().any(maybe_misprinted_label)).then(|| ca.clone())
-        }
-        DataType::Int64 | DataType::UInt64 | DataType::Boolean => {
-            col.cast(&DataType::String).ok()?.str().ok().cloned()
-        }
-        _ => None,
-    }
-}
-
-fn read_jsonl(path: &Path, text_field: &str, label_field: &str, tnews: bool) -> Result<DataFrame> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let df = match JsonReader::new(file)
-        .with_json_format(JsonFormat::JsonLines)
-        .infer_schema_len(None)
-        .finish()
-    {
-        Ok(df) => df,
-        Err(e) => {
-            scan_jsonl(path, text_field, label_field, tnews)?;
-            bail!("{}: cannot read json-lines: {e}", path.display());
-        }
-    };
-    let text = plain_strings(&df, text_field);
-    let desc = tnews.then(|| plain_strings(&df, "label_desc"));
-    let label = plain_labels(&df, label_field);
-    if let (Some(text), Some(label), None | Some(Some(_))) = (text, &label, desc) {
-        return examples(text, label, desc.flatten());
-    }
-    // Something polars read is not what the line scan would keep: it names the bad line, or
-    // (every line good: texts that look like numbers, float labels) gives the labels as printed.
-    let labels = scan_jsonl(path, text_field, label_field, tnews)?;
-    if labels.len() != df.height() {
-        bail!(
-            "{}: polars read {} rows, the line scan {}",
-            path.display(),
-            df.height(),
-            labels.len()
-        );
-    }
-    let label = StringChunked::from_iter_values("label".into(), labels.iter().map(String::as_str));
-    let desc = match tnews {
-        true => Some(df.column("label_desc")?.str()?),
-        false => None,
-    };
-    examples(df.column(text_field)?.str()?, &label, desc)
+    Ok(df!(
+        "id" => ids,
+        "text" => text,
+        "label" => label,
+        "name" => name
+    )?)
 }
 
 /// A JSON value used as a label: strings as they are, numbers and booleans printed.
@@ -140,69 +145,186 @@ fn label_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// The line scan: every non-blank line must be a JSON object with a string text field, a label
-/// (string, number or boolean) and, for TNEWS, a string `label_desc`. The first line that is not
-/// is an error naming the file, the line (from 1, blank lines counted) and the field. Returns the
-/// labels, one per example.
-fn scan_jsonl(
-    path: &Path,
-    text_field: &str,
-    label_field: &str,
-    tnews: bool,
-) -> Result<Vec<String>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut labels = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let lineno = i + 1;
-        let line =
-            line.with_context(|| format!("{}:{lineno}: cannot read line", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow!("{}:{lineno}: not a JSON object: {e}", path.display()))?;
-        let obj = v.as_object().ok_or_else(|| {
-            anyhow!(
-                "{}:{lineno}: expected a JSON object per line",
-                path.display()
-            )
-        })?;
-        let fields = || obj.keys().cloned().collect::<Vec<_>>().join(", ");
-        if !obj.get(text_field).is_some_and(|t| t.is_string()) {
-            bail!(
-                "{}:{lineno}: no string field `{text_field}` (data.text_field); fields here: {}",
-                path.display(),
-                fields()
-            );
-        }
-        let label = obj.get(label_field).and_then(label_string).ok_or_else(|| {
-            anyhow!(
-                "{}:{lineno}: no label field `{label_field}` (data.label_field); fields here: {}",
-                path.display(),
-                fields()
-            )
-        })?;
-        if tnews && !obj.get("label_desc").is_some_and(|d| d.is_string()) {
-            bail!(
-                "{}:{lineno}: TNEWS line without `label_desc` (use data.format = \"jsonl\" for other files)",
-                path.display()
-            );
-        }
-        labels.push(label);
+/// What a JSON value is, in words.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "true or false",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
     }
-    if labels.is_empty() {
-        bail!("{}: no examples (empty file)", path.display());
-    }
-    Ok(labels)
 }
 
-fn read_csv(path: &Path, text_field: &str, label_field: &str) -> Result<DataFrame> {
+/// The file's bytes without a leading byte order mark.
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
+    Ok(bytes)
+}
+
+/// The line scan: every non-blank line must be a JSON object with a non-empty string text field,
+/// a label (string, number or boolean) and, for TNEWS, a string `label_desc`.
+fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> {
+    let (text_field, label_field) = (data.text_field(), data.label_field());
+    let bytes = read_bytes(path)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        bail!(
+            "{}: a JSON array, expected JSON lines (one object per line; `jq -c '.[]'` converts it)",
+            path.display()
+        );
+    }
+    let mut bad = BadRows::new(path, data.on_error);
+    let (mut ids, mut texts, mut labels, mut names) = (vec![], vec![], vec![], vec![]);
+    let mut row = 0u32;
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let lineno = i + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let id = row;
+        row += 1;
+        let line = match std::str::from_utf8(line) {
+            Ok(l) => l,
+            Err(e) => {
+                bad.bad(lineno, "not UTF-8 text", &format!(": {e}"))?;
+                continue;
+            }
+        };
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                bad.bad(
+                    lineno,
+                    "not a JSON object",
+                    &format!(": {e}; the line starts \"{}\"", shown(line)),
+                )?;
+                continue;
+            }
+        };
+        let Some(obj) = v.as_object() else {
+            bad.bad(
+                lineno,
+                "not a JSON object",
+                &format!(": found {}", json_kind(&v)),
+            )?;
+            continue;
+        };
+        let fields = || obj.keys().map(|k| shown(k)).collect::<Vec<_>>().join(", ");
+        let text = match obj.get(text_field) {
+            Some(serde_json::Value::String(t)) => t,
+            Some(other) => {
+                bad.bad(
+                    lineno,
+                    &format!("no string field `{text_field}` (data.text_field)"),
+                    &format!(": found {}", json_kind(other)),
+                )?;
+                continue;
+            }
+            None => {
+                bad.bad(
+                    lineno,
+                    &format!("no string field `{text_field}` (data.text_field)"),
+                    &format!("; fields here: {}", fields()),
+                )?;
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            bad.bad(
+                lineno,
+                &format!("empty text in `{text_field}`"),
+                &format!(": \"{}\"", shown(text)),
+            )?;
+            continue;
+        }
+        let Some(label) = obj.get(label_field).and_then(label_string) else {
+            let found = match obj.get(label_field) {
+                Some(v) => format!(": found {}", json_kind(v)),
+                None => format!("; fields here: {}", fields()),
+            };
+            bad.bad(
+                lineno,
+                &format!("no label field `{label_field}` (data.label_field)"),
+                &found,
+            )?;
+            continue;
+        };
+        if label.trim().is_empty() {
+            bad.bad(lineno, &format!("empty label in `{label_field}`"), "")?;
+            continue;
+        }
+        let name = if tnews {
+            match obj.get("label_desc") {
+                Some(serde_json::Value::String(d)) => {
+                    d.strip_prefix("news_").unwrap_or(d).to_string()
+                }
+                _ => {
+                    bad.bad(
+                        lineno,
+                        "TNEWS line without a string `label_desc`",
+                        " (use data.format = \"jsonl\" for other files)",
+                    )?;
+                    continue;
+                }
+            }
+        } else {
+            label.clone()
+        };
+        ids.push(id);
+        texts.push(text.clone());
+        labels.push(label);
+        names.push(name);
+    }
+    if ids.is_empty() {
+        if row == 0 {
+            bail!("{}: no examples (empty file)", path.display());
+        }
+        bail!(
+            "{}: no examples left ({row} rows, all bad: {})",
+            path.display(),
+            bad.skipped()
+                .iter()
+                .map(|s| format!("{} × {}", s.rows, s.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ReadFile {
+        frame: examples(ids, texts, labels, names)?,
+        skipped: bad.skipped(),
+    })
+}
+
+fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
+    let (text_field, label_field) = (data.text_field(), data.label_field());
+    let mut bytes = read_bytes(path)?;
+    if bytes.contains(&b'\r') {
+        // CRLF line ends (also inside quoted fields) read as LF.
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut it = bytes.iter().peekable();
+        while let Some(&b) = it.next() {
+            if b == b'\r' && it.peek() == Some(&&b'\n') {
+                continue;
+            }
+            out.push(b);
+        }
+        bytes = out;
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        bail!("{}: no examples (empty file)", path.display());
+    }
+    // Every column as strings: labels and texts read as written (`1.0` stays `1.0`).
     let df = CsvReadOptions::default()
         .with_has_header(true)
-        .with_infer_schema_length(Some(1000))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|r| r.finish())
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+        .finish()
         .map_err(|e| anyhow!("{}: cannot read CSV: {e}", path.display()))?;
     for (field, key) in [
         (text_field, "data.text_field"),
@@ -214,36 +336,54 @@ fn read_csv(path: &Path, text_field: &str, label_field: &str) -> Result<DataFram
                 path.display(),
                 df.get_column_names()
                     .iter()
-                    .map(|c| c.as_str())
+                    .map(|c| shown(c.as_str()))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
         }
     }
-    let text = df.column(text_field)?.cast(&DataType::String)?;
-    let label = df.column(label_field)?.cast(&DataType::String)?;
-    let (text, label) = (text.str()?, label.str()?);
-    // The first data row (from 1) with an empty cell; row i is line i + 1 for one-line rows.
-    let empty = text
-        .iter()
-        .zip(label.iter())
-        .position(|(t, l)| t.is_none() || l.is_none());
-    if let Some(i) = empty {
-        let field = if text.get(i).is_none() {
-            text_field
-        } else {
-            label_field
-        };
-        bail!(
-            "{}: data row {} has an empty `{field}`",
-            path.display(),
-            i + 1
-        );
-    }
     if df.height() == 0 {
         bail!("{}: no examples (header only)", path.display());
     }
-    examples(text, label, None)
+    let text = df.column(text_field)?.cast(&DataType::String)?;
+    let label = df.column(label_field)?.cast(&DataType::String)?;
+    let (text, label) = (text.str()?, label.str()?);
+    let mut bad = BadRows::new(path, data.on_error).csv();
+    let (mut ids, mut texts, mut labels) = (vec![], vec![], vec![]);
+    for (i, (t, l)) in text.iter().zip(label.iter()).enumerate() {
+        let row = i + 1;
+        if t.is_none() && l.is_none() {
+            continue; // a blank line
+        }
+        let t = t.unwrap_or_default();
+        let l = l.unwrap_or_default();
+        if t.trim().is_empty() {
+            bad.bad(
+                row,
+                &format!("empty text in `{text_field}`"),
+                &format!(": \"{}\"", shown(t)),
+            )?;
+            continue;
+        }
+        if l.trim().is_empty() {
+            bad.bad(row, &format!("empty label in `{label_field}`"), "")?;
+            continue;
+        }
+        ids.push(i as u32);
+        texts.push(t.to_string());
+        labels.push(l.to_string());
+    }
+    if ids.is_empty() {
+        bail!(
+            "{}: no examples left (every data row is bad)",
+            path.display()
+        );
+    }
+    let names = labels.clone();
+    Ok(ReadFile {
+        frame: examples(ids, texts, labels, names)?,
+        skipped: bad.skipped(),
+    })
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! Selection works on the frames' columns (`id`, `text`, `label`, `name`, see [`super::read`]):
 //! rows are picked by position and only the picked ones become [`Example`]s.
 
-use super::{Class, Dataset, Example, SplitCounts};
-use crate::recipe::{DataFormat, DataSection};
+use super::{Class, Dataset, Example, Skipped, SplitCounts};
+use crate::recipe::{shown, DataFormat, DataSection, OnError};
 use anyhow::{bail, Result};
 use polars::prelude::*;
 use rand::rngs::ChaCha8Rng;
@@ -106,8 +106,33 @@ pub fn resolve_classes(
 pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result<Dataset> {
     let classes = resolve_classes(&data.classes, train, data)?;
     let (tr, te) = (Columns::of(train)?, Columns::of(test)?);
-    let test: Vec<Example> = te
-        .class_of(&classes)
+    let test_classes = te.class_of(&classes);
+    let mut skipped = Vec::new();
+    // With every class of the training file kept, a test label outside them is a bad row (with
+    // classes listed, other labels are simply not kept).
+    let strangers: Vec<usize> = (0..test_classes.len())
+        .filter(|&row| test_classes[row].is_none())
+        .collect();
+    if data.classes.is_empty() && !strangers.is_empty() {
+        let first = strangers[0];
+        let id = te.id.get(first).unwrap_or_default();
+        match data.on_error {
+            OnError::Fail => bail!(
+                "{}: example {id} (from 0): label \"{}\" is not a class of the training file {} ({} test row(s) like it; data.on_error = \"skip\" leaves them out)",
+                data.test.display(),
+                shown(te.label.get(first).unwrap_or_default()),
+                data.train.display(),
+                strangers.len()
+            ),
+            OnError::Skip => skipped.push(Skipped {
+                file: data.test.display().to_string(),
+                reason: "label not a class of the training file".into(),
+                rows: strangers.len(),
+                first_at: format!("example {id}"),
+            }),
+        }
+    }
+    let test: Vec<Example> = test_classes
         .into_iter()
         .enumerate()
         .filter_map(|(row, k)| k.map(|k| te.example(row, k)))
@@ -168,6 +193,7 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
         test,
         unlabeled,
         counts,
+        skipped,
     })
 }
 

@@ -78,6 +78,7 @@ impl Vectors {
         let mut map = HashMap::new();
         let mut line = String::new();
         let mut lineno = 1;
+        let mut entries = 0usize;
         loop {
             line.clear();
             lineno += 1;
@@ -101,6 +102,7 @@ impl Vectors {
                     fields.len().saturating_sub(1)
                 );
             }
+            entries += 1;
             let token = fields[0];
             if wanted.is_some_and(|w| !w.contains(token)) {
                 continue;
@@ -111,6 +113,17 @@ impl Vectors {
                 .collect::<Result<Vec<f32>, _>>()
                 .map_err(|e| anyhow!("{}:{lineno}: not a number: {e}", path.display()))?;
             map.insert(token.to_string(), values);
+        }
+        if entries != file_entries {
+            bail!(
+                "{}: the header promises {file_entries} vectors, the file has {entries} ({})",
+                path.display(),
+                if entries < file_entries {
+                    "cut short? download or copy it again"
+                } else {
+                    "fix the header's count"
+                }
+            );
         }
         Ok(Self {
             dim,

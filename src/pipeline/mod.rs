@@ -25,10 +25,151 @@ use stages::student::StudentStage;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-/// Checks of a recipe that need the later layers (run by `kdrun check` and before any run):
-/// a `report.templates` folder holds templates that parse, and `name` is not the store's own
-/// stage folder.
-pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[check_templates, check_name, check_data_files];
+/// Checks of a recipe that need the later layers (run by `kdrun check` and before any run, so
+/// before any folder is made or stage starts): a `report.templates` folder holds templates that
+/// parse, `name` is not the store's own stage folder, the data files exist and parse (the first
+/// bad row named) with the recipe's classes and enough examples for the split, a vectors file
+/// matches `student.embedding_dim` and its header's count, a checkpoint is of the teacher's
+/// architecture.
+pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[
+    check_templates,
+    check_name,
+    check_data_files,
+    check_data_contents,
+    check_vectors,
+    check_checkpoint,
+];
+
+/// What a pre-flight check that reads files found, by what it read: a sweep's trials share data
+/// files and settings, so each is read once per process.
+type Found = Vec<(&'static str, String)>;
+
+fn cached(what: String, compute: impl FnOnce() -> Found) -> Found {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static CACHE: Mutex<Option<HashMap<String, Found>>> = Mutex::new(None);
+    if let Some(found) = CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().and_then(|m| m.get(&what).cloned()))
+    {
+        return found;
+    }
+    let found = compute();
+    if let Ok(mut c) = CACHE.lock() {
+        c.get_or_insert_with(HashMap::new)
+            .insert(what, found.clone());
+    }
+    found
+}
+
+/// The file's identity for the cache: path, length and modification time.
+fn stamp(path: &std::path::Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    format!(
+        "{}|{:?}|{:?}",
+        path.display(),
+        meta.as_ref().map(|m| m.len()),
+        meta.and_then(|m| m.modified().ok())
+    )
+}
+
+/// The data files parse and the splits can be made: the first bad row (file, line, field), a
+/// class the files do not have, a class with too few examples.
+pub(crate) fn check_data_contents(r: &Recipe) -> Vec<(&'static str, String)> {
+    if !check_data_files(r).is_empty() {
+        return Vec::new();
+    }
+    let d = &r.data;
+    let what = format!(
+        "data|{}|{}|{}",
+        serde_json::to_string(d).unwrap_or_default(),
+        stamp(&d.train),
+        stamp(&d.test)
+    );
+    cached(what, || {
+        let train = match crate::data::read::read_file(&d.train, d) {
+            Ok(t) => t,
+            Err(e) => return vec![("data.train", format!("{e:#}"))],
+        };
+        let test = match crate::data::read::read_file(&d.test, d) {
+            Ok(t) => t,
+            Err(e) => return vec![("data.test", format!("{e:#}"))],
+        };
+        match crate::data::select::select(&train.frame, &test.frame, d) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let e = format!("{e:#}");
+                let key = if e.starts_with("data.classes") {
+                    "data.classes"
+                } else if e.starts_with(&d.test.display().to_string()) {
+                    "data.test"
+                } else {
+                    "data.train"
+                };
+                vec![(key, e)]
+            }
+        }
+    })
+}
+
+/// A vectors file reads whole (as many vectors as its header promises, each of its dimension)
+/// and its dimension is `student.embedding_dim`.
+fn check_vectors(r: &Recipe) -> Vec<(&'static str, String)> {
+    let s = &r.student;
+    if s.vectors.as_os_str().is_empty() || !s.vectors.is_file() {
+        return Vec::new(); // none, or reported by the recipe's own validation
+    }
+    let what = format!("vectors|{}|{}", stamp(&s.vectors), s.embedding_dim);
+    cached(what, || {
+        let none = std::collections::HashSet::new();
+        match crate::data::vectors::Vectors::load(&s.vectors, Some(&none)) {
+            Err(e) => vec![("student.vectors", format!("{e:#}"))],
+            Ok(v) if v.dim != s.embedding_dim => vec![(
+                "student.embedding_dim",
+                format!(
+                    "expected {} (the dimension of {}), found {}",
+                    v.dim,
+                    s.vectors.display(),
+                    s.embedding_dim
+                ),
+            )],
+            Ok(_) => Vec::new(),
+        }
+    })
+}
+
+/// A checkpoint folder opens (config.json and a weights file) and is of the teacher's
+/// architecture.
+fn check_checkpoint(r: &Recipe) -> Vec<(&'static str, String)> {
+    let t = &r.teacher;
+    if t.checkpoint.as_os_str().is_empty() || !t.checkpoint.join("config.json").is_file() {
+        return Vec::new(); // none, or reported by the recipe's own validation
+    }
+    match crate::models::hf::Checkpoint::open(&t.checkpoint) {
+        Err(e) => vec![("teacher.checkpoint", format!("{e:#}"))],
+        Ok(c) if !c.config.arch_name().eq_ignore_ascii_case(t.arch.name()) => vec![(
+            "teacher.arch",
+            format!(
+                "expected \"{}\" (the architecture of the checkpoint {}), found \"{}\"",
+                c.config.arch_name().to_lowercase(),
+                t.checkpoint.display(),
+                t.arch.name()
+            ),
+        )],
+        Ok(c) if c.config.max_positions() > 0 && r.data.max_len > c.config.max_positions() => {
+            vec![(
+                "data.max_len",
+                format!(
+                    "at most {} (the checkpoint's positions), found {}",
+                    c.config.max_positions(),
+                    r.data.max_len
+                ),
+            )]
+        }
+        Ok(_) => Vec::new(),
+    }
+}
 
 /// The data files exist and can be opened, before anything is made (a folder where a file is
 /// expected is said as such). The recipe checks its other files itself (vectors, checkpoint,
@@ -254,6 +395,7 @@ pub(crate) fn run_in(
         machine: cx.machine().clone(),
         classes: data.classes.clone(),
         counts: data.class_counts().clone(),
+        skipped_rows: data.skipped.clone(),
         vocab_size: vocab.len(),
         teacher_vocab_size: teacher.vocab_size,
         teacher_logit_rows: teacher.logits.logits.len(),

@@ -61,6 +61,78 @@ impl fmt::Display for RecipeError {
 
 impl std::error::Error for RecipeError {}
 
+/// The longest a value is shown in a message, in characters; longer ones are cut with "…".
+pub const SHOWN_CHARS: usize = 80;
+
+/// A value as a message shows it: invisible characters (NUL, other control characters, a byte
+/// order mark, zero-width spaces) escaped as `\0`, `\t`, `\u{feff}`…, and cut to
+/// [`SHOWN_CHARS`] characters with "…" (and the full length) after.
+pub fn shown(value: &str) -> String {
+    let mut out = String::new();
+    let total = value.chars().count();
+    for (i, c) in value.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push_str(&format!("… ({total} characters)"));
+            break;
+        }
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{2028}' | '\u{2029}'
+                ) =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What serde says a type expects, in words a recipe's reader uses (`usize` → "a whole number ≥
+/// 0", `a sequence` → "a list", `struct DataSection` → "a table").
+pub fn expected_in_words(expected: &str) -> String {
+    let e = expected.trim();
+    match e {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number ≥ 0".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" | "a borrowed string" | "string" | "path string" | "a char" | "char" => {
+            "a string in quotes".into()
+        }
+        "a sequence" | "sequence" | "a tuple" => "a list".into(),
+        "a map" | "map" => "a table".into(),
+        e if e.starts_with("struct ") || e.starts_with("a map") => "a table".into(),
+        e if e.starts_with("enum ") => "one of the listed names".into(),
+        e => e.to_string(),
+    }
+}
+
+/// What a recipe held where another type was expected, in words.
+pub fn actual_in_words(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(b) => format!("`{b}` (true or false)"),
+        Actual::Unsigned(n) => format!("the whole number {n}"),
+        Actual::Signed(n) => format!("the whole number {n}"),
+        Actual::Float(x) => format!("the number {x}"),
+        Actual::Char(c) => format!("\"{}\"", shown(&c.to_string())),
+        Actual::Str(s) => format!("the string \"{}\"", shown(s)),
+        Actual::Bytes(_) => "bytes".into(),
+        Actual::Unit => "nothing".into(),
+        Actual::Seq => "a list".into(),
+        Actual::Map => "a table".into(),
+        Actual::Other(s) => shown(s),
+        other => other.to_string(),
+    }
+}
+
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -73,7 +145,7 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest;
+    use super::{expected_in_words, nearest, shown};
 
     #[test]
     fn nearest_suggests_typos_only() {
@@ -81,5 +153,26 @@ mod tests {
         assert_eq!(nearest("layrs", &keys), Some("layers"));
         assert_eq!(nearest("head", &keys), Some("heads"));
         assert_eq!(nearest("completely_else", &keys), None);
+    }
+
+    #[test]
+    fn shown_escapes_invisible_characters_and_cuts_long_values() {
+        assert_eq!(shown("a\0b\u{feff}c\t"), "a\\0b\\u{feff}c\\t");
+        let long = "x".repeat(200);
+        let s = shown(&long);
+        assert!(
+            s.starts_with(&"x".repeat(80)) && s.ends_with("… (200 characters)"),
+            "{s}"
+        );
+        assert_eq!(shown("短い"), "短い");
+    }
+
+    #[test]
+    fn serde_types_in_words() {
+        assert_eq!(expected_in_words("usize"), "a whole number ≥ 0");
+        assert_eq!(expected_in_words("f64"), "a number");
+        assert_eq!(expected_in_words("a sequence"), "a list");
+        assert_eq!(expected_in_words("struct DataSection"), "a table");
+        assert_eq!(expected_in_words("a boolean"), "true or false");
     }
 }

@@ -1,6 +1,6 @@
 //! Layered loading: defaults < recipe file < `KDRUN_*` environment < `--set`.
 
-use super::error::{nearest, Problem, RecipeError};
+use super::error::{actual_in_words, expected_in_words, nearest, shown, Problem, RecipeError};
 use super::sections::{PathSlot, Recipe};
 use super::validate::validate;
 use figment::error::Kind;
@@ -119,11 +119,25 @@ pub fn load_checked(
     checks: &[Check],
 ) -> Result<LoadedRecipe, RecipeError> {
     let shown = path.display().to_string();
+    if path.is_dir() {
+        return Err(RecipeError::single(
+            shown,
+            None,
+            "expected a recipe TOML file, found a folder",
+        ));
+    }
     if !path.is_file() {
         return Err(RecipeError::single(
             shown,
             None,
             "recipe file not found (expected a TOML file)",
+        ));
+    }
+    if let Err(e) = std::fs::read(path) {
+        return Err(RecipeError::single(
+            shown,
+            None,
+            format!("recipe file cannot be read: {e}"),
         ));
     }
     let path = absolute(path);
@@ -194,16 +208,32 @@ fn describe(md: &Metadata, key: &str, recipe_path: &str) -> String {
         return p.display().to_string();
     }
     if md.name.contains("environment") {
-        let keys: Vec<&str> = key.split('.').collect();
-        return format!(
-            "environment variable {}",
-            md.interpolate(&Profile::Default, &keys)
-        );
+        // figment's own name for it is `TEACHER.EPOCS`; the variable is the prefix and the keys
+        // joined by `__`, in whatever case it was typed.
+        let name = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+        return format!("environment variable {}", env_as_typed(&name));
+    }
+    if md.name.starts_with(SWEEP_SET) {
+        // A trial's value from the recipe's own `[sweep]` table: the recipe file set it.
+        return format!("{recipe_path} ([sweep] table)");
     }
     if md.name.starts_with("--set") {
         return md.name.to_string();
     }
     format!("{recipe_path} (built-in default)")
+}
+
+/// How a trial's `--set` from the recipe's `[sweep]` table is named (its `SetArg::raw` starts
+/// with `[sweep] `).
+const SWEEP_SET: &str = "--set [sweep] ";
+
+/// An environment variable as the user typed it: figment names it from the lower-cased key
+/// (`KDRUN_TEACHER__EPOCS`); the variable that is set may be spelt `KDRUN_teacher__epocs`.
+fn env_as_typed(interpolated: &str) -> String {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .find(|k| k.eq_ignore_ascii_case(interpolated))
+        .unwrap_or_else(|| interpolated.to_string())
 }
 
 /// Relative paths resolve against the folder of the file that set them; defaults against the
@@ -301,7 +331,8 @@ fn from_figment(err: figment::Error, recipe_path: &str) -> RecipeError {
                     }
                 }
                 Kind::UnknownVariant(value, expected) => {
-                    let hint = nearest(value, expected)
+                    let value = shown(value);
+                    let hint = nearest(&value, expected)
                         .map(|s| format!(" (did you mean \"{s}\"?)"))
                         .unwrap_or_default();
                     format!(
@@ -313,12 +344,17 @@ fn from_figment(err: figment::Error, recipe_path: &str) -> RecipeError {
                             .join(", ")
                     )
                 }
-                Kind::InvalidType(actual, expected) => {
-                    format!("expected {expected}, found {actual}")
+                Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                    format!(
+                        "expected {}, found {}",
+                        expected_in_words(expected),
+                        actual_in_words(actual)
+                    )
                 }
-                Kind::InvalidValue(actual, expected) => {
-                    format!("expected {expected}, found {actual}")
+                Kind::InvalidLength(n, expected) => {
+                    format!("expected {expected}, found {n} values")
                 }
+                Kind::MissingField(field) => format!("missing key `{field}`"),
                 Kind::Message(m) => m.clone(),
                 other => other.to_string(),
             };

@@ -12,9 +12,10 @@ mod sections;
 pub mod sweep;
 mod validate;
 
-pub use error::RecipeError;
+pub use error::{shown, RecipeError};
 pub use load::{
     load, load_checked, load_with_env, normalize, parse_set, Check, LoadedRecipe, SetArg,
     ENV_PREFIX,
 };
 pub use sections::*;
+pub use validate::folder_name_problem;

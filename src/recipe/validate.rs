@@ -1,6 +1,32 @@
 //! Value ranges that serde's types cannot express.
 
+use super::error::shown;
 use super::sections::{PretrainObjective, Recipe, TeacherArch, MLM_KEYS, PLM_KEYS};
+
+/// The longest run or recipe name, in bytes (folder names are at most 255 bytes on common file
+/// systems; a sweep's trial folders add a suffix).
+pub const MAX_NAME_BYTES: usize = 120;
+
+/// Why `name` cannot name a folder on every common file system, if it cannot.
+pub fn folder_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.trim() != name {
+        Some("it starts or ends with white space")
+    } else if name.starts_with('.') {
+        Some("it starts with `.`")
+    } else if name.contains(['/', '\\']) {
+        Some("it holds a path separator")
+    } else if name.chars().any(|c| c.is_control()) {
+        Some("it holds a control character")
+    } else if name.contains(['<', '>', ':', '"', '|', '?', '*']) {
+        Some("it holds one of < > : \" | ? * (not allowed in Windows folder names)")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("it is longer than 120 bytes")
+    } else {
+        None
+    }
+}
 
 /// Every out-of-range value, as (dotted key, what was expected and what was found).
 pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
@@ -12,11 +38,12 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     };
     let unit_open = |x: f64| (0.0..1.0).contains(&x);
 
+    let name_problem = folder_name_problem(&r.name);
     check(
         "name",
-        !r.name.is_empty() && !r.name.contains(['/', '\\']) && !r.name.starts_with('.'),
-        "a non-empty name without path separators, not starting with `.`",
-        format!("{:?}", r.name),
+        name_problem.is_none(),
+        "a name that can be a folder name (letters, digits, `-`, `_`, `.`, not starting with `.`)",
+        format!("\"{}\" ({})", shown(&r.name), name_problem.unwrap_or("")),
     );
 
     let d = &r.data;
@@ -38,13 +65,45 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "an integer ≥ 1",
         d.min_count.to_string(),
     );
+    check(
+        "data.max_per_class",
+        d.max_per_class != 1,
+        "0 (keep all) or at least 2 (one example for training, one for validation)",
+        d.max_per_class.to_string(),
+    );
+    for (key, field) in [
+        ("data.text_field", &d.text_field),
+        ("data.label_field", &d.label_field),
+    ] {
+        if let Some(f) = field {
+            check(
+                key,
+                !f.trim().is_empty(),
+                "a field or column name (leave it out for the default)",
+                format!("\"{}\"", shown(f)),
+            );
+        }
+    }
+    check(
+        "data.label_field",
+        d.text_field() != d.label_field(),
+        "a label field other than the text field",
+        format!("both \"{}\"", shown(d.label_field())),
+    );
+    let blank = d.classes.iter().find(|c| c.trim().is_empty());
+    check(
+        "data.classes",
+        blank.is_none(),
+        "class names or codes (no empty ones)",
+        format!("\"{}\"", shown(blank.map(String::as_str).unwrap_or(""))),
+    );
     let mut seen = std::collections::HashSet::new();
     let dup = d.classes.iter().find(|c| !seen.insert(c.as_str()));
     check(
         "data.classes",
         dup.is_none(),
         "distinct class names or codes",
-        format!("{:?} twice", dup.cloned().unwrap_or_default()),
+        format!("\"{}\" twice", shown(dup.map(String::as_str).unwrap_or(""))),
     );
 
     let t = &r.teacher;
@@ -106,7 +165,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
     check(
         "teacher.weight_decay",
-        t.weight_decay >= 0.0,
+        t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
         "a number ≥ 0",
         t.weight_decay.to_string(),
     );
@@ -198,6 +257,12 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             p.warmup.to_string(),
         );
         check(
+            "teacher.pretrain.weight_decay",
+            p.weight_decay >= 0.0 && p.weight_decay.is_finite(),
+            "a number ≥ 0",
+            p.weight_decay.to_string(),
+        );
+        check(
             "teacher.pretrain.holdout",
             p.holdout > 0.0 && p.holdout <= 0.5,
             "a fraction in (0, 0.5]",
@@ -209,7 +274,13 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             "teacher.checkpoint",
             t.checkpoint.join("config.json").is_file(),
             "a Hugging Face checkpoint folder with config.json",
-            t.checkpoint.display().to_string(),
+            if t.checkpoint.is_dir() {
+                format!("{} (a folder without config.json)", t.checkpoint.display())
+            } else if t.checkpoint.is_file() {
+                format!("{} (a file, not a folder)", t.checkpoint.display())
+            } else {
+                format!("{} (not found)", t.checkpoint.display())
+            },
         );
     }
     for f in &p.extra {
@@ -217,7 +288,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             "teacher.pretrain.extra",
             f.is_file(),
             "existing text files",
-            format!("{} (not found)", f.display()),
+            format!("{} ({})", f.display(), missing_file(f)),
         );
     }
 
@@ -272,7 +343,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
     check(
         "student.weight_decay",
-        s.weight_decay >= 0.0,
+        s.weight_decay >= 0.0 && s.weight_decay.is_finite(),
         "a number ≥ 0",
         s.weight_decay.to_string(),
     );
@@ -282,7 +353,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             "student.vectors",
             s.vectors.is_file(),
             "a word2vec file (text or .bin, optionally gzip)",
-            format!("{} (not found)", s.vectors.display()),
+            format!("{} ({})", s.vectors.display(), missing_file(&s.vectors)),
         );
     }
 
@@ -535,4 +606,13 @@ fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
         }
     }
     problems
+}
+
+/// Why a path that should be a file is not one: a folder, or not there.
+fn missing_file(path: &std::path::Path) -> &'static str {
+    if path.is_dir() {
+        "a folder, not a file"
+    } else {
+        "not found"
+    }
 }

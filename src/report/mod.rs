@@ -74,6 +74,8 @@ pub struct Page {
     pub comparison: Table,
     pub models: Vec<ModelPage>,
     pub data: Table,
+    /// Rows of the data files left out (`data.on_error = "skip"`), one sentence per file and kind.
+    pub skipped_rows: Vec<String>,
     pub vocab_size: usize,
     pub teacher_vocab_size: usize,
     pub teacher_logit_rows: usize,
@@ -293,6 +295,7 @@ impl Report {
             comparison: Table::from_df(&frames.comparison),
             models,
             data: Table::from_df(&frames.data),
+            skipped_rows: results.skipped_rows.iter().map(|s| s.describe()).collect(),
             vocab_size: results.vocab_size,
             teacher_vocab_size: results.teacher_vocab_size,
             teacher_logit_rows: results.teacher_logit_rows,

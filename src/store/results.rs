@@ -49,6 +49,9 @@ pub struct RunResults {
     pub machine: Machine,
     pub classes: Vec<Class>,
     pub counts: SplitCounts,
+    /// Rows of the data files left out (`data.on_error = "skip"`), by file and kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_rows: Vec<crate::data::Skipped>,
     /// The students' vocabulary.
     pub vocab_size: usize,
     /// The teacher's vocabulary (the same characters, or a checkpoint's WordPiece vocabulary).

@@ -38,6 +38,46 @@ pub struct FitSettings {
     pub seed: u64,
 }
 
+/// Watches a training loop's loss as it is read: the last finite value, and an error that stops
+/// the trial when the loss is NaN or infinite, naming the step, the learning rate there and the
+/// last finite loss.
+#[derive(Debug, Clone)]
+pub struct LossWatch {
+    stage: String,
+    /// The recipe key of the learning rate, for the hint.
+    lr_key: String,
+    /// (step, loss) of the last finite loss read.
+    last_finite: Option<(usize, f64)>,
+}
+
+impl LossWatch {
+    pub fn new(stage: &str, lr_key: &str) -> Self {
+        Self {
+            stage: stage.to_string(),
+            lr_key: lr_key.to_string(),
+            last_finite: None,
+        }
+    }
+
+    /// The loss read at optimizer step `step` (from 1), trained at learning rate `lr`: the
+    /// loss if finite, else the error.
+    pub fn check(&mut self, step: usize, lr: f64, loss: f64) -> Result<f64> {
+        if loss.is_finite() {
+            self.last_finite = Some((step, loss));
+            return Ok(loss);
+        }
+        let last = match self.last_finite {
+            Some((s, v)) => format!("the last finite loss was {v:.4} at step {s}"),
+            None => "no finite loss was read before it".to_string(),
+        };
+        bail!(
+            "{}: loss is {loss} at step {step} (learning rate {lr:.3e}); {last} — training diverged; lower {}",
+            self.stage,
+            self.lr_key
+        )
+    }
+}
+
 /// One finished epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -167,6 +207,12 @@ where
     let mut best: Option<(M, usize, f64)> = None;
     let mut history = Vec::with_capacity(settings.epochs);
     let mut step = 0usize;
+    let lr_key = if settings.stage.starts_with("teacher") {
+        "teacher.lr"
+    } else {
+        "student.lr"
+    };
+    let mut watch = LossWatch::new(&settings.stage, lr_key);
     for epoch in 0..settings.epochs {
         let epoch_start = Instant::now();
         let mut loss_sum = 0.0f64;
@@ -185,15 +231,9 @@ where
             // Reading the loss waits for the device; every 10th step is enough to watch it.
             let read = (i % 10 == 0).then(|| value.clone().into_scalar::<f32>() as f64);
             if let Some(v) = read {
-                if !v.is_finite() {
-                    progress.finish();
-                    bail!(
-                        "{}: loss is {v} at epoch {} step {} — training diverged; lower the learning rate",
-                        settings.stage,
-                        epoch + 1,
-                        i + 1
-                    );
-                }
+                let v = watch
+                    .check(step + 1, schedule.at(step), v)
+                    .inspect_err(|_| progress.finish())?;
                 loss_sum += v;
                 loss_count += 1;
             }
@@ -287,6 +327,31 @@ mod tests {
             grad_clip: Some(1.0),
             seed: 1,
         }
+    }
+
+    #[test]
+    fn a_loss_that_is_not_finite_names_step_rate_and_last_finite_loss() {
+        let mut watch = LossWatch::new("teacher", "teacher.lr");
+        assert_eq!(watch.check(1, 1e-3, 2.5).unwrap(), 2.5);
+        assert_eq!(watch.check(11, 1e-3, 1.25).unwrap(), 1.25);
+        let err = watch.check(21, 5e3, f64::NAN).unwrap_err().to_string();
+        for part in [
+            "NaN",
+            "step 21",
+            "5.000e3",
+            "1.2500 at step 11",
+            "teacher.lr",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        let err = LossWatch::new("pretrain", "teacher.pretrain.lr")
+            .check(1, 1.0, f64::INFINITY)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inf at step 1") && err.contains("no finite loss"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -344,6 +344,7 @@ pub fn pretrain(
     let report_every = (steps / 20).max(1);
     // Reading the loss waits for the device: every 10th step, and at least once per report.
     let read_every = report_every.min(10);
+    let mut watch = super::LossWatch::new("pretrain", "teacher.pretrain.lr");
     for step in 0..steps {
         if order.is_empty() {
             order = train_order(&lengths, p.batch_size, &mut rng);
@@ -362,13 +363,9 @@ pub fn pretrain(
         let loss = cross_entropy(logits, targets);
         let read = (step % read_every == 0).then(|| loss.clone().into_scalar::<f32>() as f64);
         if let Some(v) = read {
-            if !v.is_finite() {
-                progress.finish();
-                bail!(
-                    "pretrain: loss is {v} at step {} — lower teacher.pretrain.lr",
-                    step + 1
-                );
-            }
+            let v = watch
+                .check(step + 1, schedule.at(step), v)
+                .inspect_err(|_| progress.finish())?;
             window_sum += v;
             window_n += 1;
         }

@@ -15,6 +15,25 @@ pub enum DataFormat {
     Csv,
 }
 
+/// What reading a data file does with a row it cannot use (not a JSON object, no text or label,
+/// an empty text, a test label that is not a class).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop before anything runs, naming the file, the line and the field.
+    #[default]
+    Fail,
+    /// Leave the row out; how many rows of each kind were left out reaches the results and the
+    /// report's data section.
+    Skip,
+}
+
+impl OnError {
+    fn is_fail(&self) -> bool {
+        *self == OnError::Fail
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSection {
@@ -45,6 +64,10 @@ pub struct DataSection {
     pub min_count: usize,
     /// Lower-case the text before tokenization.
     pub lowercase: bool,
+    /// `"fail"` (default) or `"skip"`: what a bad row does. Left out of the resolved recipe while
+    /// it is the default, so stores made before the key existed keep their stage keys.
+    #[serde(skip_serializing_if = "OnError::is_fail")]
+    pub on_error: OnError,
 }
 
 impl Default for DataSection {
@@ -62,6 +85,7 @@ impl Default for DataSection {
             seed: 0,
             min_count: 1,
             lowercase: true,
+            on_error: OnError::Fail,
         }
     }
 }
