@@ -401,8 +401,11 @@ fn an_xlnet_teacher_pretrains_with_plm_and_exports_a_checkpoint() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    // Said by the pre-flight, before any folder is made.
     assert!(
-        stderr.contains("teacher.arch = \"bert\"") && stderr.contains("is XLNet"),
+        stderr.contains("teacher.arch")
+            && stderr.contains("expected \"xlnet\" (the architecture of the checkpoint")
+            && stderr.contains("found \"bert\""),
         "{stderr}"
     );
 }
