@@ -20,6 +20,7 @@ use crate::distill::TeacherLogits;
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::TeacherConfig;
 use crate::recipe::{Combine, Recipe, TeacherArch};
+use crate::store::stage::Done;
 use crate::store::ModelResult;
 use crate::train::pretrain::PretrainReport;
 use crate::train::progress::note;
@@ -123,6 +124,20 @@ struct Member {
     vocab_size: usize,
 }
 
+impl Member {
+    /// A teacher that is not a transformer: its logits stage and its one row.
+    fn single(logits: Done<Logits>, row: ModelResult) -> Self {
+        Self {
+            logits: logits.value,
+            logits_key: logits.key,
+            rows: vec![row],
+            notes: Vec::new(),
+            pretrain: None,
+            vocab_size: 0,
+        }
+    }
+}
+
 /// The teacher of `cx`'s recipe: trained (or reused), its logits on the transfer set (and, as
 /// member `index` of an ensemble, on the validation and test splits), its evaluation.
 fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> {
@@ -211,14 +226,7 @@ fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> 
                     label: label(&linear_name(r)),
                 })?
                 .value;
-            Ok(Member {
-                logits: logits.value,
-                logits_key: logits.key,
-                rows: vec![row],
-                notes: Vec::new(),
-                pretrain: None,
-                vocab_size: 0,
-            })
+            Ok(Member::single(logits, row))
         }
         TeacherArch::Textgcn => {
             let fitted = cx.run(&TextGcnStage {
@@ -234,14 +242,7 @@ fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> 
             let mut row = fitted.value.result.clone();
             row.key = key;
             row.label = label(&textgcn_label(r));
-            Ok(Member {
-                logits: logits.value,
-                logits_key: logits.key,
-                rows: vec![row],
-                notes: Vec::new(),
-                pretrain: None,
-                vocab_size: 0,
-            })
+            Ok(Member::single(logits, row))
         }
         TeacherArch::Bilstm => {
             let fitted = cx.run(&StudentStage {
@@ -270,14 +271,7 @@ fn member(cx: &Context, data_key: &str, index: Option<usize>) -> Result<Member> 
                     label: &label(&kind),
                 })?
                 .value;
-            Ok(Member {
-                logits: logits.value,
-                logits_key: logits.key,
-                rows: vec![row],
-                notes: Vec::new(),
-                pretrain: None,
-                vocab_size: 0,
-            })
+            Ok(Member::single(logits, row))
         }
     }
 }
