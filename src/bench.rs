@@ -130,19 +130,12 @@ fn bert(hidden: usize, layers: usize, heads: usize, ffn: usize) -> TeacherConfig
 /// builds it (`recipes/tnews.toml` states the same sizes; `tests/bench.rs` checks); a recipe
 /// whose teacher is not a transformer (linear, BiLSTM) gets a BERT of its `[teacher]` sizes.
 pub fn default_teacher(recipe: &Recipe) -> TeacherConfig {
-    let t = &recipe.teacher;
-    train::teacher::scratch_config(recipe, DEFAULT_VOCAB, &labels()).unwrap_or_else(|_| {
-        TeacherConfig::Bert(BertConfig::new(
-            DEFAULT_VOCAB,
-            t.hidden,
-            t.layers,
-            t.heads,
-            t.intermediate(),
-            recipe.data.max_len,
-            t.dropout,
-            &labels(),
-        ))
-    })
+    let mut r = recipe.clone();
+    if !r.teacher.arch.is_transformer() {
+        r.teacher.arch = crate::recipe::TeacherArch::Bert;
+    }
+    train::teacher::scratch_config(&r, DEFAULT_VOCAB, &labels())
+        .expect("a BERT or XLNet teacher always has a scratch configuration")
 }
 
 /// The default recipe's student over a [`DEFAULT_VOCAB`]-character vocabulary.
