@@ -274,18 +274,18 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             train_peak_rss_mib,
         };
         let classes = data.classes.len();
-        let split_logits =
-            |split: &[crate::data::Example], l: &Labelled| -> Result<TeacherLogits> {
-                let rows = node_logits(&model, &adj, &l.nodes)?;
-                Ok(TeacherLogits::from_rows(
-                    classes,
-                    split.iter().map(|e| e.id).zip(rows),
-                ))
-            };
+        // Every document's logits from one forward pass: nodes are the training, validation and
+        // test documents in this order.
+        let docs: Vec<usize> = (0..n_train + n_valid + data.test.len()).collect();
+        let mut rows = node_logits(&model, &adj, &docs)?.into_iter();
+        let mut split_logits = |split: &[crate::data::Example]| {
+            let part: Vec<Vec<f32>> = rows.by_ref().take(split.len()).collect();
+            TeacherLogits::from_rows(classes, split.iter().map(|e| e.id).zip(part))
+        };
         let logits = DocLogits {
-            train: split_logits(&data.train, &train)?,
-            valid: split_logits(&data.valid, &valid)?,
-            test: split_logits(&data.test, &test)?,
+            train: split_logits(&data.train),
+            valid: split_logits(&data.valid),
+            test: split_logits(&data.test),
         };
         for (l, file) in [&logits.train, &logits.valid, &logits.test]
             .into_iter()
