@@ -7,6 +7,16 @@
 //! stage folder is always whole; a run that is interrupted (Ctrl-C, kill -9) leaves at most a
 //! temporary folder, which the next run removes.
 //!
+//! The manifest lists every file of the folder with its size and sha256, and carries a checksum
+//! of itself. A stage is reused only if its files still match (checked each time it is reused);
+//! a damaged stage (a file missing, truncated or changed, a manifest that does not parse or whose
+//! checksum is wrong, a folder without its manifest) is named in a warning and computed again:
+//! under its key's lock, the damaged folder is first renamed away (to a temporary name the next
+//! run's cleaning removes if this one dies) and removed, then the new one is renamed into place,
+//! so a reader holding no lock sees the whole old folder, none, or the whole new one; a reader
+//! that finds the old folder damaged too takes the lock and waits. A stage written by a kdrun
+//! from before the checksums has its checksums recorded the first time it is reused.
+//!
 //! Many processes (and threads) may work on one store at once: whoever computes a stage holds an
 //! OS file lock on `<stage>/<key>.lock` (`flock`, which Linux also takes on NFS, and which the
 //! kernel releases when the process dies, however it dies). Another process needing the same
@@ -14,6 +24,7 @@
 //! once. A temporary folder is only removed by a process holding its key's lock, so cleaning never
 //! deletes a folder that a live process is writing.
 
+use crate::files::file_hash;
 use crate::store::{timestamp, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,8 +35,13 @@ use std::time::{Duration, SystemTime};
 
 /// Bumped when what a stage writes changes, so old artifacts are not misread (2: teacher logits
 /// as safetensors, vector coverage kept with the student, recipes keyed with derived values
-/// filled in; 3: teachers stored as the architecture enum `models::TeacherModel`).
+/// filled in; 3: teachers stored as the architecture enum `models::TeacherModel`). Not bumped
+/// for the manifests' checksums: a stage's files are what they were, and a manifest without
+/// checksums gets them when its stage is first reused, so no stage is computed again for them.
 pub const ARTIFACT_VERSION: u32 = 3;
+
+/// A stage folder's manifest file (written last).
+pub const MANIFEST: &str = "manifest.json";
 
 /// What a stage folder says of itself (written last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +54,154 @@ pub struct Manifest {
     pub finished: String,
     pub kdrun_version: String,
     pub git_commit: String,
+    /// Every file of the folder but the manifest, by path (`None` in manifests written before
+    /// kdrun recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileSum>>,
+    /// sha256 of the manifest's JSON without this field ([`Manifest::checksum_now`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// One file of a stage folder as its manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    /// Relative to the stage folder, `/` between folder names.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// sha256 of the manifest's JSON without its `checksum`: a manifest changed after it was
+    /// written (a flipped byte that still parses) no longer matches its checksum.
+    pub fn checksum_now(&self) -> String {
+        let body = Manifest {
+            checksum: None,
+            ..self.clone()
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        hex(&Sha256::digest(&json))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is wrong with a stage folder: the file (relative to the folder) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub file: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.problem)
+    }
+}
+
+/// What a stage's folder holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// No folder.
+    Absent,
+    /// A finished stage whose files match its manifest.
+    Whole(Manifest),
+    /// A finished stage from a kdrun that wrote no checksums: nothing to check it against.
+    Unchecked(Manifest),
+    /// A folder that is not what its manifest says (or has no manifest).
+    Damaged(Damage),
+}
+
+/// The files under `dir` (but its manifest), sorted by path, with their sizes and sha256.
+pub fn file_sums(dir: &Path) -> Result<Vec<FileSum>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<FileSum>) -> Result<()> {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for e in entries {
+            let path = e
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+                continue;
+            }
+            let rel = path.strip_prefix(root).expect("under the stage folder");
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let rel = rel.join("/");
+            // The manifest, and a temporary one left by a process killed while rewriting it.
+            if rel == MANIFEST || rel.starts_with(&format!(".{MANIFEST}.tmp-")) {
+                continue;
+            }
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            out.push(FileSum {
+                path: rel,
+                size,
+                sha256: file_hash(&path)?,
+            });
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Whether the files of `dir` are those `sums` lists: each present, of its size and sha256
+/// (sizes all first: the cheap check).
+fn check_files(dir: &Path, sums: &[FileSum]) -> std::result::Result<(), Damage> {
+    let damage = |f: &FileSum, problem: String| Damage {
+        file: f.path.clone(),
+        problem,
+    };
+    for f in sums {
+        let rel = Path::new(&f.path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(damage(
+                f,
+                "the manifest names a file outside the stage folder".into(),
+            ));
+        }
+        match std::fs::metadata(dir.join(rel)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(damage(f, "missing".into()))
+            }
+            Err(e) => return Err(damage(f, format!("cannot be read: {e}"))),
+            Ok(m) if !m.is_file() => return Err(damage(f, "not a file".into())),
+            Ok(m) if m.len() != f.size => {
+                return Err(damage(
+                    f,
+                    format!("{} bytes, the manifest says {}", m.len(), f.size),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    for f in sums {
+        match file_hash(&dir.join(&f.path)) {
+            Err(e) => return Err(damage(f, format!("cannot be read: {e:#}"))),
+            Ok(h) if h != f.sha256 => {
+                return Err(damage(
+                    f,
+                    "its sha256 differs from the manifest's (changed since it was written)".into(),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The key of a stage: sha256 of its name, the artifact version, its settings and its inputs'
@@ -151,22 +315,66 @@ impl Stages {
         self.root.join(stage).join(key)
     }
 
-    /// The folder of a finished stage.
+    /// The folder of a finished stage (with its manifest; not checked: see [`Stages::check`]).
     pub fn lookup(&self, stage: &str, key: &str) -> Option<PathBuf> {
         let dir = self.dir(stage, key);
-        dir.join("manifest.json").is_file().then_some(dir)
+        dir.join(MANIFEST).is_file().then_some(dir)
     }
 
     pub fn manifest(&self, stage: &str, key: &str) -> Result<Manifest> {
-        let path = self.dir(stage, key).join("manifest.json");
+        let path = self.dir(stage, key).join(MANIFEST);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text)
             .with_context(|| format!("{}: not a stage manifest", path.display()))
     }
 
-    /// The stage's result: read back if its folder is finished, else computed into a temporary
-    /// folder that is moved into place with its manifest (so a folder is whole or absent).
+    /// What the stage's folder holds: nothing, a finished stage whose every file matches its
+    /// manifest (sizes and sha256, read in full), one from before the checksums, or damage.
+    pub fn check(&self, stage: &str, key: &str) -> Found {
+        let dir = self.dir(stage, key);
+        let path = dir.join(MANIFEST);
+        let damaged = |problem: String| {
+            Found::Damaged(Damage {
+                file: MANIFEST.into(),
+                problem,
+            })
+        };
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match std::fs::symlink_metadata(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Absent,
+                    _ => damaged("missing".into()),
+                };
+            }
+            Err(e) => return damaged(format!("cannot be read: {e}")),
+        };
+        let m: Manifest = match serde_json::from_slice(&text) {
+            Ok(m) => m,
+            Err(e) => return damaged(format!("not a stage manifest ({e})")),
+        };
+        if m.stage != stage || m.key != key {
+            return damaged(format!(
+                "it is the manifest of stage {}/{}, not of this folder",
+                m.stage, m.key
+            ));
+        }
+        let Some(files) = &m.files else {
+            return Found::Unchecked(m);
+        };
+        if m.checksum.as_deref() != Some(m.checksum_now().as_str()) {
+            return damaged("its checksum does not match its contents".into());
+        }
+        match check_files(&dir, files) {
+            Ok(()) => Found::Whole(m),
+            Err(d) => Found::Damaged(d),
+        }
+    }
+
+    /// The stage's result: read back if its folder is finished and whole, else computed into a
+    /// temporary folder that is moved into place with its manifest (so a folder is whole or
+    /// absent). A damaged folder is said in a warning and computed again.
     pub fn get_or_compute<C: ?Sized, S: Stage<C>>(
         &self,
         stage: &S,
@@ -174,30 +382,40 @@ impl Stages {
     ) -> Result<Done<S::Output>> {
         let (key, settings, inputs) = stage_key(stage, cx)?;
         let name = stage.name();
-        if let Some(dir) = self.lookup(name, &key) {
-            let value = stage
-                .load(cx, &dir)
-                .with_context(|| format!("reading stage {}", dir.display()))?;
-            return Ok(Done {
-                value,
-                key,
-                dir,
-                reused: true,
-            });
+        let dir = self.dir(name, &key);
+        let reused = |value| Done {
+            value,
+            key: key.clone(),
+            dir: dir.clone(),
+            reused: true,
+        };
+        // Without the lock, the common case: a finished stage that checks out. Anything else
+        // (also a folder replaced while it was read) is looked at again under the lock.
+        if let Found::Whole(_) = self.check(name, &key) {
+            if let Ok(value) = stage.load(cx, &dir) {
+                return Ok(reused(value));
+            }
         }
         let lock = self.lock(name, &key)?;
-        // Another process may have finished it while this one waited for the lock.
-        if let Some(dir) = self.lookup(name, &key) {
-            drop(lock);
-            let value = stage
-                .load(cx, &dir)
-                .with_context(|| format!("reading stage {}", dir.display()))?;
-            return Ok(Done {
-                value,
-                key,
-                dir,
-                reused: true,
-            });
+        // Another process may have finished (or repaired) it while this one waited for the lock.
+        match self.check(name, &key) {
+            Found::Absent => {}
+            found @ (Found::Whole(_) | Found::Unchecked(_)) => {
+                if let Found::Unchecked(m) = found {
+                    self.record_checksums(m);
+                }
+                drop(lock);
+                let value = stage
+                    .load(cx, &dir)
+                    .with_context(|| format!("reading stage {}", dir.display()))?;
+                return Ok(reused(value));
+            }
+            Found::Damaged(damage) => {
+                crate::train::progress::note(&format!(
+                    "warning: stage {name}/{key} is damaged, computing it again: {damage}"
+                ));
+                self.set_aside(name, &key)?;
+            }
         }
         let writer = self.begin_locked(name, &key, lock)?;
         let value = stage.compute(cx, &writer)?;
@@ -209,6 +427,49 @@ impl Stages {
             dir,
             reused: false,
         })
+    }
+
+    /// A stage written before manifests had checksums: record them now (with the key's lock
+    /// held), so later damage is found. Best effort: a store that cannot be written is used as
+    /// it is.
+    fn record_checksums(&self, mut m: Manifest) {
+        let dir = self.dir(&m.stage, &m.key);
+        let recorded = file_sums(&dir).and_then(|files| {
+            m.files = Some(files);
+            m.checksum = Some(m.checksum_now());
+            write_atomic(
+                &dir.join(MANIFEST),
+                serde_json::to_string_pretty(&m)?.as_bytes(),
+            )
+        });
+        crate::train::progress::note(&match recorded {
+            Ok(_) => format!(
+                "kdrun: stage {}/{} was written by a kdrun without checksums; recorded them now",
+                m.stage, m.key
+            ),
+            Err(e) => format!(
+                "kdrun: stage {}/{} has no checksums and they could not be recorded: {e:#}",
+                m.stage, m.key
+            ),
+        });
+    }
+
+    /// Move a damaged stage folder out of the way and remove it (the key's lock held). It is
+    /// renamed first, in one step, to a temporary name that cleaning removes if this process
+    /// dies before it does.
+    fn set_aside(&self, stage: &str, key: &str) -> Result<()> {
+        let dir = self.dir(stage, key);
+        let aside = dir.with_file_name(format!("{key}.tmp-{}.damaged", std::process::id()));
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("cannot remove {}", aside.display()))?;
+        }
+        match std::fs::rename(&dir, &aside) {
+            Ok(()) => std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("cannot remove {}", aside.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot move {} aside", dir.display())),
+        }
     }
 
     fn lock_file(&self, stage: &str, key: &str) -> Result<File> {
@@ -324,7 +585,7 @@ impl StageWriter {
     /// Write the manifest and move the stage into place. If another run finished the same stage
     /// meanwhile, its folder is kept and this one dropped (both are the same computation).
     pub fn finish(mut self, settings: serde_json::Value, inputs: &[&str]) -> Result<PathBuf> {
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             stage: self.stage.clone(),
             key: self.key.clone(),
             settings,
@@ -333,12 +594,15 @@ impl StageWriter {
             finished: timestamp(SystemTime::now()),
             kdrun_version: crate::build_info::VERSION.into(),
             git_commit: crate::build_info::GIT_COMMIT.into(),
+            files: Some(file_sums(&self.tmp)?),
+            checksum: None,
         };
+        manifest.checksum = Some(manifest.checksum_now());
         write_atomic(
-            &self.tmp.join("manifest.json"),
+            &self.tmp.join(MANIFEST),
             serde_json::to_string_pretty(&manifest)?.as_bytes(),
         )?;
-        if self.target.join("manifest.json").is_file() {
+        if self.target.join(MANIFEST).is_file() {
             std::fs::remove_dir_all(&self.tmp)?;
         } else {
             if self.target.exists() {
@@ -449,6 +713,157 @@ mod tests {
         fn load(&self, _: &(), dir: &Path) -> Result<String> {
             Ok(std::fs::read_to_string(dir.join("v.txt"))?)
         }
+    }
+
+    /// The names in the stage's parent folder (keys, locks, temporary folders).
+    fn names(store: &Path, stage: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(store.join("stages").join(stage))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_manifest_lists_every_file_with_its_size_and_sha256() {
+        let store = tempfile::tempdir().unwrap();
+        let stages = Stages::new(store.path());
+        assert_eq!(stages.check("teacher", "abc"), Found::Absent);
+        let w = stages.begin("teacher", "abc").unwrap();
+        std::fs::write(w.file("model.bpk"), b"abc").unwrap();
+        std::fs::create_dir(w.file("hf")).unwrap();
+        std::fs::write(w.file("hf/config.json"), b"{}").unwrap();
+        w.finish(serde_json::json!({"lr": 0.001}), &["in"]).unwrap();
+        let m = stages.manifest("teacher", "abc").unwrap();
+        let files = m.files.clone().unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["hf/config.json", "model.bpk"]);
+        assert_eq!(files[1].size, 3);
+        assert_eq!(
+            files[1].sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(m.checksum.as_deref(), Some(m.checksum_now().as_str()));
+        assert_eq!(stages.check("teacher", "abc"), Found::Whole(m));
+    }
+
+    /// A finished stage `teacher/abc` with `model.bpk` = "abcdef" in a new store.
+    fn finished() -> (tempfile::TempDir, Stages, PathBuf) {
+        let store = tempfile::tempdir().unwrap();
+        let stages = Stages::new(store.path());
+        let w = stages.begin("teacher", "abc").unwrap();
+        std::fs::write(w.file("model.bpk"), b"abcdef").unwrap();
+        let dir = w.finish(serde_json::json!({"lr": 0.001}), &[]).unwrap();
+        (store, stages, dir)
+    }
+
+    fn damage(stages: &Stages) -> String {
+        match stages.check("teacher", "abc") {
+            Found::Damaged(d) => d.to_string(),
+            other => panic!("not damaged: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damage_is_found_and_named() {
+        type Spoil = fn(&Path);
+        let cases: [(&str, Spoil); 7] = [
+            ("model.bpk: its sha256 differs", |d| {
+                std::fs::write(d.join("model.bpk"), b"abcdeF").unwrap()
+            }),
+            ("model.bpk: 3 bytes, the manifest says 6", |d| {
+                std::fs::write(d.join("model.bpk"), b"abc").unwrap()
+            }),
+            ("model.bpk: missing", |d| {
+                std::fs::remove_file(d.join("model.bpk")).unwrap()
+            }),
+            ("manifest.json: missing", |d| {
+                std::fs::remove_file(d.join(MANIFEST)).unwrap()
+            }),
+            ("manifest.json: not a stage manifest", |d| {
+                let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap();
+                std::fs::write(d.join(MANIFEST), &text[..text.len() / 2]).unwrap()
+            }),
+            // Still a manifest, but not the one written.
+            (
+                "manifest.json: its checksum does not match its contents",
+                |d| {
+                    let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap();
+                    let text = text.replace("0.001", "0.002");
+                    std::fs::write(d.join(MANIFEST), text).unwrap()
+                },
+            ),
+            (
+                "manifest.json: it is the manifest of stage teacher/abd",
+                |d| {
+                    let text = std::fs::read_to_string(d.join(MANIFEST)).unwrap();
+                    let text = text.replace("\"abc\"", "\"abd\"");
+                    std::fs::write(d.join(MANIFEST), text).unwrap()
+                },
+            ),
+        ];
+        for (want, spoil) in cases {
+            let (_store, stages, dir) = finished();
+            assert!(matches!(stages.check("teacher", "abc"), Found::Whole(_)));
+            spoil(&dir);
+            let found = damage(&stages);
+            assert!(found.starts_with(want), "{found} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn a_damaged_stage_is_computed_again_and_an_older_one_gets_checksums() {
+        let store = tempfile::tempdir().unwrap();
+        let computed = std::sync::atomic::AtomicUsize::new(0);
+        let stages = Stages::new(store.path());
+        let stage = Counted(&computed);
+        let count = || computed.load(std::sync::atomic::Ordering::SeqCst);
+        let first = stages.get_or_compute(&stage, &()).unwrap();
+        assert!(!first.reused);
+        let key = first.key.clone();
+        assert!(stages.get_or_compute(&stage, &()).unwrap().reused);
+        assert_eq!(count(), 1);
+        // Damaged: computed again, in the same place, and whole; once, however many want it at
+        // once (each with its own handle on the store, as processes have).
+        std::fs::write(first.dir.join("v.txt"), "computeD").unwrap();
+        let reused: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let done = Stages::new(store.path())
+                            .get_or_compute(&stage, &())
+                            .unwrap();
+                        assert_eq!(done.value, "computed");
+                        done.reused
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(reused.iter().filter(|r| !**r).count(), 1, "{reused:?}");
+        assert_eq!(count(), 2);
+        assert!(matches!(stages.check("slow", &key), Found::Whole(_)));
+        assert_eq!(
+            names(store.path(), "slow"),
+            [key.clone(), format!("{key}.lock")]
+        );
+        // A manifest from before the checksums: trusted, and given its checksums.
+        let mut m = stages.manifest("slow", &key).unwrap();
+        (m.files, m.checksum) = (None, None);
+        std::fs::write(first.dir.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(matches!(stages.check("slow", &key), Found::Unchecked(_)));
+        assert!(stages.get_or_compute(&stage, &()).unwrap().reused);
+        assert_eq!(count(), 2);
+        assert!(matches!(stages.check("slow", &key), Found::Whole(_)));
+        // What a process killed while setting a damaged folder aside leaves is cleaned up.
+        std::fs::create_dir(
+            store
+                .path()
+                .join(format!("stages/slow/{key}.tmp-999999999.damaged")),
+        )
+        .unwrap();
+        assert_eq!(stages.clean_stale().unwrap(), 1);
     }
 
     #[test]
