@@ -35,3 +35,76 @@ pub fn reference_outputs(dir: &Path) -> BTreeMap<String, JsonTensor> {
         })
         .collect()
 }
+
+/// `kdrun recipes/quick.toml` with its store in `tmp/runs`, its reports in `tmp/reports` and
+/// `sets` on top.
+#[allow(dead_code)]
+pub fn quick_cmd(tmp: &Path, sets: &[&str]) -> Command {
+    let mut cmd = kdrun();
+    cmd.arg("recipes/quick.toml")
+        .args([
+            "--set",
+            &format!("runtime.store={}", tmp.join("runs").display()),
+        ])
+        .args([
+            "--set",
+            &format!("report.dir={}", tmp.join("reports").display()),
+        ]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    cmd
+}
+
+/// The results of each trial (numbered from 1) of the sweep in `sweep_dir`.
+#[allow(dead_code)]
+pub fn sweep_trials(sweep_dir: &Path, trials: usize) -> Vec<kdrun::store::RunResults> {
+    (1..=trials)
+        .map(|t| {
+            let path = sweep_dir.join(format!("trial-{t:03}/results.json"));
+            kdrun::store::RunResults::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
+        })
+        .collect()
+}
+
+/// Two sweeps' trials ended the same, bit for bit: each model's report, predictions and every
+/// epoch's training loss.
+#[allow(dead_code)]
+pub fn assert_same_trials(a: &[kdrun::store::RunResults], b: &[kdrun::store::RunResults]) {
+    assert_eq!(a.len(), b.len());
+    for (t, (a, b)) in a.iter().zip(b).enumerate() {
+        assert_eq!(a.models.len(), b.models.len());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            let what = format!("trial {}, {}", t + 1, ma.key);
+            assert_eq!(ma.key, mb.key, "{what}");
+            assert_eq!(ma.report, mb.report, "{what}");
+            assert_eq!(ma.predictions, mb.predictions, "{what}");
+            let losses = |m: &kdrun::store::ModelResult| {
+                m.history
+                    .iter()
+                    .map(|h| h.train_loss.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
+        }
+    }
+}
+
+/// Every entry of the store's stage folders: (stage, name, path), sorted; finished stages are
+/// named by their key, temporary folders `<key>.tmp-<pid>…`, locks `<key>.lock`.
+#[allow(dead_code)]
+pub fn stage_entries(store: &Path) -> Vec<(String, String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(stages) = std::fs::read_dir(store.join("stages")) else {
+        return out;
+    };
+    for stage in stages.flatten() {
+        let name = stage.file_name().to_string_lossy().into_owned();
+        for e in std::fs::read_dir(stage.path()).unwrap().flatten() {
+            let entry = e.file_name().to_string_lossy().into_owned();
+            out.push((name.clone(), entry, e.path()));
+        }
+    }
+    out.sort();
+    out
+}
