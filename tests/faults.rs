@@ -2,8 +2,10 @@
 //! run, then run again. The rerun ends as the uninterrupted run did, bit for bit; no stage that
 //! was finished at the kill is computed again (its manifest, file and contents, stays); no
 //! temporary folder is left; every stage folder checks out against its manifest's checksums, also
-//! right after the kill. And a stage damaged after it was written (a byte flipped, a file cut
-//! short or deleted, a manifest garbled or gone) is named in a warning and computed again.
+//! right after the kill. The same for a sweep with two worker processes, whose workers outlive
+//! the killed sweep for a moment. And a stage damaged after it was written (a byte flipped, a
+//! file cut short or deleted, a manifest garbled or gone) is named in a warning and computed
+//! again.
 
 mod common;
 use common::{assert_same_trials, quick_cmd, stage_entries, sweep_trials};
@@ -22,8 +24,13 @@ use std::time::{Duration, Instant};
 const SWEEP: &str = "distill.temperature=1,2";
 const TRIALS: usize = 2;
 
-fn sweep_cmd(tmp: &Path) -> Command {
-    quick_cmd(tmp, &[SWEEP])
+/// The sweep in `tmp`, with `jobs` trials at once (each a worker process) if more than one.
+fn sweep_cmd(tmp: &Path, jobs: usize) -> Command {
+    let mut cmd = quick_cmd(tmp, &[SWEEP]);
+    if jobs > 1 {
+        cmd.args(["--jobs", &jobs.to_string()]);
+    }
+    cmd
 }
 
 /// How a run ended: its stderr lines and its stdout, how long it ran, whether it was killed.
@@ -51,8 +58,8 @@ impl std::fmt::Display for Point {
 }
 
 /// Run the sweep in `tmp`, killing it (SIGKILL) at `point`, or to its end without one.
-fn run(tmp: &Path, point: Option<Point>) -> Ended {
-    let mut child = sweep_cmd(tmp)
+fn run(tmp: &Path, jobs: usize, point: Option<Point>) -> Ended {
+    let mut child = sweep_cmd(tmp, jobs)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,6 +186,31 @@ fn assert_nothing_damaged(store: &Path, when: &str) {
     }
 }
 
+/// Wait until no process runs on `tmp` (the workers of a killed parallel sweep), saying how many
+/// there were.
+fn wait_for_workers(tmp: &Path) -> usize {
+    let needle = tmp.display().to_string();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            })
+            .count()
+    };
+    let (found, start) = (running(), Instant::now());
+    while running() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the workers of a killed sweep still run after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    found
+}
+
 /// The phase a kill landed in, from what it left in the store.
 fn phase(store: &Path, total: usize) -> String {
     let done = finished(store).len();
@@ -200,7 +232,7 @@ struct Reference {
 
 fn reference() -> (tempfile::TempDir, Reference) {
     let tmp = tempfile::tempdir().unwrap();
-    let ended = run(tmp.path(), None);
+    let ended = run(tmp.path(), 1, None);
     let store = tmp.path().join("runs");
     let reference = Reference {
         trials: sweep_trials(&sweep_dir(&ended), TRIALS),
@@ -215,9 +247,14 @@ fn reference() -> (tempfile::TempDir, Reference) {
 /// Run the sweep again to its end after a kill, and check it: it ends as the reference did, bit
 /// for bit; every stage finished `before` it is kept as it was (not computed again); no damage is
 /// found or left; no temporary folder remains; the store holds the reference's stages.
-fn resume_and_check(tmp: &Path, before: &BTreeMap<String, (u64, Vec<u8>)>, want: &Reference) {
+fn resume_and_check(
+    tmp: &Path,
+    jobs: usize,
+    before: &BTreeMap<String, (u64, Vec<u8>)>,
+    want: &Reference,
+) {
     let store = tmp.join("runs");
-    let ended = run(tmp, None);
+    let ended = run(tmp, jobs, None);
     let text = ended.lines.join("\n");
     assert!(!text.contains("is damaged"), "{text}");
     let after = finished(&store);
@@ -239,19 +276,26 @@ fn resume_and_check(tmp: &Path, before: &BTreeMap<String, (u64, Vec<u8>)>, want:
 }
 
 /// Kill, look at what the kill left, and report where it landed.
-fn kill_at(tmp: &Path, point: Point, n: usize, want: &Reference) -> Option<String> {
+fn kill_at(tmp: &Path, jobs: usize, point: Point, n: usize, want: &Reference) -> Option<String> {
     let store = tmp.join("runs");
-    let ended = run(tmp, Some(point));
+    let ended = run(tmp, jobs, Some(point));
     if !ended.killed {
         println!("kill {n:>2} {point}: the run had ended");
         return None;
     }
-    assert_nothing_damaged(&store, &format!("right after kill {n} ({point})"));
     let phase = phase(&store, want.stages.len());
+    // A parallel sweep's workers outlive it until they next write to its (closed) pipe.
+    let orphans = wait_for_workers(tmp);
+    assert_nothing_damaged(&store, &format!("right after kill {n} ({point})"));
     let last = ended.lines.last().map_or("", String::as_str);
     let last: String = last.chars().take(60).collect();
+    let orphans = if orphans > 0 {
+        format!(" ({orphans} worker(s) ended after it)")
+    } else {
+        String::new()
+    };
     println!(
-        "kill {n:>2} {point} ({:.3} s): {phase:<40} last line: {last}",
+        "kill {n:>2} {point} ({:.3} s): {phase:<40} last line: {last}{orphans}",
         ended.seconds
     );
     Some(phase)
@@ -281,11 +325,11 @@ fn a_sweep_killed_anywhere_resumes_to_the_same_results() {
     let mut phases = Vec::new();
     for (n, point) in points.into_iter().enumerate() {
         let tmp = tempfile::tempdir().unwrap();
-        let Some(phase) = kill_at(tmp.path(), point, n + 1, &want) else {
+        let Some(phase) = kill_at(tmp.path(), 1, point, n + 1, &want) else {
             continue;
         };
         phases.push(phase);
-        resume_and_check(tmp.path(), &finished(&tmp.path().join("runs")), &want);
+        resume_and_check(tmp.path(), 1, &finished(&tmp.path().join("runs")), &want);
     }
     let distinct: BTreeSet<&String> = phases.iter().collect();
     println!(
@@ -310,7 +354,7 @@ fn a_sweep_killed_again_while_it_resumes_ends_the_same() {
     let mut kept: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
     let mut kills = 0;
     for (n, k) in [2, 8, 14, 20, 26, 32].into_iter().enumerate() {
-        let landed = kill_at(tmp.path(), Point::Line(k), n + 1, &want);
+        let landed = kill_at(tmp.path(), 1, Point::Line(k), n + 1, &want);
         let now = finished(&store);
         for (stage, was) in &kept {
             assert_eq!(
@@ -322,7 +366,7 @@ fn a_sweep_killed_again_while_it_resumes_ends_the_same() {
         kept = now;
         kills += usize::from(landed.is_some());
     }
-    resume_and_check(tmp.path(), &kept, &want);
+    resume_and_check(tmp.path(), 1, &kept, &want);
     println!(
         "{kills} kills in a row on one store, then resumed; {:.1} s",
         clock.elapsed().as_secs_f64()
@@ -392,7 +436,7 @@ fn a_damaged_stage_is_named_and_computed_again() {
         std::fs::remove_file(p).unwrap()
     });
 
-    let ended = run(tmp.path(), None);
+    let ended = run(tmp.path(), 1, None);
     let text = ended.lines.join("\n");
     for (stage_key, what) in [
         (
@@ -442,4 +486,27 @@ fn a_damaged_stage_is_named_and_computed_again() {
     assert_eq!(in_progress(&store), Vec::<String>::new());
     assert_nothing_damaged(&store, "after the rerun");
     assert_same_trials(&sweep_trials(&sweep_dir(&ended), TRIALS), &want.trials);
+}
+
+#[test]
+fn a_parallel_sweep_killed_resumes_to_the_same_results() {
+    let clock = Instant::now();
+    let (_ref_dir, want) = reference();
+    // How long the sweep takes with two workers, for the kill points.
+    let timing = tempfile::tempdir().unwrap();
+    let seconds = run(timing.path(), 2, None).seconds;
+    let mut kills = 0;
+    for i in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let at = Duration::from_secs_f64(seconds * (i as f64 + 0.5) / 6.0);
+        if kill_at(tmp.path(), 2, Point::After(at), i + 1, &want).is_some() {
+            kills += 1;
+            resume_and_check(tmp.path(), 2, &finished(&tmp.path().join("runs")), &want);
+        }
+    }
+    println!(
+        "{kills} kills of a sweep with two workers, each resumed and checked; {:.1} s",
+        clock.elapsed().as_secs_f64()
+    );
+    assert!(kills >= 3, "only {kills} kills landed");
 }
