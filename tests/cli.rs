@@ -749,26 +749,8 @@ fn a_sweep_with_two_workers_ends_bit_for_bit_as_the_sequential_one() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4 trials, 2 at once"), "{stderr}");
 
-    let (a, b) = (
-        trial_results(&seq.join("runs"), 4),
-        trial_results(&par.join("runs"), 4),
-    );
-    for (t, (a, b)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(a.models.len(), b.models.len());
-        for (ma, mb) in a.models.iter().zip(&b.models) {
-            let what = format!("trial {}, {}", t + 1, ma.key);
-            assert_eq!(ma.key, mb.key, "{what}");
-            assert_eq!(ma.report, mb.report, "{what}");
-            assert_eq!(ma.predictions, mb.predictions, "{what}");
-            let losses = |m: &kdrun::store::ModelResult| {
-                m.history
-                    .iter()
-                    .map(|h| h.train_loss.to_bits())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
-        }
-    }
+    let b = trial_results(&par.join("runs"), 4);
+    assert_same_trials(&trial_results(&seq.join("runs"), 4), &b);
     // The shared stages were computed once, before the workers: every worker reused them.
     let store = par.join("runs");
     assert_eq!(count_stages(&store, "data"), 1);
@@ -999,4 +981,382 @@ fn the_slurm_jobs_run_by_hand_make_the_sweep() {
     assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 2);
     assert!(tmp.path().join("reports/quick/index.html").is_file());
     status(" (finished): 2 done, 0 running, 0 failed, 0 interrupted, 0 pending");
+}
+
+/// Every trial of `a` and `b` ended the same, bit for bit: reports, predictions, losses.
+fn assert_same_trials(a: &[kdrun::store::RunResults], b: &[kdrun::store::RunResults]) {
+    assert_eq!(a.len(), b.len());
+    for (t, (a, b)) in a.iter().zip(b).enumerate() {
+        assert_eq!(a.models.len(), b.models.len());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            let what = format!("trial {}, {}", t + 1, ma.key);
+            assert_eq!(ma.key, mb.key, "{what}");
+            assert_eq!(ma.report, mb.report, "{what}");
+            assert_eq!(ma.predictions, mb.predictions, "{what}");
+            let losses = |m: &kdrun::store::ModelResult| {
+                m.history
+                    .iter()
+                    .map(|h| h.train_loss.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
+        }
+    }
+}
+
+/// A one-node Slurm cluster on localhost for one test: munged, slurmctld and slurmd started from
+/// a config written into `dir` (its own munge key and socket, state, spool, logs and two free
+/// ports), so nothing of the machine's own Slurm or munge set-up is used or changed. Dropping it
+/// cancels what is still queued and stops the three daemons.
+struct SlurmCluster {
+    dir: std::path::PathBuf,
+    conf: std::path::PathBuf,
+    daemons: Vec<(&'static str, std::process::Child)>,
+    /// slurmctld answered: jobs may have been queued.
+    up: bool,
+}
+
+impl SlurmCluster {
+    /// Start the daemons and wait until the node is idle; why not, if they cannot start here.
+    fn start(dir: &Path) -> Result<SlurmCluster, String> {
+        for tool in [
+            "munged",
+            "slurmctld",
+            "slurmd",
+            "sbatch",
+            "squeue",
+            "sinfo",
+            "scancel",
+        ] {
+            let found = std::env::var_os("PATH").is_some_and(|p| {
+                std::env::split_paths(&p)
+                    .chain([Path::new("/usr/sbin").to_path_buf()])
+                    .any(|d| d.join(tool).is_file())
+            });
+            if !found {
+                return Err(format!(
+                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge)"
+                ));
+            }
+        }
+        let sbin = |tool: &str| {
+            let p = Path::new("/usr/sbin").join(tool);
+            if p.is_file() {
+                p
+            } else {
+                std::path::PathBuf::from(tool)
+            }
+        };
+        let output = |c: &mut Command| -> Result<String, String> {
+            let o = c.output().map_err(|e| format!("{c:?}: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "{c:?} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let user = output(Command::new("id").arg("-un"))?;
+        // What the node really has: slurmd refuses a config that promises more.
+        let node = output(Command::new(sbin("slurmd")).arg("-C"))?;
+        let field = |name: &str| {
+            node.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| format!("no {name}= in `slurmd -C`: {node}"))
+        };
+        let (cpus, memory) = (field("CPUs")?, field("RealMemory")?);
+        // Two free ports (held together so they differ), released just before the daemons bind.
+        let ports: Vec<u16> = {
+            let l: Vec<_> = (0..2)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            l.iter().map(|l| l.local_addr().unwrap().port()).collect()
+        };
+        for sub in ["state", "spool", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        // munged wants its socket's folder reachable by all and its key readable only by itself.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = dir.join("munge.key");
+        let mut random = Vec::new();
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|f| f.take(1024).read_to_end(&mut random))
+            .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        std::fs::write(&key, random).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let d = dir.display();
+        let conf = dir.join("slurm.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "ClusterName=kdruntest\nSlurmctldHost=localhost\nSlurmctldPort={}\nSlurmdPort={}\n\
+                 SlurmUser={user}\nSlurmdUser={user}\nAuthType=auth/munge\nCredType=cred/munge\n\
+                 AuthInfo=socket={d}/munge.sock\n\
+                 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN\n\
+                 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE\n\
+                 ProctrackType=proctrack/pgid\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+                 MpiDefault=none\nReturnToService=2\nSelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\n\
+                 StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
+                 SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
+                 SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n",
+                ports[0], ports[1]
+            ),
+        )
+        .unwrap();
+        let mut cluster = SlurmCluster {
+            dir: dir.to_path_buf(),
+            conf: conf.clone(),
+            daemons: Vec::new(),
+            up: false,
+        };
+        let spawn = |name: &'static str, c: &mut Command| -> Result<_, String> {
+            let log = std::fs::File::create(dir.join(format!("log/{name}.out"))).unwrap();
+            c.stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .map(|child| (name, child))
+                .map_err(|e| format!("cannot start {name}: {e}"))
+        };
+        cluster.daemons.push(spawn(
+            "munged",
+            Command::new(sbin("munged"))
+                .args(["--foreground", "--force"])
+                .arg(format!("--key-file={d}/munge.key"))
+                .arg(format!("--socket={d}/munge.sock"))
+                .arg(format!("--pid-file={d}/munged.pid"))
+                .arg(format!("--seed-file={d}/munged.seed"))
+                .arg(format!("--log-file={d}/log/munged.log")),
+        )?);
+        cluster.wait_until("munged's socket", 10, |_| {
+            Ok(dir.join("munge.sock").exists())
+        })?;
+        cluster.daemons.push(spawn(
+            "slurmctld",
+            Command::new(sbin("slurmctld"))
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf),
+        )?);
+        // The machine's own name is not `localhost`: name the node.
+        cluster.daemons.push(spawn(
+            "slurmd",
+            Command::new(sbin("slurmd"))
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf)
+                .args(["-N", "localhost"]),
+        )?);
+        cluster.wait_until("the node to be idle", 30, |c| {
+            let o = c.client("sinfo").args(["-h", "-o", "%t"]).output();
+            Ok(o.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle"))
+        })?;
+        cluster.up = true;
+        Ok(cluster)
+    }
+
+    /// A Slurm client command (`sbatch`, `squeue`, …) talking to this cluster.
+    fn client(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Poll `done` every 200 ms for up to `seconds`; an error names what a daemon logged if one
+    /// ended or time ran out.
+    fn wait_until(
+        &mut self,
+        what: &str,
+        seconds: u64,
+        mut done: impl FnMut(&Self) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        loop {
+            if done(self)? {
+                return Ok(());
+            }
+            let ended = self
+                .daemons
+                .iter_mut()
+                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (*name, s)));
+            if let Some((name, status)) = ended {
+                return Err(format!(
+                    "{name} ended ({status}) while waiting for {what}\n{}",
+                    self.logs()
+                ));
+            }
+            if start.elapsed().as_secs() >= seconds {
+                return Err(format!("no {what} after {seconds} s\n{}", self.logs()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// The last lines of every daemon's log.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.join("log"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out += &format!("--- {}\n", f.display());
+            for l in &lines[lines.len().saturating_sub(30)..] {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        // What a failed test left queued or running first, then the daemons, newest first.
+        let queued = self
+            .up
+            .then(|| self.client("squeue").args(["-h", "-o", "%A"]).output());
+        if let Some(Ok(o)) = queued {
+            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = self.client("scancel").args(&ids).status();
+                let start = std::time::Instant::now();
+                while start.elapsed().as_secs() < 10
+                    && self
+                        .client("squeue")
+                        .arg("-h")
+                        .output()
+                        .is_ok_and(|o| !o.stdout.is_empty())
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+        while let Some((_, mut child)) = self.daemons.pop() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let start = std::time::Instant::now();
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if start.elapsed().as_secs() >= 10 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = match SlurmCluster::start(&tmp.path().join("slurm")) {
+        Ok(c) => c,
+        Err(why) => {
+            assert!(
+                std::env::var("KDRUN_REQUIRE_SLURM").map_or(true, |v| v != "1"),
+                "KDRUN_REQUIRE_SLURM=1 but the one-node Slurm cluster did not start: {why}"
+            );
+            eprintln!("skipped: the one-node Slurm cluster cannot start here: {why}");
+            return;
+        }
+    };
+    let sweep = "distill.temperature=1,2,4,8";
+    let (on_slurm, local) = (tmp.path().join("slurm-sweep"), tmp.path().join("local"));
+    let out = quick_cmd(&on_slurm, &[sweep])
+        .args(["--executor", "slurm", "--array-limit", "2"])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    assert!(stdout.contains("(4 tasks)"), "{stdout}");
+    // The same sweep locally, one trial after another, while Slurm runs its jobs.
+    let out = quick_cmd(&local, &[sweep]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = on_slurm.join("runs");
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let job_outputs = || {
+        let mut text = String::new();
+        for e in std::fs::read_dir(&sweep_dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("slurm-") && name.ends_with(".out") {
+                text += &format!(
+                    "--- {name}\n{}\n",
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                );
+            }
+        }
+        text
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let q = cluster.client("squeue").arg("-h").output().unwrap();
+        if q.status.success() && q.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 180,
+            "the jobs did not finish in 180 s:\n{}\n{}{}",
+            String::from_utf8_lossy(&q.stdout),
+            job_outputs(),
+            cluster.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let results =
+        kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap_or_else(|e| {
+            panic!(
+                "no sweep.json ({e:#}):\n{}{}",
+                job_outputs(),
+                cluster.logs()
+            )
+        });
+    assert!(
+        results.trials.iter().all(|t| t.results.is_some()),
+        "{:?}\n{}",
+        results.trials.iter().map(|t| &t.error).collect::<Vec<_>>(),
+        job_outputs()
+    );
+    // One output file per job: the shared stages, four array tasks, the report.
+    let outs = job_outputs();
+    assert_eq!(outs.matches("--- slurm-trial-").count(), 4, "{outs}");
+    assert_eq!(outs.matches("--- slurm-shared-").count(), 1, "{outs}");
+    assert_eq!(outs.matches("--- slurm-report-").count(), 1, "{outs}");
+    assert_same_trials(
+        &trial_results(&local.join("runs"), 4),
+        &trial_results(&store, 4),
+    );
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "distilled"), 4);
+    assert!(on_slurm.join("reports/quick/index.html").is_file());
+    drop(cluster);
 }
