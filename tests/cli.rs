@@ -1360,3 +1360,372 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
     assert!(on_slurm.join("reports/quick/index.html").is_file());
     drop(cluster);
 }
+
+#[test]
+fn zero_jobs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, source) in [
+        (vec!["--jobs", "0"], "--jobs 0"),
+        (vec!["--set", "runtime.jobs=0"], "--set runtime.jobs=0"),
+    ] {
+        let out = quick_cmd(tmp.path(), &["distill.temperature=1,2"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(source)
+                && stderr.contains("runtime.jobs")
+                && stderr.contains("expected an integer ≥ 1"),
+            "{stderr}"
+        );
+    }
+    assert!(!tmp.path().join("runs").exists(), "nothing was started");
+}
+
+#[test]
+fn runtime_slurm_goes_into_the_scripts_and_into_no_stage_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let slurm = [
+        "distill.temperature=1,2",
+        "runtime.slurm.partition=cpu",
+        "runtime.slurm.time=90",
+        "runtime.slurm.account=kd-lab",
+        "runtime.slurm.cpus_per_task=4",
+        "runtime.slurm.mem=8G",
+        "runtime.slurm.array_limit=3",
+        r#"runtime.slurm.sbatch_options=["--qos=high", "--constraint=a100"]"#,
+        r#"runtime.slurm.setup=["module load cuda/12.4", "echo set up"]"#,
+    ];
+    let out = quick_cmd(tmp.path(), &slurm)
+        .args(["--executor", "slurm", "--dry-run", "--partition", "gpu"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "#SBATCH --partition=gpu\n",
+        "#SBATCH --time=90\n",
+        "#SBATCH --account=kd-lab\n",
+        "#SBATCH --cpus-per-task=4\n",
+        "#SBATCH --mem=8G\n",
+        "#SBATCH --qos=high\n#SBATCH --constraint=a100\n",
+        "#SBATCH --array=1-2%3\n",
+        "module load cuda/12.4\necho set up\nexec ",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in\n{stdout}");
+    }
+    // The flag overrides the recipe's partition: in all three scripts, and only it.
+    assert_eq!(stdout.matches("#SBATCH --partition=gpu").count(), 3);
+    assert!(!stdout.contains("--partition=cpu"), "{stdout}");
+
+    // A run with other Slurm settings and jobs reuses every stage of a run without them.
+    let store = tempfile::tempdir().unwrap();
+    quick(store.path(), &[]);
+    let out = quick_cmd(store.path(), &slurm[1..])
+        .args(["--jobs", "2", "--time", "1-00:00:00"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for stage in [
+        "data",
+        "teacher",
+        "logits",
+        "student",
+        "distilled",
+        "baseline",
+    ] {
+        assert!(
+            stderr.contains(&format!("{stage}: reused from the store")),
+            "{stage} was computed again:\n{stderr}"
+        );
+    }
+}
+
+/// Every kdrun process whose command line names `store` (each one a test started there).
+fn kdrun_processes_on(store: &Path) -> Vec<String> {
+    let needle = store.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // A zombie has no command line; one being reaped still counts as gone.
+            (cmd.contains("kdrun") && cmd.contains(&needle) && !state.contains(") Z "))
+                .then(|| format!("{}: {cmd}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// The unfinished stage folders (`<key>.tmp-<pid>`) of `store`, as (stage, pid).
+fn unfinished_stages(store: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for stage in std::fs::read_dir(store.join("stages"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(stage.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((_, pid)) = name.rsplit_once(".tmp-") {
+                out.push((
+                    stage.file_name().to_string_lossy().into_owned(),
+                    pid.parse().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_stops_every_worker_and_the_sweep_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Students slow enough (a few seconds each) to be caught while both workers distil.
+    let sets = ["distill.temperature=1,2", "student.epochs=1000"];
+    let reference = tmp.path().join("reference");
+    let out = quick_cmd(&reference, &sets).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = tmp.path().join("runs");
+    // Its lines go to a file: a pipe nobody reads would fill and stop it.
+    let log = tmp.path().join("interrupted.log");
+    let child = quick_cmd(tmp.path(), &sets)
+        .args(["--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut workers = Vec::new();
+    wait_for("both workers to distil", || {
+        workers = unfinished_stages(&store)
+            .into_iter()
+            .filter(|(stage, pid)| stage == "distilled" && *pid != child.id())
+            .map(|(_, pid)| pid)
+            .collect();
+        workers.len() == 2
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = child;
+    let code = child.wait().unwrap().code();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let tail: String = stderr.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(code, Some(130), "{tail}");
+    assert!(stderr.contains("interrupted"), "{tail}");
+    // Every worker is gone, and with it every unfinished stage folder.
+    assert_eq!(kdrun_processes_on(&store), Vec::<String>::new());
+    for pid in &workers {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} is still there"
+        );
+    }
+    assert_eq!(unfinished_stages(&store), Vec::new(), "{tail}");
+    assert_eq!(count_stages(&store, "distilled"), 0);
+    assert_eq!(count_stages(&store, "student"), 1, "the shared stages stay");
+
+    // The same command again finishes the sweep, as the uninterrupted one ended.
+    let out = quick_cmd(tmp.path(), &sets)
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("student: reused from the store"),
+        "{stderr}"
+    );
+    assert_same_trials(
+        &trial_results(&reference.join("runs"), 2),
+        &trial_results(&store, 2),
+    );
+}
+
+#[test]
+fn retry_failed_reruns_only_the_failed_trials_of_a_local_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    // Trial 2's student diverges, every time.
+    let out = quick_cmd(tmp.path(), &["student.lr=0.005,1e30,0.01"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let first = trial_results(&store, 1).remove(0);
+    let third = sweep_dir.join("trial-003/results.json");
+    let third_written = std::fs::metadata(&third).unwrap().modified().unwrap();
+    // Trial 1 as a killed process leaves it: started, no results, no reason.
+    std::fs::remove_file(sweep_dir.join("trial-001/results.json")).unwrap();
+    let status = |retry: bool| {
+        let mut c = kdrun();
+        c.arg("status").arg(&store);
+        if retry {
+            c.arg("--retry-failed");
+        }
+        c.output().unwrap()
+    };
+    let text = String::from_utf8_lossy(&status(false).stdout).into_owned();
+    assert!(
+        text.contains("(finished): 1 done, 0 running, 1 failed, 1 interrupted, 0 pending"),
+        "{text}"
+    );
+    let out = status(true);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("retrying 2 trial(s) of") && stdout.contains(": 1, 2\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed again: trial(s) 2"), "{stdout}");
+    assert!(
+        stderr.contains("retrying trial 1: student.lr=0.005"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("diverged"), "{stderr}");
+    assert!(!stderr.contains("retrying trial 3"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&third).unwrap().modified().unwrap(),
+        third_written,
+        "trial 3 finished before: left alone"
+    );
+    // Trial 1 came back from the store as it was; the sweep's results and report are redone.
+    assert_same_trials(&[first], &trial_results(&store, 1));
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap();
+    let ok: Vec<bool> = results.trials.iter().map(|t| t.results.is_some()).collect();
+    assert_eq!(ok, [true, false, true]);
+    let text = String::from_utf8_lossy(&status(false).stdout).into_owned();
+    assert!(
+        text.contains("(finished): 2 done, 0 running, 1 failed, 0 interrupted, 0 pending"),
+        "{text}"
+    );
+}
+
+#[test]
+fn retry_failed_submits_an_array_of_the_failed_trials_and_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2,4,8"])
+        .args(["--executor", "slurm", "--array-limit", "2"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = tmp.path().join("runs");
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // As the array's tasks left it: 1 done, 2 and 4 failed, 3 still queued.
+    let trial = |t: usize| sweep_dir.join(format!("trial-{t:03}"));
+    for t in [1, 2, 4] {
+        std::fs::create_dir_all(trial(t)).unwrap();
+    }
+    std::fs::write(trial(1).join("results.json"), "{}").unwrap();
+    std::fs::write(trial(2).join("error.txt"), "out of memory").unwrap();
+    std::fs::write(trial(4).join("error.txt"), "time limit").unwrap();
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("failed: out of memory")
+            && stdout.contains("slurm jobs: shared 101, trials 102, report 103"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("submitted: trials 104, report 105"),
+        "{stdout}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(
+        calls[3].contains("--array=2,4%2") && calls[3].ends_with("trials.sbatch"),
+        "{}",
+        calls[3]
+    );
+    assert!(
+        calls[4].contains("--dependency=afterany:104") && calls[4].ends_with("report.sbatch"),
+        "{}",
+        calls[4]
+    );
+    let jobs = std::fs::read_to_string(sweep_dir.join("slurm-jobs.txt")).unwrap();
+    assert!(
+        jobs.ends_with("retry 104 (trials 2,4)\nreport 105\n"),
+        "{jobs}"
+    );
+    // The retried trials wait for their tasks again (their failed attempts kept beside); nothing
+    // else is touched.
+    assert_eq!(
+        std::fs::read_to_string(sweep_dir.join("trial-002.failed/error.txt")).unwrap(),
+        "out of memory"
+    );
+    let out = kdrun().arg("status").arg(&store).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(": 1 done, 0 running, 0 failed, 0 interrupted, 3 pending"),
+        "{text}"
+    );
+    // Nothing failed now: a second retry submits nothing.
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no failed trials to retry"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
+}
