@@ -1317,21 +1317,24 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
         }
         text
     };
-    let start = std::time::Instant::now();
-    loop {
-        let q = cluster.client("squeue").arg("-h").output().unwrap();
-        if q.status.success() && q.stdout.is_empty() {
-            break;
+    let wait_for_the_queue = || {
+        let start = std::time::Instant::now();
+        loop {
+            let q = cluster.client("squeue").arg("-h").output().unwrap();
+            if q.status.success() && q.stdout.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed().as_secs() < 180,
+                "the jobs did not finish in 180 s:\n{}\n{}{}",
+                String::from_utf8_lossy(&q.stdout),
+                job_outputs(),
+                cluster.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        assert!(
-            start.elapsed().as_secs() < 180,
-            "the jobs did not finish in 180 s:\n{}\n{}{}",
-            String::from_utf8_lossy(&q.stdout),
-            job_outputs(),
-            cluster.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    };
+    wait_for_the_queue();
     let results =
         kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap_or_else(|e| {
             panic!(
@@ -1358,6 +1361,38 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
     assert_eq!(count_stages(&store, "teacher"), 1);
     assert_eq!(count_stages(&store, "distilled"), 4);
     assert!(on_slurm.join("reports/quick/index.html").is_file());
+
+    // Trial 3 as a task that failed leaves it: `--retry-failed` submits an array of that trial
+    // alone and a report job, and the sweep ends as before.
+    let three = sweep_dir.join("trial-003");
+    std::fs::remove_file(three.join("results.json")).unwrap();
+    std::fs::write(three.join("error.txt"), "killed: time limit").unwrap();
+    std::fs::remove_file(sweep_dir.join("sweep.json")).unwrap();
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("retrying 1 trial(s) of"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_the_queue();
+    let outs = job_outputs();
+    assert_eq!(outs.matches("--- slurm-trial-3-").count(), 2, "{outs}");
+    assert_eq!(outs.matches("--- slurm-trial-").count(), 5, "{outs}");
+    assert_eq!(outs.matches("--- slurm-report-").count(), 2, "{outs}");
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json"))
+        .unwrap_or_else(|e| panic!("no sweep.json ({e:#}):\n{outs}"));
+    assert!(results.trials.iter().all(|t| t.results.is_some()), "{outs}");
+    assert_same_trials(
+        &trial_results(&local.join("runs"), 4),
+        &trial_results(&store, 4),
+    );
+    assert_eq!(count_stages(&store, "distilled"), 4);
     drop(cluster);
 }
 
