@@ -885,6 +885,13 @@ fn slurm_dry_run_prints_the_scripts_and_submits_nothing() {
     for f in ["shared.sbatch", "trials.sbatch", "report.sbatch"] {
         assert!(sweeps[0].join(f).is_file(), "{f}");
     }
+    // The shared stages and the trials get the GPU; the report job renders pages without one.
+    let gpus = |f: &str| {
+        std::fs::read_to_string(sweeps[0].join(f))
+            .unwrap()
+            .contains("#SBATCH --gpus-per-task=1\n")
+    };
+    assert!(gpus("shared.sbatch") && gpus("trials.sbatch") && !gpus("report.sbatch"));
     assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 0);
 }
 

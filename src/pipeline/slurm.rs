@@ -1,7 +1,8 @@
 //! Sweeps on Slurm: three sbatch scripts in the sweep's run folder — one job for the stages all
 //! trials share, a job array with one task per trial (`kdrun RECIPE --trial $SLURM_ARRAY_TASK_ID`
 //! on the same store, after the shared job succeeded, `%N` at once), and a job rendering the
-//! sweep's report after the array, whatever became of its tasks — submitted with `sbatch`.
+//! sweep's report after the array, whatever became of its tasks (without GPUs) — submitted with
+//! `sbatch`. `[runtime.slurm]` says what each job asks for.
 
 use crate::recipe::sweep::Trial;
 use crate::recipe::{LoadedRecipe, SlurmSection};
@@ -87,7 +88,12 @@ pub fn scripts(
         ),
         report: format!(
             "{}{cd}exec {command} --sweep-report --sweep-dir {sweep}\n",
-            header(o, &format!("kdrun-{name}-report"), &sweep_dir.join("slurm-report-%j.out"))
+            header(
+                // Rendering pages needs no GPU.
+                &SlurmSection { gpus_per_task: 0, ..o.clone() },
+                &format!("kdrun-{name}-report"),
+                &sweep_dir.join("slurm-report-%j.out")
+            )
         ),
     }
 }
