@@ -45,7 +45,7 @@ enum Command {
     Bench(BenchArgs),
     /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted
     /// or pending (also while a sweep runs on Slurm).
-    Status(StoreArgs),
+    Status(StatusArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
 }
@@ -63,6 +63,17 @@ struct StoreArgs {
     /// The store (`runtime.store` of the recipes; `runs/` by default).
     #[arg(default_value = "runs")]
     store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The store (`runtime.store` of the recipes; `runs/` by default).
+    #[arg(default_value = "runs")]
+    store: PathBuf,
+    /// Run again the trials that failed or were interrupted, and the sweep's report after them:
+    /// as a Slurm job array of just those trials for a sweep submitted to Slurm, else here.
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,8 +132,8 @@ struct Overrides {
     /// Override runtime.backend.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Run up to N sweep trials at once, each in a process of its own with its share of the
-    /// CPU threads, after the stages they share (overrides runtime.jobs).
+    /// Run up to N (≥ 1) sweep trials at once, each in a process of its own with its share of
+    /// the CPU threads, after the stages they share (overrides runtime.jobs).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     /// Run only trial I (1-based) of the sweep, on the same store (what each worker runs).
@@ -135,16 +146,18 @@ struct Overrides {
     /// a job for the shared stages, a job array of the trials, a job for the report).
     #[arg(long, value_enum, default_value = "local")]
     executor: Executor,
-    /// Slurm partition (with --executor slurm).
+    /// Slurm partition (with --executor slurm; overrides runtime.slurm.partition).
     #[arg(long, value_name = "P")]
     partition: Option<String>,
-    /// GPUs per Slurm task (with --executor slurm).
+    /// GPUs per Slurm task (with --executor slurm; overrides runtime.slurm.gpus_per_task).
     #[arg(long, value_name = "G")]
     gpus_per_task: Option<u32>,
-    /// Slurm time limit of each job, e.g. `2:00:00` (with --executor slurm).
+    /// Slurm time limit of each job, e.g. `2:00:00` (with --executor slurm; overrides
+    /// runtime.slurm.time).
     #[arg(long, value_name = "T")]
     time: Option<String>,
-    /// Slurm array tasks running at once (with --executor slurm).
+    /// Slurm array tasks running at once (with --executor slurm; overrides
+    /// runtime.slurm.array_limit).
     #[arg(long, value_name = "N")]
     array_limit: Option<usize>,
     /// With --executor slurm: write and print the sbatch scripts, submit nothing.
@@ -184,14 +197,53 @@ impl BackendArg {
     }
 }
 
+/// A flag that sets one recipe key, named as typed in error messages (`--time 2:00:00`).
+fn flag_set(flag: &str, key: &str, value: toml::Value) -> SetArg {
+    let shown = match &value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    SetArg {
+        raw: format!("{flag} {shown}"),
+        key: key.to_string(),
+        values: vec![value],
+    }
+}
+
 impl Overrides {
-    /// The `--set` layer, with `--backend` as the last word on runtime.backend.
+    /// The `--set` layer, with `--backend` as the last word on runtime.backend, `--jobs` on
+    /// runtime.jobs and the Slurm flags on `[runtime.slurm]`.
     fn sets(&self) -> Result<Vec<SetArg>, String> {
         let mut sets = self
             .set
             .iter()
             .map(|s| recipe::parse_set(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let int = |n: u64| toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let text = |s: &String| toml::Value::String(s.clone());
+        for (flag, key, value) in [
+            ("--jobs", "runtime.jobs", self.jobs.map(|n| int(n as u64))),
+            (
+                "--partition",
+                "runtime.slurm.partition",
+                self.partition.as_ref().map(text),
+            ),
+            (
+                "--gpus-per-task",
+                "runtime.slurm.gpus_per_task",
+                self.gpus_per_task.map(|n| int(n.into())),
+            ),
+            ("--time", "runtime.slurm.time", self.time.as_ref().map(text)),
+            (
+                "--array-limit",
+                "runtime.slurm.array_limit",
+                self.array_limit.map(|n| int(n as u64)),
+            ),
+        ] {
+            if let Some(v) = value {
+                sets.push(flag_set(flag, key, v));
+            }
+        }
         if let Some(b) = self.backend {
             let name = match b {
                 BackendArg::Auto => "auto",
@@ -242,6 +294,23 @@ fn run_one_trial(
         );
         return ExitCode::FAILURE;
     };
+    // In a sweep's folder (a worker, a Slurm task, a retry): still the trial the sweep planned.
+    let plan = args
+        .overrides
+        .trial_dir
+        .as_ref()
+        .and_then(|d| d.parent())
+        .and_then(|d| std::fs::read_to_string(d.join(crate::store::status::PLAN_FILE)).ok())
+        .and_then(|t| serde_json::from_str::<crate::store::status::Plan>(&t).ok());
+    if let Some(planned) = plan.as_ref().and_then(|p| p.labels.get(i - 1)) {
+        if *planned != trial.label() {
+            eprintln!(
+                "error: --trial {i}: the sweep planned trial {i} as `{planned}`, the recipe and --set now make it `{}` (the recipe changed since the sweep started)",
+                trial.label()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let r = &loaded.recipe;
     let outcome = pipeline::sweep::open_stages(&r.runtime.store).and_then(|stages| {
         let dir = match &args.overrides.trial_dir {
@@ -318,17 +387,10 @@ fn run(args: &RecipeArgs) -> ExitCode {
     let base = &trials[0].1.recipe;
     let o = &args.overrides;
     if o.executor == Executor::Slurm {
-        let options = pipeline::slurm::SlurmOptions {
-            partition: o.partition.clone(),
-            gpus_per_task: o.gpus_per_task,
-            time: o.time.clone(),
-            array_limit: o.array_limit,
-            dry_run: o.dry_run,
-        };
         let submitted = std::env::current_exe()
             .map_err(anyhow::Error::from)
             .and_then(|exe| {
-                pipeline::slurm::submit(&options, &trials, &exe, &o.command_line(&args.recipe))
+                pipeline::slurm::submit(&trials, &exe, &o.command_line(&args.recipe), o.dry_run)
             });
         return match submitted {
             Ok(_) => ExitCode::SUCCESS,
@@ -336,11 +398,18 @@ fn run(args: &RecipeArgs) -> ExitCode {
         };
     }
     if let (true, Some(dir)) = (o.sweep_report, &o.sweep_dir) {
+        // A Slurm sweep: since it was submitted; a local one (after --retry-failed): as it took.
         let started = std::fs::metadata(dir.join("shared.sbatch"))
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .map_or(0.0, |d| d.as_secs_f64());
+            .map(|d| d.as_secs_f64())
+            .or_else(|| {
+                crate::store::SweepResults::load(&dir.join("sweep.json"))
+                    .ok()
+                    .map(|r| r.seconds)
+            })
+            .unwrap_or(0.0);
         let done = pipeline::sweep::collect(&trials, dir, &[], &[])
             .and_then(|outcomes| pipeline::sweep::finish(&trials, dir, outcomes, started));
         return match done {
@@ -402,7 +471,7 @@ fn run(args: &RecipeArgs) -> ExitCode {
             Err(e) => failure(&e),
         };
     }
-    let jobs = args.overrides.jobs.unwrap_or(base.runtime.jobs).max(1);
+    let jobs = base.runtime.jobs;
     let workers = match std::env::current_exe() {
         Ok(exe) if jobs > 1 => {
             let total = if base.runtime.threads > 0 {
@@ -419,7 +488,8 @@ fn run(args: &RecipeArgs) -> ExitCode {
         }
         _ => None,
     };
-    match pipeline::sweep::run_sweep(mode, &trials, &compute, workers.as_ref()) {
+    let command = args.overrides.command_line(&args.recipe);
+    match pipeline::sweep::run_sweep(mode, &trials, &compute, workers.as_ref(), &command) {
         Ok(out) => {
             println!();
             for t in &out.results.trials {
@@ -576,7 +646,7 @@ fn publish(args: &PublishArgs) -> ExitCode {
     }
 }
 
-fn status(args: &StoreArgs) -> ExitCode {
+fn status(args: &StatusArgs) -> ExitCode {
     use crate::store::status::TrialState;
     let sweeps = match crate::store::status::sweeps(&args.store) {
         Ok(s) => s,
@@ -607,8 +677,71 @@ fn status(args: &StoreArgs) -> ExitCode {
             };
             println!("  trial {:>3} {label:<40} {state}", i + 1);
         }
+        if !s.slurm_jobs.is_empty() {
+            let jobs: Vec<String> = s
+                .slurm_jobs
+                .iter()
+                .map(|(what, id)| format!("{what} {id}"))
+                .collect();
+            println!("  slurm jobs: {}", jobs.join(", "));
+        }
     }
-    ExitCode::SUCCESS
+    if !args.retry_failed {
+        return ExitCode::SUCCESS;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return failure(&e.into()),
+    };
+    let mut still_failing = false;
+    let mut retried = 0;
+    for s in &sweeps {
+        use pipeline::retry::Retried;
+        let trials = pipeline::retry::failed_trials(s);
+        if trials.is_empty() {
+            continue;
+        }
+        retried += 1;
+        println!(
+            "\nretrying {} trial(s) of {}: {}",
+            trials.len(),
+            s.dir.display(),
+            trials
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match pipeline::retry::retry_failed(s, &exe) {
+            Ok(Retried::Nothing) => {}
+            Ok(Retried::Submitted { array, report, .. }) => {
+                println!("submitted: trials {array}, report {report}")
+            }
+            Ok(Retried::Ran { failed_again, .. }) if failed_again.is_empty() => {
+                println!("every retried trial finished")
+            }
+            Ok(Retried::Ran { failed_again, .. }) => {
+                still_failing = true;
+                println!(
+                    "failed again: trial(s) {}",
+                    failed_again
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Err(e) => return failure(&e),
+        }
+    }
+    if retried == 0 {
+        println!("\nno failed trials to retry");
+    }
+    if still_failing {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Entry point of the `kdrun` binary.

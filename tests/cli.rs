@@ -749,26 +749,8 @@ fn a_sweep_with_two_workers_ends_bit_for_bit_as_the_sequential_one() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4 trials, 2 at once"), "{stderr}");
 
-    let (a, b) = (
-        trial_results(&seq.join("runs"), 4),
-        trial_results(&par.join("runs"), 4),
-    );
-    for (t, (a, b)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(a.models.len(), b.models.len());
-        for (ma, mb) in a.models.iter().zip(&b.models) {
-            let what = format!("trial {}, {}", t + 1, ma.key);
-            assert_eq!(ma.key, mb.key, "{what}");
-            assert_eq!(ma.report, mb.report, "{what}");
-            assert_eq!(ma.predictions, mb.predictions, "{what}");
-            let losses = |m: &kdrun::store::ModelResult| {
-                m.history
-                    .iter()
-                    .map(|h| h.train_loss.to_bits())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
-        }
-    }
+    let b = trial_results(&par.join("runs"), 4);
+    assert_same_trials(&trial_results(&seq.join("runs"), 4), &b);
     // The shared stages were computed once, before the workers: every worker reused them.
     let store = par.join("runs");
     assert_eq!(count_stages(&store, "data"), 1);
@@ -903,6 +885,13 @@ fn slurm_dry_run_prints_the_scripts_and_submits_nothing() {
     for f in ["shared.sbatch", "trials.sbatch", "report.sbatch"] {
         assert!(sweeps[0].join(f).is_file(), "{f}");
     }
+    // The shared stages and the trials get the GPU; the report job renders pages without one.
+    let gpus = |f: &str| {
+        std::fs::read_to_string(sweeps[0].join(f))
+            .unwrap()
+            .contains("#SBATCH --gpus-per-task=1\n")
+    };
+    assert!(gpus("shared.sbatch") && gpus("trials.sbatch") && !gpus("report.sbatch"));
     assert_eq!(count_stages(&tmp.path().join("runs"), "teacher"), 0);
 }
 
@@ -999,4 +988,785 @@ fn the_slurm_jobs_run_by_hand_make_the_sweep() {
     assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 2);
     assert!(tmp.path().join("reports/quick/index.html").is_file());
     status(" (finished): 2 done, 0 running, 0 failed, 0 interrupted, 0 pending");
+}
+
+/// Every trial of `a` and `b` ended the same, bit for bit: reports, predictions, losses.
+fn assert_same_trials(a: &[kdrun::store::RunResults], b: &[kdrun::store::RunResults]) {
+    assert_eq!(a.len(), b.len());
+    for (t, (a, b)) in a.iter().zip(b).enumerate() {
+        assert_eq!(a.models.len(), b.models.len());
+        for (ma, mb) in a.models.iter().zip(&b.models) {
+            let what = format!("trial {}, {}", t + 1, ma.key);
+            assert_eq!(ma.key, mb.key, "{what}");
+            assert_eq!(ma.report, mb.report, "{what}");
+            assert_eq!(ma.predictions, mb.predictions, "{what}");
+            let losses = |m: &kdrun::store::ModelResult| {
+                m.history
+                    .iter()
+                    .map(|h| h.train_loss.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
+        }
+    }
+}
+
+/// A one-node Slurm cluster on localhost for one test: munged, slurmctld and slurmd started from
+/// a config written into `dir` (its own munge key and socket, state, spool, logs and two free
+/// ports), so nothing of the machine's own Slurm or munge set-up is used or changed. Dropping it
+/// cancels what is still queued and stops the three daemons.
+struct SlurmCluster {
+    dir: std::path::PathBuf,
+    conf: std::path::PathBuf,
+    daemons: Vec<(&'static str, std::process::Child)>,
+    /// slurmctld answered: jobs may have been queued.
+    up: bool,
+}
+
+impl SlurmCluster {
+    /// Start the daemons and wait until the node is idle; why not, if they cannot start here.
+    fn start(dir: &Path) -> Result<SlurmCluster, String> {
+        for tool in [
+            "munged",
+            "slurmctld",
+            "slurmd",
+            "sbatch",
+            "squeue",
+            "sinfo",
+            "scancel",
+        ] {
+            let found = std::env::var_os("PATH").is_some_and(|p| {
+                std::env::split_paths(&p)
+                    .chain([Path::new("/usr/sbin").to_path_buf()])
+                    .any(|d| d.join(tool).is_file())
+            });
+            if !found {
+                return Err(format!(
+                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge)"
+                ));
+            }
+        }
+        let sbin = |tool: &str| {
+            let p = Path::new("/usr/sbin").join(tool);
+            if p.is_file() {
+                p
+            } else {
+                std::path::PathBuf::from(tool)
+            }
+        };
+        let output = |c: &mut Command| -> Result<String, String> {
+            let o = c.output().map_err(|e| format!("{c:?}: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "{c:?} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let user = output(Command::new("id").arg("-un"))?;
+        // What the node really has: slurmd refuses a config that promises more.
+        let node = output(Command::new(sbin("slurmd")).arg("-C"))?;
+        let field = |name: &str| {
+            node.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| format!("no {name}= in `slurmd -C`: {node}"))
+        };
+        let (cpus, memory) = (field("CPUs")?, field("RealMemory")?);
+        // Two free ports (held together so they differ), released just before the daemons bind.
+        let ports: Vec<u16> = {
+            let l: Vec<_> = (0..2)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            l.iter().map(|l| l.local_addr().unwrap().port()).collect()
+        };
+        for sub in ["state", "spool", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        // munged wants its socket's folder reachable by all and its key readable only by itself.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = dir.join("munge.key");
+        let mut random = Vec::new();
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|f| f.take(1024).read_to_end(&mut random))
+            .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        std::fs::write(&key, random).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let d = dir.display();
+        let conf = dir.join("slurm.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "ClusterName=kdruntest\nSlurmctldHost=localhost\nSlurmctldPort={}\nSlurmdPort={}\n\
+                 SlurmUser={user}\nSlurmdUser={user}\nAuthType=auth/munge\nCredType=cred/munge\n\
+                 AuthInfo=socket={d}/munge.sock\n\
+                 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN\n\
+                 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE\n\
+                 ProctrackType=proctrack/pgid\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+                 MpiDefault=none\nReturnToService=2\nSelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\n\
+                 StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
+                 SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
+                 SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n",
+                ports[0], ports[1]
+            ),
+        )
+        .unwrap();
+        let mut cluster = SlurmCluster {
+            dir: dir.to_path_buf(),
+            conf: conf.clone(),
+            daemons: Vec::new(),
+            up: false,
+        };
+        let spawn = |name: &'static str, c: &mut Command| -> Result<_, String> {
+            let log = std::fs::File::create(dir.join(format!("log/{name}.out"))).unwrap();
+            c.stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .map(|child| (name, child))
+                .map_err(|e| format!("cannot start {name}: {e}"))
+        };
+        cluster.daemons.push(spawn(
+            "munged",
+            Command::new(sbin("munged"))
+                .args(["--foreground", "--force"])
+                .arg(format!("--key-file={d}/munge.key"))
+                .arg(format!("--socket={d}/munge.sock"))
+                .arg(format!("--pid-file={d}/munged.pid"))
+                .arg(format!("--seed-file={d}/munged.seed"))
+                .arg(format!("--log-file={d}/log/munged.log")),
+        )?);
+        cluster.wait_until("munged's socket", 10, |_| {
+            Ok(dir.join("munge.sock").exists())
+        })?;
+        cluster.daemons.push(spawn(
+            "slurmctld",
+            Command::new(sbin("slurmctld"))
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf),
+        )?);
+        // The machine's own name is not `localhost`: name the node.
+        cluster.daemons.push(spawn(
+            "slurmd",
+            Command::new(sbin("slurmd"))
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf)
+                .args(["-N", "localhost"]),
+        )?);
+        cluster.wait_until("the node to be idle", 30, |c| {
+            let o = c.client("sinfo").args(["-h", "-o", "%t"]).output();
+            Ok(o.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle"))
+        })?;
+        cluster.up = true;
+        Ok(cluster)
+    }
+
+    /// A Slurm client command (`sbatch`, `squeue`, …) talking to this cluster.
+    fn client(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Poll `done` every 200 ms for up to `seconds`; an error names what a daemon logged if one
+    /// ended or time ran out.
+    fn wait_until(
+        &mut self,
+        what: &str,
+        seconds: u64,
+        mut done: impl FnMut(&Self) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        loop {
+            if done(self)? {
+                return Ok(());
+            }
+            let ended = self
+                .daemons
+                .iter_mut()
+                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (*name, s)));
+            if let Some((name, status)) = ended {
+                return Err(format!(
+                    "{name} ended ({status}) while waiting for {what}\n{}",
+                    self.logs()
+                ));
+            }
+            if start.elapsed().as_secs() >= seconds {
+                return Err(format!("no {what} after {seconds} s\n{}", self.logs()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// The last lines of every daemon's log.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.join("log"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out += &format!("--- {}\n", f.display());
+            for l in &lines[lines.len().saturating_sub(30)..] {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        // What a failed test left queued or running first, then the daemons, newest first.
+        let queued = self
+            .up
+            .then(|| self.client("squeue").args(["-h", "-o", "%A"]).output());
+        if let Some(Ok(o)) = queued {
+            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = self.client("scancel").args(&ids).status();
+                let start = std::time::Instant::now();
+                while start.elapsed().as_secs() < 10
+                    && self
+                        .client("squeue")
+                        .arg("-h")
+                        .output()
+                        .is_ok_and(|o| !o.stdout.is_empty())
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+        while let Some((_, mut child)) = self.daemons.pop() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let start = std::time::Instant::now();
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if start.elapsed().as_secs() >= 10 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = match SlurmCluster::start(&tmp.path().join("slurm")) {
+        Ok(c) => c,
+        Err(why) => {
+            assert!(
+                std::env::var("KDRUN_REQUIRE_SLURM").map_or(true, |v| v != "1"),
+                "KDRUN_REQUIRE_SLURM=1 but the one-node Slurm cluster did not start: {why}"
+            );
+            eprintln!("skipped: the one-node Slurm cluster cannot start here: {why}");
+            return;
+        }
+    };
+    let sweep = "distill.temperature=1,2,4,8";
+    let (on_slurm, local) = (tmp.path().join("slurm-sweep"), tmp.path().join("local"));
+    let out = quick_cmd(&on_slurm, &[sweep])
+        .args(["--executor", "slurm", "--array-limit", "2"])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    assert!(stdout.contains("(4 tasks)"), "{stdout}");
+    // The same sweep locally, one trial after another, while Slurm runs its jobs.
+    let out = quick_cmd(&local, &[sweep]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = on_slurm.join("runs");
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let job_outputs = || {
+        let mut text = String::new();
+        for e in std::fs::read_dir(&sweep_dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("slurm-") && name.ends_with(".out") {
+                text += &format!(
+                    "--- {name}\n{}\n",
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                );
+            }
+        }
+        text
+    };
+    let wait_for_the_queue = || {
+        let start = std::time::Instant::now();
+        loop {
+            let q = cluster.client("squeue").arg("-h").output().unwrap();
+            if q.status.success() && q.stdout.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed().as_secs() < 180,
+                "the jobs did not finish in 180 s:\n{}\n{}{}",
+                String::from_utf8_lossy(&q.stdout),
+                job_outputs(),
+                cluster.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    wait_for_the_queue();
+    let results =
+        kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap_or_else(|e| {
+            panic!(
+                "no sweep.json ({e:#}):\n{}{}",
+                job_outputs(),
+                cluster.logs()
+            )
+        });
+    assert!(
+        results.trials.iter().all(|t| t.results.is_some()),
+        "{:?}\n{}",
+        results.trials.iter().map(|t| &t.error).collect::<Vec<_>>(),
+        job_outputs()
+    );
+    // One output file per job: the shared stages, four array tasks, the report.
+    let outs = job_outputs();
+    assert_eq!(outs.matches("--- slurm-trial-").count(), 4, "{outs}");
+    assert_eq!(outs.matches("--- slurm-shared-").count(), 1, "{outs}");
+    assert_eq!(outs.matches("--- slurm-report-").count(), 1, "{outs}");
+    assert_same_trials(
+        &trial_results(&local.join("runs"), 4),
+        &trial_results(&store, 4),
+    );
+    assert_eq!(count_stages(&store, "teacher"), 1);
+    assert_eq!(count_stages(&store, "distilled"), 4);
+    assert!(on_slurm.join("reports/quick/index.html").is_file());
+
+    // Trial 3 as a task that failed leaves it: `--retry-failed` submits an array of that trial
+    // alone and a report job, and the sweep ends as before.
+    let three = sweep_dir.join("trial-003");
+    std::fs::remove_file(three.join("results.json")).unwrap();
+    std::fs::write(three.join("error.txt"), "killed: time limit").unwrap();
+    std::fs::remove_file(sweep_dir.join("sweep.json")).unwrap();
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("retrying 1 trial(s) of"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_the_queue();
+    let outs = job_outputs();
+    assert_eq!(outs.matches("--- slurm-trial-3-").count(), 2, "{outs}");
+    assert_eq!(outs.matches("--- slurm-trial-").count(), 5, "{outs}");
+    assert_eq!(outs.matches("--- slurm-report-").count(), 2, "{outs}");
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json"))
+        .unwrap_or_else(|e| panic!("no sweep.json ({e:#}):\n{outs}"));
+    assert!(results.trials.iter().all(|t| t.results.is_some()), "{outs}");
+    assert_same_trials(
+        &trial_results(&local.join("runs"), 4),
+        &trial_results(&store, 4),
+    );
+    assert_eq!(count_stages(&store, "distilled"), 4);
+    drop(cluster);
+}
+
+#[test]
+fn zero_jobs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, source) in [
+        (vec!["--jobs", "0"], "--jobs 0"),
+        (vec!["--set", "runtime.jobs=0"], "--set runtime.jobs=0"),
+    ] {
+        let out = quick_cmd(tmp.path(), &["distill.temperature=1,2"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(source)
+                && stderr.contains("runtime.jobs")
+                && stderr.contains("expected an integer ≥ 1"),
+            "{stderr}"
+        );
+    }
+    assert!(!tmp.path().join("runs").exists(), "nothing was started");
+}
+
+#[test]
+fn runtime_slurm_goes_into_the_scripts_and_into_no_stage_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let slurm = [
+        "distill.temperature=1,2",
+        "runtime.slurm.partition=cpu",
+        "runtime.slurm.time=90",
+        "runtime.slurm.account=kd-lab",
+        "runtime.slurm.cpus_per_task=4",
+        "runtime.slurm.mem=8G",
+        "runtime.slurm.array_limit=3",
+        r#"runtime.slurm.sbatch_options=["--qos=high", "--constraint=a100"]"#,
+        r#"runtime.slurm.setup=["module load cuda/12.4", "echo set up"]"#,
+    ];
+    let out = quick_cmd(tmp.path(), &slurm)
+        .args(["--executor", "slurm", "--dry-run", "--partition", "gpu"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "#SBATCH --partition=gpu\n",
+        "#SBATCH --time=90\n",
+        "#SBATCH --account=kd-lab\n",
+        "#SBATCH --cpus-per-task=4\n",
+        "#SBATCH --mem=8G\n",
+        "#SBATCH --qos=high\n#SBATCH --constraint=a100\n",
+        "#SBATCH --array=1-2%3\n",
+        "module load cuda/12.4\necho set up\nexec ",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in\n{stdout}");
+    }
+    // The flag overrides the recipe's partition: in all three scripts, and only it.
+    assert_eq!(stdout.matches("#SBATCH --partition=gpu").count(), 3);
+    assert!(!stdout.contains("--partition=cpu"), "{stdout}");
+
+    // A run with other Slurm settings and jobs reuses every stage of a run without them.
+    let store = tempfile::tempdir().unwrap();
+    quick(store.path(), &[]);
+    let out = quick_cmd(store.path(), &slurm[1..])
+        .args(["--jobs", "2", "--time", "1-00:00:00"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for stage in [
+        "data",
+        "teacher",
+        "logits",
+        "student",
+        "distilled",
+        "baseline",
+    ] {
+        assert!(
+            stderr.contains(&format!("{stage}: reused from the store")),
+            "{stage} was computed again:\n{stderr}"
+        );
+    }
+}
+
+/// Every kdrun process whose command line names `store` (each one a test started there).
+fn kdrun_processes_on(store: &Path) -> Vec<String> {
+    let needle = store.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // A zombie has no command line; one being reaped still counts as gone.
+            (cmd.contains("kdrun") && cmd.contains(&needle) && !state.contains(") Z "))
+                .then(|| format!("{}: {cmd}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// The unfinished stage folders (`<key>.tmp-<pid>`) of `store`, as (stage, pid).
+fn unfinished_stages(store: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for stage in std::fs::read_dir(store.join("stages"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(stage.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((_, pid)) = name.rsplit_once(".tmp-") {
+                out.push((
+                    stage.file_name().to_string_lossy().into_owned(),
+                    pid.parse().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_stops_every_worker_and_the_sweep_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Students slow enough (a few seconds each) to be caught while both workers distil.
+    let sets = ["distill.temperature=1,2", "student.epochs=500"];
+    let reference = tmp.path().join("reference");
+    let out = quick_cmd(&reference, &sets).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = tmp.path().join("runs");
+    // Its lines go to a file: a pipe nobody reads would fill and stop it.
+    let log = tmp.path().join("interrupted.log");
+    let child = quick_cmd(tmp.path(), &sets)
+        .args(["--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut workers = Vec::new();
+    wait_for("both workers to distil", || {
+        workers = unfinished_stages(&store)
+            .into_iter()
+            .filter(|(stage, pid)| stage == "distilled" && *pid != child.id())
+            .map(|(_, pid)| pid)
+            .collect();
+        workers.len() == 2
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = child;
+    let code = child.wait().unwrap().code();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let tail: String = stderr.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(code, Some(130), "{tail}");
+    assert!(stderr.contains("interrupted"), "{tail}");
+    // Every worker is gone, and with it every unfinished stage folder.
+    assert_eq!(kdrun_processes_on(&store), Vec::<String>::new());
+    for pid in &workers {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} is still there"
+        );
+    }
+    assert_eq!(unfinished_stages(&store), Vec::new(), "{tail}");
+    assert_eq!(count_stages(&store, "student"), 1, "the shared stages stay");
+
+    // The same command again finishes the sweep, as the uninterrupted one ended.
+    let out = quick_cmd(tmp.path(), &sets)
+        .args(["--jobs", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("student: reused from the store"),
+        "{stderr}"
+    );
+    assert_same_trials(
+        &trial_results(&reference.join("runs"), 2),
+        &trial_results(&store, 2),
+    );
+}
+
+#[test]
+fn retry_failed_reruns_only_the_failed_trials_of_a_local_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("runs");
+    // Trial 2's student diverges, every time.
+    let out = quick_cmd(tmp.path(), &["student.lr=0.005,1e30,0.01"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let first = trial_results(&store, 1).remove(0);
+    let third = sweep_dir.join("trial-003/results.json");
+    let third_written = std::fs::metadata(&third).unwrap().modified().unwrap();
+    // Trial 1 as a killed process leaves it: started, no results, no reason.
+    std::fs::remove_file(sweep_dir.join("trial-001/results.json")).unwrap();
+    let status = |retry: bool| {
+        let mut c = kdrun();
+        c.arg("status").arg(&store);
+        if retry {
+            c.arg("--retry-failed");
+        }
+        c.output().unwrap()
+    };
+    let text = String::from_utf8_lossy(&status(false).stdout).into_owned();
+    assert!(
+        text.contains("(finished): 1 done, 0 running, 1 failed, 1 interrupted, 0 pending"),
+        "{text}"
+    );
+    let out = status(true);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("retrying 2 trial(s) of") && stdout.contains(": 1, 2\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed again: trial(s) 2"), "{stdout}");
+    assert!(
+        stderr.contains("retrying trial 1: student.lr=0.005"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("diverged"), "{stderr}");
+    assert!(!stderr.contains("retrying trial 3"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&third).unwrap().modified().unwrap(),
+        third_written,
+        "trial 3 finished before: left alone"
+    );
+    // Trial 1 came back from the store as it was; the sweep's results and report are redone.
+    assert_same_trials(&[first], &trial_results(&store, 1));
+    let results = kdrun::store::SweepResults::load(&sweep_dir.join("sweep.json")).unwrap();
+    let ok: Vec<bool> = results.trials.iter().map(|t| t.results.is_some()).collect();
+    assert_eq!(ok, [true, false, true]);
+    let text = String::from_utf8_lossy(&status(false).stdout).into_owned();
+    assert!(
+        text.contains("(finished): 2 done, 0 running, 1 failed, 0 interrupted, 0 pending"),
+        "{text}"
+    );
+}
+
+#[test]
+fn retry_failed_submits_an_array_of_the_failed_trials_and_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sbatch.log");
+    let path = fake_sbatch(tmp.path(), &log);
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2,4,8"])
+        .args(["--executor", "slurm", "--array-limit", "2"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = tmp.path().join("runs");
+    let sweep_dir = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // As the array's tasks left it: 1 done, 2 and 4 failed, 3 still queued.
+    let trial = |t: usize| sweep_dir.join(format!("trial-{t:03}"));
+    for t in [1, 2, 4] {
+        std::fs::create_dir_all(trial(t)).unwrap();
+    }
+    std::fs::write(trial(1).join("results.json"), "{}").unwrap();
+    std::fs::write(trial(2).join("error.txt"), "out of memory").unwrap();
+    std::fs::write(trial(4).join("error.txt"), "time limit").unwrap();
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("failed: out of memory")
+            && stdout.contains("slurm jobs: shared 101, trials 102, report 103"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("submitted: trials 104, report 105"),
+        "{stdout}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(
+        calls[3].contains("--array=2,4%2") && calls[3].ends_with("trials.sbatch"),
+        "{}",
+        calls[3]
+    );
+    assert!(
+        calls[4].contains("--dependency=afterany:104") && calls[4].ends_with("report.sbatch"),
+        "{}",
+        calls[4]
+    );
+    let jobs = std::fs::read_to_string(sweep_dir.join("slurm-jobs.txt")).unwrap();
+    assert!(
+        jobs.ends_with("retry 104 (trials 2,4)\nreport 105\n"),
+        "{jobs}"
+    );
+    // The retried trials wait for their tasks again (their failed attempts kept beside); nothing
+    // else is touched.
+    assert_eq!(
+        std::fs::read_to_string(sweep_dir.join("trial-002.failed/error.txt")).unwrap(),
+        "out of memory"
+    );
+    let out = kdrun().arg("status").arg(&store).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(": 1 done, 0 running, 0 failed, 0 interrupted, 3 pending"),
+        "{text}"
+    );
+    // Nothing failed now: a second retry submits nothing.
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&store)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no failed trials to retry"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
 }

@@ -5,6 +5,7 @@
 //! ([`context`]), so a trial whose stages all come from the store starts at once.
 
 pub mod context;
+pub mod retry;
 pub mod slurm;
 pub mod stages;
 pub mod sweep;

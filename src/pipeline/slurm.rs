@@ -1,27 +1,16 @@
 //! Sweeps on Slurm: three sbatch scripts in the sweep's run folder — one job for the stages all
 //! trials share, a job array with one task per trial (`kdrun RECIPE --trial $SLURM_ARRAY_TASK_ID`
 //! on the same store, after the shared job succeeded, `%N` at once), and a job rendering the
-//! sweep's report after the array, whatever became of its tasks — submitted with `sbatch`.
+//! sweep's report after the array, whatever became of its tasks (without GPUs) — submitted with
+//! `sbatch`. `[runtime.slurm]` says what each job asks for.
 
 use crate::recipe::sweep::Trial;
-use crate::recipe::LoadedRecipe;
+use crate::recipe::{LoadedRecipe, SlurmSection};
 use crate::store::RunDir;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// `--partition`, `--gpus-per-task`, `--time`, `--array-limit`, `--dry-run`.
-#[derive(Debug, Clone, Default)]
-pub struct SlurmOptions {
-    pub partition: Option<String>,
-    pub gpus_per_task: Option<u32>,
-    pub time: Option<String>,
-    /// Array tasks running at once (`%N`).
-    pub array_limit: Option<usize>,
-    /// Write and print the scripts, submit nothing.
-    pub dry_run: bool,
-}
 
 /// The three scripts, in submission order.
 pub struct Scripts {
@@ -35,19 +24,29 @@ fn quote(s: &std::ffi::OsStr) -> String {
     format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"))
 }
 
-fn header(o: &SlurmOptions, job: &str, out: &Path) -> String {
+fn header(o: &SlurmSection, job: &str, out: &Path) -> String {
     let mut h = format!(
         "#!/bin/bash\n#SBATCH --job-name={job}\n#SBATCH --output={}\n",
         out.display()
     );
-    if let Some(p) = &o.partition {
-        h += &format!("#SBATCH --partition={p}\n");
+    for (option, value) in [
+        ("partition", &o.partition),
+        ("account", &o.account),
+        ("time", &o.time),
+        ("mem", &o.mem),
+    ] {
+        if !value.is_empty() {
+            h += &format!("#SBATCH --{option}={value}\n");
+        }
     }
-    if let Some(t) = &o.time {
-        h += &format!("#SBATCH --time={t}\n");
+    if o.cpus_per_task > 0 {
+        h += &format!("#SBATCH --cpus-per-task={}\n", o.cpus_per_task);
     }
-    if let Some(g) = o.gpus_per_task {
-        h += &format!("#SBATCH --gpus-per-task={g}\n");
+    if o.gpus_per_task > 0 {
+        h += &format!("#SBATCH --gpus-per-task={}\n", o.gpus_per_task);
+    }
+    for option in &o.sbatch_options {
+        h += &format!("#SBATCH {option}\n");
     }
     h
 }
@@ -55,7 +54,7 @@ fn header(o: &SlurmOptions, job: &str, out: &Path) -> String {
 /// The scripts of a sweep of `n` trials of recipe `name`, run as `exe args…` in `workdir`, whose
 /// folder is `sweep_dir`.
 pub fn scripts(
-    o: &SlurmOptions,
+    o: &SlurmSection,
     name: &str,
     n: usize,
     exe: &Path,
@@ -69,8 +68,15 @@ pub fn scripts(
         .collect::<Vec<_>>()
         .join(" ");
     let sweep = quote(sweep_dir.as_os_str());
-    let cd = format!("set -e\ncd {}\n", quote(workdir.as_os_str()));
-    let limit = o.array_limit.map(|l| format!("%{l}")).unwrap_or_default();
+    let mut cd = format!("set -e\ncd {}\n", quote(workdir.as_os_str()));
+    for line in &o.setup {
+        cd += line;
+        cd.push('\n');
+    }
+    let limit = match o.array_limit {
+        0 => String::new(),
+        l => format!("%{l}"),
+    };
     Scripts {
         shared: format!(
             "{}{cd}exec {command} --shared-stages --sweep-dir {sweep}\n",
@@ -82,18 +88,20 @@ pub fn scripts(
         ),
         report: format!(
             "{}{cd}exec {command} --sweep-report --sweep-dir {sweep}\n",
-            header(o, &format!("kdrun-{name}-report"), &sweep_dir.join("slurm-report-%j.out"))
+            header(
+                // Rendering pages needs no GPU.
+                &SlurmSection { gpus_per_task: 0, ..o.clone() },
+                &format!("kdrun-{name}-report"),
+                &sweep_dir.join("slurm-report-%j.out")
+            )
         ),
     }
 }
 
-/// `sbatch --parsable [--dependency=…] script`: the job id.
-fn sbatch(script: &Path, dependency: Option<String>) -> Result<String> {
+/// `sbatch --parsable [options…] script`: the job id.
+pub fn sbatch(script: &Path, options: &[String]) -> Result<String> {
     let mut c = Command::new("sbatch");
-    c.arg("--parsable");
-    if let Some(d) = dependency {
-        c.arg(format!("--dependency={d}"));
-    }
+    c.arg("--parsable").args(options);
     let out = c
         .arg(script)
         .output()
@@ -114,19 +122,27 @@ fn sbatch(script: &Path, dependency: Option<String>) -> Result<String> {
 }
 
 /// Write the scripts into a new sweep folder and submit them (or, with `dry_run`, print them).
-/// Returns the sweep folder.
+/// The recipe's `[runtime.slurm]` (the command line's flags already on it) says what the jobs
+/// ask for. Returns the sweep folder.
 pub fn submit(
-    o: &SlurmOptions,
     trials: &[(Trial, LoadedRecipe)],
     exe: &Path,
     args: &[OsString],
+    dry_run: bool,
 ) -> Result<PathBuf> {
     let base = &trials[0].1.recipe;
+    let o = &base.runtime.slurm;
+    if let Some((t, _)) = trials.iter().find(|(_, l)| l.recipe.runtime.slurm != *o) {
+        bail!(
+            "trial {}: a sweep cannot vary runtime.slurm (one set of scripts runs every trial)",
+            t.label()
+        );
+    }
     let workdir = std::env::current_dir()?;
     let sweep_dir = RunDir::create(&base.runtime.store, &base.name)?;
     // Absolute, as the jobs may start elsewhere.
     let abs = std::fs::canonicalize(&sweep_dir.path)?;
-    super::sweep::write_plan(trials, &sweep_dir)?;
+    super::sweep::write_plan(trials, &sweep_dir, args)?;
     let s = scripts(o, &base.name, trials.len(), exe, args, &workdir, &abs);
     let files = [
         ("shared.sbatch", &s.shared),
@@ -136,24 +152,24 @@ pub fn submit(
     for (name, text) in files {
         sweep_dir.write_text(name, text)?;
     }
-    if o.dry_run {
+    if dry_run {
         for (name, text) in files {
             println!("# {}\n{text}", abs.join(name).display());
         }
         println!("# dry run: nothing submitted");
         return Ok(abs);
     }
-    let shared = sbatch(&abs.join("shared.sbatch"), None)?;
+    let shared = sbatch(&abs.join("shared.sbatch"), &[])?;
     let array = sbatch(
         &abs.join("trials.sbatch"),
-        Some(format!("afterok:{shared}")),
+        &[format!("--dependency=afterok:{shared}")],
     )?;
     let report = sbatch(
         &abs.join("report.sbatch"),
-        Some(format!("afterany:{array}")),
+        &[format!("--dependency=afterany:{array}")],
     )?;
     sweep_dir.write_text(
-        "slurm-jobs.txt",
+        crate::store::status::SLURM_JOBS_FILE,
         &format!("shared {shared}\ntrials {array}\nreport {report}\n"),
     )?;
     println!(

@@ -114,11 +114,13 @@ pub fn open_stages(store: &Path) -> Result<Stages> {
 }
 
 /// Run every trial of a sweep: one after another, or with `workers` up to `workers.jobs` at once.
+/// `args` load the same trials again (recipe, `--set`, `--backend`): kept in the sweep's plan.
 pub fn run_sweep(
     mode: SweepMode,
     trials: &[(Trial, LoadedRecipe)],
     compute: &Compute,
     workers: Option<&Workers>,
+    args: &[OsString],
 ) -> Result<SweepOutput> {
     let base = &trials[0].1.recipe;
     for (t, l) in trials {
@@ -146,7 +148,7 @@ pub fn run_sweep(
     let sweep_dir = RunDir::create(&base.runtime.store, &base.name)?;
     let report_dir = base.report.dir.join(&base.name);
     let keys: Vec<String> = trials[0].0.values.iter().map(|(k, _)| k.clone()).collect();
-    write_plan(trials, &sweep_dir)?;
+    write_plan(trials, &sweep_dir, args)?;
     note(&format!(
         "sweep: {} trials over {} ({})",
         trials.len(),
@@ -192,10 +194,20 @@ pub fn run_sweep(
     )
 }
 
-/// The sweep's trials, for `kdrun status` while it runs.
-pub fn write_plan(trials: &[(Trial, LoadedRecipe)], sweep_dir: &RunDir) -> Result<()> {
+/// The sweep's trials, for `kdrun status` while it runs, and the `kdrun` arguments that load
+/// them again (`args`, run in this working directory) for `kdrun status --retry-failed`.
+pub fn write_plan(
+    trials: &[(Trial, LoadedRecipe)],
+    sweep_dir: &RunDir,
+    args: &[OsString],
+) -> Result<()> {
     let plan = crate::store::status::Plan {
         labels: trials.iter().map(|(t, _)| t.label()).collect(),
+        args: args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        workdir: std::env::current_dir()?.display().to_string(),
     };
     sweep_dir.write_json(crate::store::status::PLAN_FILE, &plan)?;
     Ok(())

@@ -62,7 +62,12 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
 
 impl Provider for SetArg {
     fn metadata(&self) -> Metadata {
-        Metadata::named(format!("--set {}", self.raw))
+        // A flag that sets a key (`--time 2:00:00`) is named as typed.
+        if self.raw.starts_with("--") {
+            Metadata::named(self.raw.clone())
+        } else {
+            Metadata::named(format!("--set {}", self.raw))
+        }
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -217,7 +222,7 @@ fn describe(md: &Metadata, key: &str, recipe_path: &str) -> String {
         // A trial's value from the recipe's own `[sweep]` table: the recipe file set it.
         return format!("{recipe_path} ([sweep] table)");
     }
-    if md.name.starts_with("--set") {
+    if md.name.starts_with("--") {
         return md.name.to_string();
     }
     format!("{recipe_path} (built-in default)")

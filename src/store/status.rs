@@ -9,12 +9,21 @@ use std::path::{Path, PathBuf};
 
 /// Written into a sweep's folder when it starts: its trials' labels, in order.
 pub const PLAN_FILE: &str = "sweep-plan.json";
+/// A Slurm sweep's job ids, a line each: `shared 101`, `trials 102`, `report 103`, then
+/// `retry 104 (trials 2,3)` and `report 105` for each `--retry-failed`.
+pub const SLURM_JOBS_FILE: &str = "slurm-jobs.txt";
 /// Held (an OS lock) by the process running a trial, in the trial's folder.
 pub const RUNNING_LOCK: &str = ".running.lock";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub labels: Vec<String>,
+    /// The `kdrun` arguments that load the same trials (recipe, `--set`, `--backend`), run in
+    /// `workdir`; empty in the plans of older kdruns.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub workdir: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +40,10 @@ pub struct SweepStatus {
     pub dir: PathBuf,
     pub finished: bool,
     pub trials: Vec<(String, TrialState)>,
+    /// The sweep's plan (none in sweeps of older kdruns that finished).
+    pub plan: Option<Plan>,
+    /// Its Slurm jobs (`slurm-jobs.txt`: `shared 101`, `trials 102`, …), if it was submitted.
+    pub slurm_jobs: Vec<(String, String)>,
 }
 
 /// The lock a trial's process holds while it runs (released when it ends, however it ends).
@@ -76,9 +89,14 @@ pub fn sweeps(store: &Path) -> Result<Vec<SweepStatus>> {
         runs.sort();
         for dir in runs {
             let finished = SweepResults::load(&dir.join("sweep.json")).ok();
+            let mut plan = None;
             let labels = match (&finished, std::fs::read_to_string(dir.join(PLAN_FILE))) {
                 (_, Ok(text)) => match serde_json::from_str::<Plan>(&text) {
-                    Ok(p) => p.labels,
+                    Ok(p) => {
+                        let labels = p.labels.clone();
+                        plan = Some(p);
+                        labels
+                    }
                     Err(_) => continue,
                 },
                 (Some(s), _) => s
@@ -99,10 +117,18 @@ pub fn sweeps(store: &Path) -> Result<Vec<SweepStatus>> {
                 .enumerate()
                 .map(|(i, l)| (l, state(&dir.join(format!("trial-{:03}", i + 1)))))
                 .collect();
+            let slurm_jobs = std::fs::read_to_string(dir.join(SLURM_JOBS_FILE))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(what, id)| (what.to_string(), id.trim().to_string()))
+                .collect();
             out.push(SweepStatus {
                 dir,
                 finished: finished.is_some(),
                 trials,
+                plan,
+                slurm_jobs,
             });
         }
     }
@@ -123,7 +149,12 @@ mod tests {
         let labels = (1..=5).map(|t| format!("x={t}")).collect();
         std::fs::write(
             sweep.join(PLAN_FILE),
-            serde_json::to_string(&Plan { labels }).unwrap(),
+            serde_json::to_string(&Plan {
+                labels,
+                args: Vec::new(),
+                workdir: String::new(),
+            })
+            .unwrap(),
         )
         .unwrap();
         std::fs::write(sweep.join("trial-001/results.json"), "{}").unwrap();

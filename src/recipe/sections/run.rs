@@ -48,11 +48,40 @@ pub struct RuntimeSection {
     pub seed: u64,
     /// CPU threads for the CPU backend. 0: all cores.
     pub threads: usize,
-    /// Sweep trials run at once, each in a `kdrun --trial` process of its own with its share of
-    /// `threads` (`--jobs` on the command line). 0 or 1: one after another.
+    /// Sweep trials run at once (≥ 1), each in a `kdrun --trial` process of its own with its
+    /// share of `threads` (`--jobs` on the command line). 1: one after another.
     pub jobs: usize,
     /// Where results and artifacts go (a run folder per run).
     pub store: PathBuf,
+    /// How a sweep's jobs are submitted with `--executor slurm` (no stage depends on it).
+    pub slurm: SlurmSection,
+}
+
+/// `[runtime.slurm]`: what each sbatch script of a sweep asks of the cluster. Empty or 0: the
+/// cluster's default. `--partition`, `--gpus-per-task`, `--time` and `--array-limit` override it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSection {
+    /// `--partition` (several: comma-separated).
+    pub partition: String,
+    /// `--account` to charge.
+    pub account: String,
+    /// `--time` of each job: `minutes`, `[hours:]minutes:seconds`, `days-hours[:minutes[:seconds]]`
+    /// (a whole number: minutes).
+    #[serde(deserialize_with = "text_or_minutes")]
+    pub time: String,
+    /// `--gpus-per-task` of each job.
+    pub gpus_per_task: u32,
+    /// `--cpus-per-task` of each job.
+    pub cpus_per_task: u32,
+    /// `--mem` of each job, e.g. `16G`.
+    pub mem: String,
+    /// Array tasks running at once (`--array=1-N%limit`).
+    pub array_limit: usize,
+    /// Further sbatch options, one `#SBATCH` line each, e.g. `["--qos=high", "--constraint=a100"]`.
+    pub sbatch_options: Vec<String>,
+    /// Shell lines each job runs before kdrun, e.g. `["module load cuda/12.4"]`.
+    pub setup: Vec<String>,
 }
 
 impl Default for RuntimeSection {
@@ -63,6 +92,30 @@ impl Default for RuntimeSection {
             threads: 0,
             jobs: 1,
             store: PathBuf::from("runs"),
+            slurm: SlurmSection::default(),
         }
     }
+}
+
+/// A string, or a whole number of minutes (`time = 90`) as its text.
+fn text_or_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a Slurm time limit such as \"2:00:00\", or a whole number of minutes")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            u64::try_from(v)
+                .map(|v| v.to_string())
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+    }
+    d.deserialize_any(V)
 }
