@@ -648,17 +648,18 @@ fn publish(args: &PublishArgs) -> ExitCode {
 
 fn status(args: &StatusArgs) -> ExitCode {
     use crate::store::status::TrialState;
-    let sweeps = match crate::store::status::sweeps(&args.store) {
+    let mut sweeps = match crate::store::status::sweeps(&args.store) {
         Ok(s) => s,
         Err(e) => return failure(&e),
     };
+    pipeline::retry::mark_not_run(&mut sweeps);
     if sweeps.is_empty() {
         println!("no sweeps in {}", args.store.display());
     }
     for s in &sweeps {
         let count = |f: fn(&TrialState) -> bool| s.trials.iter().filter(|(_, t)| f(t)).count();
         println!(
-            "{}{}: {} done, {} running, {} failed, {} interrupted, {} pending",
+            "{}{}: {} done, {} running, {} failed, {} interrupted, {} pending{}",
             s.dir.display(),
             if s.finished { " (finished)" } else { "" },
             count(|t| *t == TrialState::Done),
@@ -666,6 +667,10 @@ fn status(args: &StatusArgs) -> ExitCode {
             count(|t| matches!(t, TrialState::Failed(_))),
             count(|t| *t == TrialState::Interrupted),
             count(|t| *t == TrialState::Pending),
+            match count(|t| *t == TrialState::NotRun) {
+                0 => String::new(),
+                n => format!(", {n} not run"),
+            },
         );
         for (i, (label, state)) in s.trials.iter().enumerate() {
             let state = match state {
@@ -674,6 +679,9 @@ fn status(args: &StatusArgs) -> ExitCode {
                 TrialState::Failed(why) => format!("failed: {why}"),
                 TrialState::Interrupted => "interrupted (no process runs it)".to_string(),
                 TrialState::Pending => "pending".to_string(),
+                TrialState::NotRun => {
+                    "not run (its Slurm jobs ended without running it)".to_string()
+                }
             };
             println!("  trial {:>3} {label:<40} {state}", i + 1);
         }

@@ -915,6 +915,7 @@ fn slurm_submits_shared_job_then_array_then_report() {
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert!(calls[0].ends_with("shared.sbatch") && !calls[0].contains("dependency"));
     assert!(calls[1].contains("--dependency=afterok:101") && calls[1].ends_with("trials.sbatch"));
+    assert!(calls[1].contains("--kill-on-invalid-dep=yes"));
     assert!(calls[2].contains("--dependency=afterany:102") && calls[2].ends_with("report.sbatch"));
 }
 
@@ -1400,6 +1401,102 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
         &trial_results(&store, 4),
     );
     assert_eq!(count_stages(&store, "distilled"), 4);
+
+    // A shared job that ends without finishing (here cancelled while held; on a cluster: its
+    // time limit, a lost node) cancels the array instead of leaving it pending on a dependency
+    // that can never be met; `kdrun status` calls its trials not run and `--retry-failed` runs
+    // them (computing the shared stages themselves, once).
+    let holding = tmp.path().join("holding-bin");
+    std::fs::create_dir_all(&holding).unwrap();
+    let real_sbatch = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v sbatch"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = holding.join("sbatch");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *shared.sbatch) exec {} --hold \"$@\";; esac\nexec {} \"$@\"\n",
+            real_sbatch.trim(),
+            real_sbatch.trim()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        holding.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cancelled = tmp.path().join("cancelled");
+    let out = quick_cmd(&cancelled, &[sweep])
+        .args(["--executor", "slurm"])
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cancelled_store = cancelled.join("runs");
+    let cancelled_dir = std::fs::read_dir(cancelled_store.join("quick"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let jobs = std::fs::read_to_string(cancelled_dir.join("slurm-jobs.txt")).unwrap();
+    let shared = jobs
+        .lines()
+        .find_map(|l| l.strip_prefix("shared "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let scancel = cluster.client("scancel").arg(&shared).output().unwrap();
+    assert!(
+        scancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scancel.stderr)
+    );
+    wait_for_the_queue();
+    let status = kdrun()
+        .arg("status")
+        .arg(&cancelled_store)
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        said.matches("not run (its Slurm jobs ended without running it)")
+            .count(),
+        4,
+        "{said}"
+    );
+    let out = kdrun()
+        .args(["status", "--retry-failed"])
+        .arg(&cancelled_store)
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("retrying 4 trial(s) of"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_the_queue();
+    assert_same_trials(
+        &trial_results(&local.join("runs"), 4),
+        &trial_results(&cancelled_store, 4),
+    );
+    assert_eq!(count_stages(&cancelled_store, "teacher"), 1);
     drop(cluster);
 }
 

@@ -1,5 +1,5 @@
-//! `kdrun status --retry-failed`: run again only the trials of a sweep that failed or were
-//! interrupted, on the same store (their stages shared with the finished trials are reused), then
+//! `kdrun status --retry-failed`: run again only the trials of a sweep that failed, were
+//! interrupted, or that Slurm never ran (their array cancelled with its shared job), on the same store (their stages shared with the finished trials are reused), then
 //! render the sweep's report again. A sweep submitted to Slurm gets a job array of just those
 //! trials and a report job after it; a local sweep runs them here, one after another. A failed
 //! attempt's folder stays beside, as `trial-NNN.failed`.
@@ -28,14 +28,66 @@ pub enum Retried {
     },
 }
 
-/// The trials (from 1) of `s` that failed or were interrupted.
+/// The trials (from 1) of `s` that failed, were interrupted, or that Slurm never ran.
 pub fn failed_trials(s: &SweepStatus) -> Vec<usize> {
     s.trials
         .iter()
         .enumerate()
-        .filter(|(_, (_, t))| matches!(t, TrialState::Failed(_) | TrialState::Interrupted))
+        .filter(|(_, (_, t))| {
+            matches!(
+                t,
+                TrialState::Failed(_) | TrialState::Interrupted | TrialState::NotRun
+            )
+        })
         .map(|(i, _)| i + 1)
         .collect()
+}
+
+/// The base job ids (`%F`: an array's own id) of this user's jobs in Slurm's queue, or `None`
+/// where `squeue` cannot be asked (not on a cluster).
+fn queued_jobs() -> Option<std::collections::HashSet<String>> {
+    let out = Command::new("squeue")
+        .args(["--me", "-h", "-o", "%F"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    })
+}
+
+/// The job id of a `slurm-jobs.txt` entry (`102`, or `104 (trials 2,3)`).
+fn job_id(entry: &str) -> &str {
+    entry.split_whitespace().next().unwrap_or("")
+}
+
+/// Mark as [`TrialState::NotRun`] the pending trials of Slurm sweeps none of whose jobs is
+/// queued or running any more (asks `squeue`; where it cannot, nothing changes).
+pub fn mark_not_run(sweeps: &mut [SweepStatus]) {
+    let submitted = |s: &SweepStatus| {
+        !s.slurm_jobs.is_empty() && s.trials.iter().any(|(_, t)| *t == TrialState::Pending)
+    };
+    if !sweeps.iter().any(submitted) {
+        return;
+    }
+    let Some(queued) = queued_jobs() else {
+        return;
+    };
+    for s in sweeps.iter_mut().filter(|s| submitted(s)) {
+        if s.slurm_jobs
+            .iter()
+            .any(|(_, id)| queued.contains(job_id(id)))
+        {
+            continue;
+        }
+        for (_, t) in &mut s.trials {
+            if *t == TrialState::Pending {
+                *t = TrialState::NotRun;
+            }
+        }
+    }
 }
 
 /// The `%N` of a trials script's `#SBATCH --array=1-M%N` line, if it has one.
@@ -157,5 +209,11 @@ mod tests {
         let script = "#!/bin/bash\n#SBATCH --job-name=x\n#SBATCH --array=1-8%2\nexec kdrun\n";
         assert_eq!(array_limit(script), Some("2"));
         assert_eq!(array_limit("#SBATCH --array=1-8\n"), None);
+    }
+
+    #[test]
+    fn job_ids_are_read_from_the_jobs_file_entries() {
+        assert_eq!(job_id("102"), "102");
+        assert_eq!(job_id("104 (trials 2,3)"), "104");
     }
 }

@@ -160,9 +160,14 @@ pub fn submit(
         return Ok(abs);
     }
     let shared = sbatch(&abs.join("shared.sbatch"), &[])?;
+    // A failed shared job cancels the array (rather than leaving it pending on a dependency
+    // that can never be met); the report job still runs and shows the trials as not run.
     let array = sbatch(
         &abs.join("trials.sbatch"),
-        &[format!("--dependency=afterok:{shared}")],
+        &[
+            format!("--dependency=afterok:{shared}"),
+            "--kill-on-invalid-dep=yes".into(),
+        ],
     )?;
     let report = sbatch(
         &abs.join("report.sbatch"),

@@ -34,6 +34,9 @@ pub enum TrialState {
     /// Started, but its process is gone without results (killed, or the machine went down).
     Interrupted,
     Pending,
+    /// Never started, and the Slurm jobs that were to run it have all left the queue (its array
+    /// was cancelled: the shared job was killed, hit its time limit, or was cancelled).
+    NotRun,
 }
 
 pub struct SweepStatus {
