@@ -1,7 +1,7 @@
 //! The binary as a user meets it: help, check, exit codes, and one whole tiny run.
 
 mod common;
-use common::kdrun;
+use common::{assert_same_trials, kdrun, quick_cmd};
 use std::path::Path;
 use std::process::Command;
 
@@ -224,24 +224,6 @@ fn results_of(store: &Path, name: &str) -> kdrun::store::RunResults {
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     kdrun::store::RunResults::load(&runs[0].join("results.json")).unwrap()
-}
-
-/// `kdrun recipes/quick.toml` with its store and reports under `tmp` and `sets` on top.
-fn quick_cmd(tmp: &Path, sets: &[&str]) -> Command {
-    let mut cmd = kdrun();
-    cmd.arg("recipes/quick.toml")
-        .args([
-            "--set",
-            &format!("runtime.store={}", tmp.join("runs").display()),
-        ])
-        .args([
-            "--set",
-            &format!("report.dir={}", tmp.join("reports").display()),
-        ]);
-    for s in sets {
-        cmd.args(["--set", s]);
-    }
-    cmd
 }
 
 fn quick(tmp: &Path, sets: &[&str]) -> (kdrun::store::RunResults, std::path::PathBuf) {
@@ -715,6 +697,16 @@ fn the_baseline_can_be_turned_off_changed_and_reused() {
 }
 
 /// Each trial's results of the (only) sweep in `store`, by trial number.
+/// The one sweep folder of the quick recipe in `store`.
+fn only_sweep(store: &Path) -> std::path::PathBuf {
+    let sweeps: Vec<_> = std::fs::read_dir(store.join("quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    sweeps[0].clone()
+}
+
 fn trial_results(store: &Path, trials: usize) -> Vec<kdrun::store::RunResults> {
     let sweeps: Vec<_> = std::fs::read_dir(store.join("quick"))
         .unwrap()
@@ -989,27 +981,6 @@ fn the_slurm_jobs_run_by_hand_make_the_sweep() {
     assert_eq!(count_stages(&tmp.path().join("runs"), "distilled"), 2);
     assert!(tmp.path().join("reports/quick/index.html").is_file());
     status(" (finished): 2 done, 0 running, 0 failed, 0 interrupted, 0 pending");
-}
-
-/// Every trial of `a` and `b` ended the same, bit for bit: reports, predictions, losses.
-fn assert_same_trials(a: &[kdrun::store::RunResults], b: &[kdrun::store::RunResults]) {
-    assert_eq!(a.len(), b.len());
-    for (t, (a, b)) in a.iter().zip(b).enumerate() {
-        assert_eq!(a.models.len(), b.models.len());
-        for (ma, mb) in a.models.iter().zip(&b.models) {
-            let what = format!("trial {}, {}", t + 1, ma.key);
-            assert_eq!(ma.key, mb.key, "{what}");
-            assert_eq!(ma.report, mb.report, "{what}");
-            assert_eq!(ma.predictions, mb.predictions, "{what}");
-            let losses = |m: &kdrun::store::ModelResult| {
-                m.history
-                    .iter()
-                    .map(|h| h.train_loss.to_bits())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(losses(ma), losses(mb), "{what}: training went differently");
-        }
-    }
 }
 
 /// A one-node Slurm cluster on localhost for one test: munged, slurmctld and slurmd started from
@@ -1306,12 +1277,7 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let store = on_slurm.join("runs");
-    let sweep_dir = std::fs::read_dir(store.join("quick"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = only_sweep(&store);
     let job_outputs = || {
         let mut text = String::new();
         for e in std::fs::read_dir(&sweep_dir).unwrap().flatten() {
@@ -1341,6 +1307,21 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
             );
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
+    };
+    // `kdrun status --retry-failed STORE`, which must say it retries `n` trials.
+    let retry_failed = |store: &Path, n: usize| {
+        let out = kdrun()
+            .args(["status", "--retry-failed"])
+            .arg(store)
+            .env("SLURM_CONF", &cluster.conf)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("retrying {n} trial(s) of")),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     wait_for_the_queue();
     let results =
@@ -1376,18 +1357,7 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
     std::fs::remove_file(three.join("results.json")).unwrap();
     std::fs::write(three.join("error.txt"), "killed: time limit").unwrap();
     std::fs::remove_file(sweep_dir.join("sweep.json")).unwrap();
-    let out = kdrun()
-        .args(["status", "--retry-failed"])
-        .arg(&store)
-        .env("SLURM_CONF", &cluster.conf)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("retrying 1 trial(s) of"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    retry_failed(&store, 1);
     wait_for_the_queue();
     let outs = job_outputs();
     assert_eq!(outs.matches("--- slurm-trial-3-").count(), 2, "{outs}");
@@ -1446,12 +1416,7 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let cancelled_store = cancelled.join("runs");
-    let cancelled_dir = std::fs::read_dir(cancelled_store.join("quick"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cancelled_dir = only_sweep(&cancelled_store);
     let jobs = std::fs::read_to_string(cancelled_dir.join("slurm-jobs.txt")).unwrap();
     let shared = jobs
         .lines()
@@ -1479,18 +1444,7 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
         4,
         "{said}"
     );
-    let out = kdrun()
-        .args(["status", "--retry-failed"])
-        .arg(&cancelled_store)
-        .env("SLURM_CONF", &cluster.conf)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("retrying 4 trial(s) of"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    retry_failed(&cancelled_store, 4);
     wait_for_the_queue();
     assert_same_trials(
         &trial_results(&local.join("runs"), 4),
@@ -1717,12 +1671,7 @@ fn retry_failed_reruns_only_the_failed_trials_of_a_local_sweep() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    let sweep_dir = std::fs::read_dir(store.join("quick"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = only_sweep(&store);
     let first = trial_results(&store, 1).remove(0);
     let third = sweep_dir.join("trial-003/results.json");
     let third_written = std::fs::metadata(&third).unwrap().modified().unwrap();
@@ -1791,12 +1740,7 @@ fn retry_failed_submits_an_array_of_the_failed_trials_and_a_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     let store = tmp.path().join("runs");
-    let sweep_dir = std::fs::read_dir(store.join("quick"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = only_sweep(&store);
     // As the array's tasks left it: 1 done, 2 and 4 failed, 3 still queued.
     let trial = |t: usize| sweep_dir.join(format!("trial-{t:03}"));
     for t in [1, 2, 4] {
