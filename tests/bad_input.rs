@@ -219,6 +219,21 @@ fn the_binary_names_files_folders_and_variables_as_given() {
             && stderr.contains("did you mean `teacher.epochs`"),
         "{stderr}"
     );
+    // A quoted value whose escape follows a non-ASCII character (figment panicked on it; found
+    // by tests/fuzz.rs) is refused by name.
+    let out = kdrun()
+        .args(["check", "tests/bad_input/ok/bom.toml"])
+        .env("KDRUN_report__title", "\"Résumé\\n\"")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("environment variable KDRUN_report__title")
+            && stderr.contains("a backslash after a non-ASCII character")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     // The recipe's own [sweep] table is blamed on the recipe, not on --set.
     let out = kdrun()
         .args([

@@ -133,9 +133,10 @@ impl CharVocab {
                     index.insert(c, i as u32);
                 }
                 _ => bail!(
-                    "{}:{}: expected one character, found {t:?}",
+                    "{}:{}: expected one character, found \"{}\"",
                     path.display(),
-                    i + 1
+                    i + 1,
+                    crate::recipe::shown(t)
                 ),
             }
         }
