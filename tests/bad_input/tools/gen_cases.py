@@ -135,6 +135,7 @@ case('student_vectors_bad_header', 'expected a word2vec header `N D`', {'student
 case('student_vectors_binary_more', 'more_entries.bin: the header promises 2 vectors, the file has 3', {'student.vectors': '"../data/more_entries.bin"'}, key='student.vectors')
 case('student_vectors_huge_dim', 'huge_dim.bin:1: the header gives a dimension of 9223372036854775807', {'student.vectors': '"../data/huge_dim.bin"'}, key='student.vectors')
 case('set_very_long_path', 'bytes in all)', {}, sets=['data.train=../data/' + '長' * 3000 + '.jsonl'], key='data.train')
+case('teacher_checkpoint_cut_short', 'model.safetensors: cut short: tensor `', {'teacher.checkpoint': '"../data/cut_checkpoint"'}, key='teacher.checkpoint')
 case('student_vectors_wrong_width', ':3: expected a token and 16 values', {'student.vectors': '"../data/wrong_width.vec"'}, key='student.vectors')
 # [baseline]
 case('baseline_char_ngrams_reversed', '1 ≤ min ≤ max', {'baseline.char_ngrams': '[2, 1]'}, key='baseline.char_ngrams')

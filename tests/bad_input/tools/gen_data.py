@@ -61,6 +61,11 @@ w('huge_dim.bin', binvec('3 9223372036854775807', 3))
 os.makedirs(D + '/a_folder.jsonl', exist_ok=True)
 open(D + '/a_folder.jsonl/.keep', 'w').write('')
 os.makedirs(D + '/empty_checkpoint', exist_ok=True)
+# a checkpoint whose model.safetensors is cut short (the first 60,000 bytes of the fixture's)
+os.makedirs(D + '/cut_checkpoint', exist_ok=True)
+fx = 'tests/fixtures/bert-tiny-cls/'
+w('cut_checkpoint/config.json', open(fx + 'config.json').read())
+w('cut_checkpoint/model.safetensors', open(fx + 'model.safetensors', 'rb').read()[:60000])
 open(D + '/empty_checkpoint/.keep', 'w').write('')
 w('extra.txt', '汽车 很 快\n')
 # awkward but valid
