@@ -315,3 +315,39 @@ fn a_diverging_teacher_stops_with_step_rate_and_last_finite_loss() {
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_diverging_xlnet_permutation_lm_pretraining_stops_the_same_way() {
+    let t = tmp();
+    let out = kdrun()
+        .arg("tests/bad_input/ok/bom.toml")
+        .args([
+            "--set",
+            &format!("runtime.store={}", t.path().join("runs").display()),
+        ])
+        .args([
+            "--set",
+            &format!("report.dir={}", t.path().join("reports").display()),
+        ])
+        .args([
+            "--set",
+            "teacher.arch=xlnet",
+            "--set",
+            "teacher.pretrain.steps=20",
+        ])
+        .args(["--set", "teacher.pretrain.lr=1e30"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "permutation-LM",
+        "pretrain: loss is",
+        "learning rate",
+        "the last finite loss was",
+        "lower teacher.pretrain.lr",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
