@@ -856,10 +856,12 @@ fn fuzz_the_recipe_loader() {
     .budget(budget())
     .size_max(4_096);
     eprintln!("recipe loader: {loaded} fuzzed recipes loaded, {refused} refused");
-    assert!(
-        loaded > 0 && refused > 0,
-        "{loaded} loaded, {refused} refused"
-    );
+    if std::env::var_os("ARBTEST_SEED").is_none() {
+        assert!(
+            loaded > 0 && refused > 0,
+            "{loaded} loaded, {refused} refused"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1097,7 +1099,10 @@ fn fuzz_the_data_readers() {
     .budget(budget())
     .size_max(4_096);
     eprintln!("data readers: {read} fuzzed files read, {refused} refused");
-    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+    // Both kinds of input were tried (not when one seed is rerun).
+    if std::env::var_os("ARBTEST_SEED").is_none() {
+        assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1227,7 +1232,8 @@ fn fuzz_the_vectors_vocab_and_tokenizer_readers() {
             Ok(Some(n)) => {
                 read += 1;
                 // A text vectors file reads the same with CRLF ends and padded lines.
-                if file == "fuzzed.vec" && !gz {
+                // (Only files without CR of their own: "6\r \r\n" is another line.)
+                if file == "fuzzed.vec" && !gz && !bytes.contains(&b'\r') {
                     let padded: Vec<u8> = crlf(&bytes)
                         .split_inclusive(|b| *b == b'\n')
                         .flat_map(|l| {
@@ -1255,7 +1261,10 @@ fn fuzz_the_vectors_vocab_and_tokenizer_readers() {
     .budget(budget())
     .size_max(4_096);
     eprintln!("vectors, vocabularies, tokenizers: {read} fuzzed files read, {refused} refused");
-    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+    // Both kinds of input were tried (not when one seed is rerun).
+    if std::env::var_os("ARBTEST_SEED").is_none() {
+        assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+    }
 }
 
 /// The message check itself: it can fail.
