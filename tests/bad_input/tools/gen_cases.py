@@ -168,6 +168,7 @@ case('sweep_no_values', 'has no values', {'sweep."teacher.epochs"': '[]'}, key='
 case('sweep_of_sweep', 'a sweep cannot sweep the sweep', {'sweep."sweep.mode"': '["zip"]'}, key='sweep.mode')
 # --set
 case('set_lr_zero', '--set teacher.lr=0', {}, sets=['teacher.lr=0'], key='teacher.lr')
+case('sweep_too_many_trials', 'at most 10000: sweep fewer values', {}, sets=[f'{k}=1,2,3,4,5,6,7,8,9,10' for k in ['teacher.epochs', 'student.epochs', 'teacher.batch_size', 'student.batch_size', 'runtime.seed']], key='sweep')
 case('set_sweep_bad_value', 'distill.alpha', {}, sets=['distill.alpha=0.5,2'], key='distill.alpha')
 # data files
 def data(name, expect, over, key):
