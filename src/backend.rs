@@ -278,9 +278,118 @@ pub fn select(choice: BackendChoice, probe: &Probe) -> Result<Compute> {
     }
 }
 
+/// What to change after a GPU fault, from the message wgpu or cubecl (burn 0.22's) gave it — a
+/// panic's or an error's — or `None` for any other message. The strings are theirs: wgpu's
+/// uncaptured-error handler panics with "wgpu error: Out of Memory" (wgpu's `Error` display)
+/// and wgpu-core says "Not enough memory left."; cubecl's allocators say "out of device memory
+/// allocating N bytes" and its launches "An out-of-memory error happened during launch". A
+/// lost adapter poisons cubecl's device ("The device is poisoned", "The device was poisoned
+/// during launch", from the device-lost callback) or wgpu-core's ("Parent device is lost").
+pub fn gpu_fault(message: &str) -> Option<&'static str> {
+    const OUT_OF_MEMORY: &[&str] = &[
+        "Out of Memory",
+        "Not enough memory left",
+        "out of device memory",
+        "An out-of-memory error happened",
+    ];
+    const LOST: &[&str] = &[
+        "The device is poisoned",
+        "The device was poisoned",
+        "Parent device is lost",
+    ];
+    if OUT_OF_MEMORY.iter().any(|m| message.contains(m)) {
+        Some(
+            "the GPU ran out of memory: lower teacher.batch_size and student.batch_size (or \
+             data.max_len), or run on the CPU with --backend cpu",
+        )
+    } else if LOST.iter().any(|m| message.contains(m)) {
+        Some(
+            "the GPU adapter was lost (a driver reset or time-out, or the GPU went away): run \
+             again (finished stages are kept in the store), or run on the CPU with --backend cpu",
+        )
+    } else {
+        None
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("")
+}
+
+/// A GPU fault's message for a person: what to change, then the first line wgpu or cubecl
+/// wrote (their messages go on with backtraces).
+pub fn gpu_fault_message(hint: &str, said: &str) -> String {
+    let first = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    format!(
+        "{hint} (wgpu said: {})",
+        crate::recipe::shown_up_to(first.trim(), 200)
+    )
+}
+
+/// Make a GPU fault that wgpu or cubecl raise as a panic (burn's tensor operations cannot
+/// return one), on any thread, end the process with exit code 1 and [`gpu_fault`]'s advice
+/// instead of a panic's message. The store stays whole: a stage is written to a temporary
+/// folder and renamed when finished, and a dead process's temporary folders are removed by the
+/// next run. Other panics are printed as before.
+pub fn install_gpu_fault_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = panic_text(info.payload());
+        match gpu_fault(text) {
+            Some(hint) => {
+                eprintln!("error: {}", gpu_fault_message(hint, text));
+                std::process::exit(1);
+            }
+            None => previous(info),
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_faults_say_what_to_change() {
+        // The messages as wgpu 30 / wgpu-core 30 / cubecl 0.11 (burn 0.22) write them.
+        for oom in [
+            "wgpu error: Out of Memory",
+            "Validation Error\n\nCaused by:\n  In Device::create_buffer\n    Not enough memory left.",
+            "out of device memory allocating 1073741824 bytes\nBacktrace:\n...",
+            "An out-of-memory error happened during launch\nCaused by:\n  out of device memory",
+        ] {
+            let hint = gpu_fault(oom).unwrap_or_else(|| panic!("{oom}"));
+            assert!(hint.contains("ran out of memory") && hint.contains("batch_size"));
+            assert!(hint.contains("data.max_len") && hint.contains("--backend cpu"));
+        }
+        for lost in [
+            "The device is poisoned\nCaused by:\n  Unknown: Device lost\nBacktrace:\n",
+            "The device was poisoned during launch\nCaused by:\n  Unknown: VK_ERROR_DEVICE_LOST",
+            "The device is poisoned: Unknown: the adapter is gone",
+            "Parent device is lost",
+        ] {
+            let hint = gpu_fault(lost).unwrap_or_else(|| panic!("{lost}"));
+            assert!(hint.contains("adapter was lost") && hint.contains("--backend cpu"));
+        }
+        for other in [
+            "index out of bounds",
+            "teacher: loss is NaN",
+            "out of range",
+        ] {
+            assert_eq!(gpu_fault(other), None, "{other}");
+        }
+        let said = "\n  wgpu error: Out of Memory\nBacktrace:\n 0: x";
+        let m = gpu_fault_message(gpu_fault(said).unwrap(), said);
+        assert!(
+            m.ends_with("(wgpu said: wgpu error: Out of Memory)") && !m.contains("Backtrace"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn only_hardware_adapters_count() {

@@ -366,7 +366,17 @@ fn check(args: &RecipeArgs) -> ExitCode {
 
 /// Exit code of a run that failed: 130 after Ctrl-C, else 1.
 fn failure(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    let message = format!("{e:#}");
+    eprintln!("error: {message}");
+    if let Some(hint) = backend::gpu_fault(&message) {
+        eprintln!("{hint}");
+    } else if crate::files::disk_full(e) && !message.contains("space ran out") {
+        eprintln!(
+            "space ran out on the disk of the file named above: free space there, or set \
+             runtime.store / report.dir to a folder on another disk (the store keeps only whole \
+             stages: an unfinished one's temporary folder is removed)"
+        );
+    }
     if e.downcast_ref::<crate::train::interrupt::Interrupted>()
         .is_some()
     {
@@ -754,6 +764,7 @@ fn status(args: &StatusArgs) -> ExitCode {
 
 /// Entry point of the `kdrun` binary.
 pub fn main() -> ExitCode {
+    backend::install_gpu_fault_hook();
     let cli = Cli::parse();
     match (&cli.command, &cli.recipe) {
         (Some(Command::Run(args)), _) => run(args),

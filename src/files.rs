@@ -8,8 +8,47 @@ use std::path::{Path, PathBuf};
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     write_with(path, |tmp| {
-        std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))
+        std::fs::write(tmp, bytes).map_err(|e| write_error(path, e))
     })
+}
+
+/// Write `bytes` to `path` directly (no temporary file), a full disk said as such.
+pub fn write_to(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| write_error(path, e))
+}
+
+/// Whether `e` is a full disk or an exhausted disk quota.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Whether any cause of `e` is a full disk or quota.
+pub fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(is_disk_full))
+}
+
+/// The error of writing `path`: a full disk says that space ran out and on which folder's disk,
+/// and what to do; any other error is "cannot write PATH".
+pub fn write_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if is_disk_full(&e) {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let message = format!(
+            "space ran out writing {}: the disk holding {} is full (free space there, or set \
+             runtime.store / report.dir to a folder on another disk)",
+            path.display(),
+            folder.display()
+        );
+        anyhow::Error::new(e).context(message)
+    } else {
+        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+    }
 }
 
 /// A sibling of `path` for writing before the rename.
@@ -28,8 +67,10 @@ pub fn write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot move {} into place", path.display()));
+    }
     Ok(path.to_path_buf())
 }
 
@@ -70,6 +111,26 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(file_hash(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_full_disk_says_where_space_ran_out() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        if !Path::new("/dev/full").exists() {
+            eprintln!("no /dev/full: skipped");
+            return;
+        }
+        let e = write_to(Path::new("/dev/full"), b"some bytes").unwrap_err();
+        assert!(disk_full(&e));
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("space ran out writing /dev/full: the disk holding /dev is full")
+                && message.contains("runtime.store"),
+            "{message}"
+        );
+        // Other errors are not called a full disk.
+        let e = write_to(Path::new("/nonexistent-folder/x"), b"x").unwrap_err();
+        assert!(!disk_full(&e) && format!("{e:#}").starts_with("cannot write"));
     }
 
     #[test]

@@ -219,6 +219,21 @@ fn the_binary_names_files_folders_and_variables_as_given() {
             && stderr.contains("did you mean `teacher.epochs`"),
         "{stderr}"
     );
+    // A quoted value whose escape follows a non-ASCII character (figment panicked on it; found
+    // by tests/fuzz.rs) is refused by name.
+    let out = kdrun()
+        .args(["check", "tests/bad_input/ok/bom.toml"])
+        .env("KDRUN_report__title", "\"Résumé\\n\"")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("environment variable KDRUN_report__title")
+            && stderr.contains("a backslash after a non-ASCII character")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     // The recipe's own [sweep] table is blamed on the recipe, not on --set.
     let out = kdrun()
         .args([
@@ -299,4 +314,94 @@ fn a_diverging_teacher_stops_with_step_rate_and_last_finite_loss() {
         assert!(stderr.contains(part), "{part}: {stderr}");
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_diverging_xlnet_permutation_lm_pretraining_stops_the_same_way() {
+    let t = tmp();
+    let out = kdrun()
+        .arg("tests/bad_input/ok/bom.toml")
+        .args([
+            "--set",
+            &format!("runtime.store={}", t.path().join("runs").display()),
+        ])
+        .args([
+            "--set",
+            &format!("report.dir={}", t.path().join("reports").display()),
+        ])
+        .args([
+            "--set",
+            "teacher.arch=xlnet",
+            "--set",
+            "teacher.pretrain.steps=20",
+        ])
+        .args(["--set", "teacher.pretrain.lr=1e30"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "permutation-LM",
+        "pretrain: loss is",
+        "learning rate",
+        "the last finite loss was",
+        "lower teacher.pretrain.lr",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A stage whose computation writes part of its files, then runs out of disk space (a write to
+/// `/dev/full`, which answers ENOSPC as a full disk does).
+struct FillsTheDisk;
+
+impl kdrun::store::stage::Stage<()> for FillsTheDisk {
+    type Output = ();
+    fn name(&self) -> &str {
+        "teacher"
+    }
+    fn settings(&self, _: &()) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({"disk": "full"}))
+    }
+    fn inputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn compute(&self, _: &(), out: &kdrun::store::stage::StageWriter) -> anyhow::Result<()> {
+        kdrun::files::write_atomic(&out.file("config.json"), b"{}")?;
+        kdrun::files::write_to(Path::new("/dev/full"), &[0u8; 4096])?;
+        Ok(())
+    }
+    fn load(&self, _: &(), _: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_disk_says_where_and_leaves_the_store_whole() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("no /dev/full: skipped");
+        return;
+    }
+    let store = tmp();
+    let stages = kdrun::store::stage::Stages::new(store.path());
+    let err = stages
+        .get_or_compute(&FillsTheDisk, &())
+        .map(|_| ())
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(kdrun::files::disk_full(&err), "{message}");
+    assert!(
+        message.contains("space ran out writing /dev/full: the disk holding /dev is full"),
+        "{message}"
+    );
+    // No stage folder, finished or temporary, is left.
+    let left: Vec<String> = std::fs::read_dir(store.path().join("stages/teacher"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

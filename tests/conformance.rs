@@ -357,3 +357,87 @@ fn real_checkpoint_minilm_tokenizes_and_embeds() {
         assert!(p > o + 0.2, "{s:?}: paraphrase {p:.3} vs unrelated {o:.3}");
     }
 }
+
+#[test]
+fn truncated_or_mismatched_weight_files_are_refused_by_file_and_tensor() {
+    let device = Device::flex();
+    let name = "bert-tiny-cls";
+    let c = config(&fixture(name));
+    let all = tensors(name);
+    let load = |dir: &Path| -> String {
+        let checkpoint = match Checkpoint::open(dir) {
+            Ok(c) => c,
+            Err(e) => return format!("{e:#}"),
+        };
+        match checkpoint.weights() {
+            Ok(w) => BertClassifier::load(&c, w, 5, &device)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+                .unwrap_err(),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+
+    // Cut short, in the data and in the header: refused on opening (so by `kdrun check`).
+    let whole = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+    for (cut, expect) in [
+        (
+            whole.len() * 6 / 10,
+            "model.safetensors: cut short: tensor `",
+        ),
+        (200, "model.safetensors: cut short: its header alone needs"),
+        (
+            5,
+            "model.safetensors: 5 bytes, too short for a safetensors file",
+        ),
+    ] {
+        let dir = common::folder_with(&fixture(name), &all, None);
+        std::fs::write(dir.path().join("model.safetensors"), &whole[..cut]).unwrap();
+        let err = format!(
+            "{:#}",
+            Checkpoint::open(dir.path()).map(|_| ()).unwrap_err()
+        );
+        assert!(err.contains(expect), "cut at {cut}: {err}");
+        let err = format!(
+            "{:#}",
+            Weights::from_safetensors(&dir.path().join("model.safetensors")).unwrap_err()
+        );
+        assert!(err.contains(expect), "cut at {cut}: {err}");
+    }
+
+    // The same file, whole, loads.
+    let dir = common::folder_with(&fixture(name), &all, None);
+    let checkpoint = Checkpoint::open(dir.path()).unwrap();
+    BertClassifier::load(&c, checkpoint.weights().unwrap(), 5, &device).unwrap();
+
+    // A tensor of the wrong shape, of integers, or missing: the file, the tensor, expected and
+    // found.
+    let mut misshaped = all.clone();
+    let t = misshaped
+        .get_mut("bert.encoder.layer.0.intermediate.dense.weight")
+        .unwrap();
+    t.shape.reverse();
+    let found = format!("{:?}", t.shape);
+    let dir = common::folder_with(&fixture(name), &misshaped, None);
+    let err = load(dir.path());
+    assert!(
+        err.contains("model.safetensors: tensor `bert.encoder.layer.0.intermediate.dense.weight`")
+            && err.contains(&format!("has shape {found}, expected")),
+        "{err}"
+    );
+    let dir = common::folder_with(&fixture(name), &all, Some("bert.pooler.dense.bias"));
+    let err = load(dir.path());
+    assert!(
+        err.contains("model.safetensors: tensor `bert.pooler.dense.bias` holds I32 numbers")
+            && err.contains("expected floating point"),
+        "{err}"
+    );
+    let mut missing = all.clone();
+    missing.remove("bert.embeddings.word_embeddings.weight");
+    let dir = common::folder_with(&fixture(name), &missing, None);
+    let err = load(dir.path());
+    assert!(
+        err.contains("model.safetensors: missing tensor `bert.embeddings.word_embeddings.weight`"),
+        "{err}"
+    );
+}

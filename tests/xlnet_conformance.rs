@@ -390,3 +390,52 @@ fn forward_command_runs_an_xlnet_folder() {
         }
     }
 }
+
+#[test]
+fn truncated_or_mismatched_weight_files_are_refused_by_file_and_tensor() {
+    let dir = fixture("xlnet-tiny-cls");
+    let all = tensors("xlnet-tiny-cls");
+    let load = |folder: &Path| -> String {
+        match open_folder(folder) {
+            Err(e) => format!("{e:#}"),
+            Ok((c, w)) => XlnetForSequenceClassification::load(&c, &w, &Device::flex())
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+                .unwrap_err(),
+        }
+    };
+    let whole = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let cut = common::folder_with(&dir, &all, None);
+    std::fs::write(
+        cut.path().join("model.safetensors"),
+        &whole[..whole.len() - 100],
+    )
+    .unwrap();
+    let err = load(cut.path());
+    assert!(
+        err.contains("model.safetensors: cut short: tensor `") && err.contains("copy it again"),
+        "{err}"
+    );
+    let ints = common::folder_with(&dir, &all, Some("transformer.mask_emb"));
+    let err = load(ints.path());
+    assert!(
+        err.contains("model.safetensors: tensor `transformer.mask_emb` holds I32 numbers"),
+        "{err}"
+    );
+    let mut misshaped = all.clone();
+    misshaped
+        .get_mut("transformer.layer.1.ff.layer_2.weight")
+        .unwrap()
+        .shape
+        .reverse();
+    let bad = common::folder_with(&dir, &misshaped, None);
+    let err = load(bad.path());
+    assert!(
+        err.contains("model.safetensors: tensor `transformer.layer.1.ff.layer_2.weight` has shape"),
+        "{err}"
+    );
+    // The whole file, rewritten, loads.
+    let good = common::folder_with(&dir, &all, None);
+    let (c, w) = open_folder(good.path()).unwrap();
+    XlnetForSequenceClassification::load(&c, &w, &Device::flex()).unwrap();
+}

@@ -158,3 +158,18 @@ impl Dataset {
         )
     }
 }
+
+/// Items for a message, joined with commas: the first 20, then how many more.
+pub(crate) fn listed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    let mut out = items
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 20 {
+        out.push_str(&format!(" and {} more", items.len() - 20));
+    }
+    out
+}

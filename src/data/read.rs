@@ -301,6 +301,17 @@ fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> 
     })
 }
 
+/// Polars' CSV error in words: its column type `str` is text, its offset a byte, the quoted
+/// input cut to a readable length with invisible characters shown.
+fn csv_error(e: &PolarsError) -> String {
+    let message = e
+        .to_string()
+        .replace("dtype `str`", "text")
+        .replace("\n\nThe current offset in the file is ", " (at byte ")
+        .replace(" bytes.", ")");
+    crate::recipe::shown_up_to(message.trim(), 600)
+}
+
 fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
     let (text_field, label_field) = (data.text_field(), data.label_field());
     let mut bytes = read_bytes(path)?;
@@ -325,7 +336,7 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(std::io::Cursor::new(bytes))
         .finish()
-        .map_err(|e| anyhow!("{}: cannot read CSV: {e}", path.display()))?;
+        .map_err(|e| anyhow!("{}: cannot read CSV: {}", path.display(), csv_error(&e)))?;
     for (field, key) in [
         (text_field, "data.text_field"),
         (label_field, "data.label_field"),
@@ -334,11 +345,7 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
             bail!(
                 "{}: no column `{field}` ({key}); columns: {}",
                 path.display(),
-                df.get_column_names()
-                    .iter()
-                    .map(|c| shown(c.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                super::listed(df.get_column_names().iter().map(|c| shown(c.as_str())))
             );
         }
     }

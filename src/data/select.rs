@@ -85,17 +85,14 @@ pub fn resolve_classes(
         match found {
             Some(found) => classes.push(class(found)),
             None => bail!(
-                "data.classes: no class `{w}` in {}; its classes are: {}",
+                "data.classes: no class `{}` in {}; its classes are: {}",
+                shown(w),
                 data.train.display(),
-                available
-                    .iter()
-                    .map(|(l, n)| if l == n {
-                        l.to_string()
-                    } else {
-                        format!("{n} ({l})")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                super::listed(available.iter().map(|(l, n)| if l == n {
+                    shown(l)
+                } else {
+                    format!("{} ({})", shown(n), shown(l))
+                }))
             ),
         }
     }
@@ -166,7 +163,7 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
             bail!(
                 "{}: class `{}` has {} training example(s); at least 2 are needed (one for validation)",
                 data.train.display(),
-                class.name,
+                shown(&class.name),
                 rows.len()
             );
         }

@@ -36,10 +36,19 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// The largest dimension a header may give: real vectors have a few hundred; a larger number
+/// is a damaged header (and would be allocated before a row is read).
+pub const MAX_DIM: usize = 100_000;
+
 fn header(path: &Path, line: &str) -> Result<(usize, usize)> {
     let mut parts = line.split_whitespace();
     let parse = |s: Option<&str>| s.and_then(|x| x.parse::<usize>().ok());
     match (parse(parts.next()), parse(parts.next()), parts.next()) {
+        (Some(_), Some(d), None) if d > MAX_DIM => bail!(
+            "{}:1: the header gives a dimension of {d}, more than any vectors have (at most \
+             {MAX_DIM}): a damaged header?",
+            path.display()
+        ),
         (Some(n), Some(d), None) if d > 0 => Ok((n, d)),
         _ => bail!(
             "{}:1: expected a word2vec header `N D` (count and dimension), found {:?}",
@@ -171,6 +180,32 @@ impl Vectors {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             map.insert(token, values);
+        }
+        // More entries than the header says: counted, and refused as the text reader does.
+        let mut extra = 0usize;
+        loop {
+            let mut word = Vec::new();
+            reader.read_until(b' ', &mut word)?;
+            if word.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            if word.last() != Some(&b' ') || reader.read_exact(&mut buf).is_err() {
+                bail!(
+                    "{}: the header promises {file_entries} vectors, the file has {} and more \
+                     bytes after them that are not a whole entry (fix the header's count)",
+                    path.display(),
+                    file_entries + extra
+                );
+            }
+            extra += 1;
+        }
+        if extra > 0 {
+            bail!(
+                "{}: the header promises {file_entries} vectors, the file has {} (fix the \
+                 header's count)",
+                path.display(),
+                file_entries + extra
+            );
         }
         Ok(Self {
             dim,
@@ -368,6 +403,30 @@ mod tests {
         let (_d2, short) = write("short.bin", &bytes[..bytes.len() - 6]);
         let err = Vectors::load(&short, None).unwrap_err().to_string();
         assert!(err.contains("entry 2 of 2"), "{err}");
+        // More entries than the header says: refused with the count, as the text reader does.
+        let mut more = bytes.clone();
+        more[0] = b'1';
+        let (_d3, more_path) = write("more.bin", &more);
+        let err = Vectors::load(&more_path, None).unwrap_err().to_string();
+        assert!(
+            err.contains("more.bin: the header promises 1 vectors, the file has 2")
+                && err.contains("fix the header's count"),
+            "{err}"
+        );
+        // And a cut-off entry after them is named as such.
+        more.extend(b"\xe6\xb1\xbd \x01\x02");
+        let (_d4, cut) = write("cut.bin", &more);
+        let err = Vectors::load(&cut, None).unwrap_err().to_string();
+        assert!(
+            err.contains("the file has 2 and more bytes after them that are not a whole entry"),
+            "{err}"
+        );
+        // A damaged header's dimension is refused before anything is allocated.
+        let mut huge = b"2 9223372036854775807\n".to_vec();
+        huge.extend(&bytes[4..]);
+        let (_d5, huge) = write("huge.bin", &huge);
+        let err = Vectors::load(&huge, None).unwrap_err().to_string();
+        assert!(err.contains("huge.bin:1: the header gives a dimension of 9223372036854775807"));
     }
 
     #[test]

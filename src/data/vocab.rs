@@ -112,7 +112,7 @@ impl CharVocab {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut text = self.tokens.join("\n");
         text.push('\n');
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        crate::files::write_to(path, text.as_bytes())
     }
 
     /// Read a vocabulary written by [`CharVocab::save`].
@@ -133,9 +133,10 @@ impl CharVocab {
                     index.insert(c, i as u32);
                 }
                 _ => bail!(
-                    "{}:{}: expected one character, found {t:?}",
+                    "{}:{}: expected one character, found \"{}\"",
                     path.display(),
-                    i + 1
+                    i + 1,
+                    crate::recipe::shown(t)
                 ),
             }
         }

@@ -35,12 +35,33 @@ impl RecipeError {
     }
 }
 
+/// The most bytes one problem's line takes: a longer one (a path or a `--set` value thousands of
+/// characters long) is cut with "…" and its length.
+pub const PROBLEM_BYTES: usize = 1_500;
+
+/// `line` with NULs shown as `\0`, cut to [`PROBLEM_BYTES`].
+fn bounded(line: String) -> String {
+    let line = match line.contains('\0') {
+        true => line.replace('\0', "\\0"),
+        false => line,
+    };
+    if line.len() <= PROBLEM_BYTES {
+        return line;
+    }
+    let mut cut = PROBLEM_BYTES;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes in all)", &line[..cut], line.len())
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key {
-            Some(key) => write!(f, "{}: key `{}`: {}", self.source, key, self.message),
-            None => write!(f, "{}: {}", self.source, self.message),
-        }
+        let line = match &self.key {
+            Some(key) => format!("{}: key `{}`: {}", self.source, key, self.message),
+            None => format!("{}: {}", self.source, self.message),
+        };
+        f.write_str(&bounded(line))
     }
 }
 
@@ -68,10 +89,15 @@ pub const SHOWN_CHARS: usize = 80;
 /// order mark, zero-width spaces) escaped as `\0`, `\t`, `\u{feff}`…, and cut to
 /// [`SHOWN_CHARS`] characters with "…" (and the full length) after.
 pub fn shown(value: &str) -> String {
+    shown_up_to(value, SHOWN_CHARS)
+}
+
+/// As [`shown`], cut to `chars` characters.
+pub fn shown_up_to(value: &str, chars: usize) -> String {
     let mut out = String::new();
     let total = value.chars().count();
     for (i, c) in value.chars().enumerate() {
-        if i == SHOWN_CHARS {
+        if i == chars {
             out.push_str(&format!("… ({total} characters)"));
             break;
         }

@@ -32,13 +32,18 @@ fn toml_or_string(text: &str) -> Option<toml::Value> {
 
 /// Parse `key=value`.
 pub fn parse_set(raw: &str) -> Result<SetArg, String> {
-    let (key, value) = raw
-        .split_once('=')
-        .ok_or_else(|| format!("`--set {raw}`: expected key=value, e.g. teacher.epochs=3"))?;
+    let (key, value) = raw.split_once('=').ok_or_else(|| {
+        format!(
+            "`--set {}`: expected key=value, e.g. teacher.epochs=3",
+            shown(raw)
+        )
+    })?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(format!(
-            "`--set {raw}`: `{key}` is not a dotted recipe key such as teacher.epochs"
+            "`--set {}`: `{}` is not a dotted recipe key such as teacher.epochs",
+            shown(raw),
+            shown(key)
         ));
     }
     let value = value.trim();
@@ -64,9 +69,9 @@ impl Provider for SetArg {
     fn metadata(&self) -> Metadata {
         // A flag that sets a key (`--time 2:00:00`) is named as typed.
         if self.raw.starts_with("--") {
-            Metadata::named(self.raw.clone())
+            Metadata::named(shown(&self.raw))
         } else {
-            Metadata::named(format!("--set {}", self.raw))
+            Metadata::named(format!("--set {}", shown(&self.raw)))
         }
     }
 
@@ -74,15 +79,15 @@ impl Provider for SetArg {
         if self.values.len() != 1 {
             return Err(figment::Error::from(format!(
                 "`--set {}` holds {} values: a sweep is expanded into trials first",
-                self.raw,
+                shown(&self.raw),
                 self.values.len()
             )));
         }
         let value = Value::serialize(&self.values[0])?;
         let nested = figment::util::nest(&self.key, value);
-        let dict = nested
-            .into_dict()
-            .ok_or_else(|| figment::Error::from(format!("`--set {}`: bad key", self.raw)))?;
+        let dict = nested.into_dict().ok_or_else(|| {
+            figment::Error::from(format!("`--set {}`: bad key", shown(&self.raw)))
+        })?;
         Ok(Profile::Default.collect(dict))
     }
 }
@@ -151,6 +156,12 @@ pub fn load_checked(
     let mut figment =
         Figment::from(Serialized::defaults(Recipe::default())).merge(Toml::file_exact(&path));
     if use_env {
+        let unreadable = env_unreadable();
+        if !unreadable.is_empty() {
+            return Err(RecipeError {
+                problems: unreadable,
+            });
+        }
         // Only SECTION__KEY variables: a stray KDRUN_SOMETHING is not a recipe key.
         figment = figment.merge(
             Env::prefixed(ENV_PREFIX)
@@ -198,6 +209,29 @@ pub fn load_checked(
         path,
         resolved_toml,
     })
+}
+
+/// Recipe variables whose values figment cannot read: it reads a value's escapes counting
+/// characters as bytes, so a backslash after a non-ASCII character garbles the value or panics.
+fn env_unreadable() -> Vec<Problem> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| {
+            k.len() > ENV_PREFIX.len()
+                && k[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX)
+                && k.contains("__")
+        })
+        .filter(|(_, v)| v.rfind('\\').is_some_and(|b| !v[..b].is_ascii()))
+        .map(|(k, v)| Problem {
+            source: format!("environment variable {k}"),
+            key: None,
+            message: format!(
+                "\"{}\": a backslash after a non-ASCII character cannot be read from the \
+                 environment; set the value in the recipe or with --set",
+                shown(&v)
+            ),
+        })
+        .collect()
 }
 
 /// Where the value of `key` came from, for error messages.

@@ -12,7 +12,7 @@ mod sections;
 pub mod sweep;
 mod validate;
 
-pub use error::{shown, RecipeError};
+pub use error::{shown, shown_up_to, RecipeError};
 pub use load::{
     load, load_checked, load_with_env, normalize, parse_set, Check, LoadedRecipe, SetArg,
     ENV_PREFIX,

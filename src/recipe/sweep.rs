@@ -101,6 +101,9 @@ impl Trial {
     }
 }
 
+/// The most trials one sweep may have (each is a training run).
+pub const MAX_TRIALS: usize = 10_000;
+
 /// The trials of `axes` (in order: later axes vary fastest).
 pub fn expand(axes: &[(String, Vec<toml::Value>)], mode: SweepMode) -> Result<Vec<Trial>, String> {
     if axes.is_empty() {
@@ -130,6 +133,25 @@ pub fn expand(axes: &[(String, Vec<toml::Value>)], mode: SweepMode) -> Result<Ve
                 .collect())
         }
         SweepMode::Cartesian => {
+            // Counted before anything is made: `--set a=1,2,…` over a few keys multiplies fast.
+            let n = axes
+                .iter()
+                .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()))
+                .unwrap_or(usize::MAX);
+            if n > MAX_TRIALS {
+                return Err(format!(
+                    "the sweep has {} trials ({}); at most {MAX_TRIALS}: sweep fewer values",
+                    if n == usize::MAX {
+                        "too many".to_string()
+                    } else {
+                        n.to_string()
+                    },
+                    axes.iter()
+                        .map(|(k, v)| format!("{} values of `{k}`", v.len()))
+                        .collect::<Vec<_>>()
+                        .join(" × ")
+                ));
+            }
             let mut trials: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
             for (k, values) in axes {
                 trials = trials
@@ -241,5 +263,15 @@ mod tests {
         assert_eq!(z.len(), 3);
         assert_eq!(z[2].label(), "b=30, c=9");
         assert_eq!(expand(&[], SweepMode::Cartesian).unwrap().len(), 1);
+        // A grid too large to run is refused before it is expanded.
+        let big: Vec<(String, Vec<toml::Value>)> = (0..5)
+            .map(|i| (format!("k{i}"), ints(&(0..10).collect::<Vec<_>>())))
+            .collect();
+        let err = expand(&big, SweepMode::Cartesian).unwrap_err();
+        assert!(
+            err.contains("the sweep has 100000 trials (10 values of `k0` × ")
+                && err.contains("at most 10000"),
+            "{err}"
+        );
     }
 }

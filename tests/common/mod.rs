@@ -108,3 +108,43 @@ pub fn stage_entries(store: &Path) -> Vec<(String, String, std::path::PathBuf)> 
     out.sort();
     out
 }
+
+/// A checkpoint folder: a copy of a fixture folder's `config.json`, with `model.safetensors`
+/// written from `tensors` (the tensor named `as_int`, if any, stored as I32 instead of F32).
+#[allow(dead_code)]
+pub fn folder_with(
+    fixture: &Path,
+    tensors: &BTreeMap<String, kdrun::models::hf::RawTensor>,
+    as_int: Option<&str>,
+) -> tempfile::TempDir {
+    use safetensors::tensor::TensorView;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture.join("config.json"), dir.path().join("config.json")).unwrap();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = tensors
+        .iter()
+        .map(|(n, t)| match as_int == Some(n.as_str()) {
+            true => (
+                n.clone(),
+                t.shape.clone(),
+                t.data
+                    .iter()
+                    .flat_map(|v| (*v as i32).to_le_bytes())
+                    .collect(),
+                safetensors::Dtype::I32,
+            ),
+            false => (
+                n.clone(),
+                t.shape.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                safetensors::Dtype::F32,
+            ),
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b, d)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let data = safetensors::tensor::serialize(views, None).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), data).unwrap();
+    dir
+}

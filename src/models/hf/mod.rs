@@ -43,10 +43,13 @@ impl Checkpoint {
             .to_string();
         let config = TeacherConfig::from_checkpoint(&model_type, &text)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let weights_file = Weights::file_in(dir)?;
+        // A cut-short or damaged safetensors file is refused here, before anything is built.
+        Weights::check_file(&weights_file)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
-            weights_file: Weights::file_in(dir)?,
+            weights_file,
             weights: once_cell::unsync::OnceCell::new(),
         })
     }
@@ -92,7 +95,7 @@ pub fn write_safetensors(path: &Path, tensors: &tree::Tensors) -> Result<()> {
     let data = safetensors::tensor::serialize(views, Some(meta))
         .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
     crate::files::write_with(path, |tmp| {
-        std::fs::write(tmp, &data).with_context(|| format!("cannot write {}", tmp.display()))
+        std::fs::write(tmp, &data).map_err(|e| crate::files::write_error(path, e))
     })?;
     Ok(())
 }

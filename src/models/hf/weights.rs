@@ -26,6 +26,8 @@ pub struct Weights {
     tensors: BTreeMap<String, RawTensor>,
     /// Non-float tensors (names only): buffers such as `position_ids`.
     pub buffers: BTreeSet<String>,
+    /// The data types of the buffers (for a message when a loader asks for one as a weight).
+    buffer_dtypes: BTreeMap<String, String>,
     used: RefCell<BTreeSet<String>>,
 }
 
@@ -85,11 +87,112 @@ impl Weights {
             source: source.to_path_buf(),
             tensors: BTreeMap::new(),
             buffers: BTreeSet::new(),
+            buffer_dtypes: BTreeMap::new(),
             used: RefCell::new(BTreeSet::new()),
         }
     }
 
+    /// Whether a `model.safetensors` file is whole, from its header and its length alone (no
+    /// tensor is read): the header's length, its JSON, each tensor's bytes against its shape and
+    /// data type, and the last tensor's end against the file's length. A `pytorch_model.bin` is
+    /// not checked here (its index is at the end of the file; reading it is the check).
+    pub fn check_file(path: &Path) -> Result<()> {
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            return Ok(());
+        }
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut head = [0u8; 8];
+        if len < 8 || file.read_exact(&mut head).is_err() {
+            bail!(
+                "{}: {len} bytes, too short for a safetensors file (cut short? copy it again)",
+                path.display()
+            );
+        }
+        let n = u64::from_le_bytes(head);
+        if n > len - 8 {
+            bail!(
+                "{}: cut short: its header alone needs {n} bytes, the file has {} after the \
+                 length (copy it again)",
+                path.display(),
+                len - 8
+            );
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::check_header(path, &header, len - 8 - n)
+    }
+
+    /// The tensors a safetensors header lists fit in the `data_len` bytes after it.
+    fn check_header(path: &Path, header: &[u8], data_len: u64) -> Result<()> {
+        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+            .map_err(|e| {
+                anyhow!(
+                    "{}: not a safetensors file (its header is not a JSON object: {e})",
+                    path.display()
+                )
+            })?;
+        let mut last: Option<(u64, &str)> = None;
+        for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+            let dtype = info["dtype"].as_str().unwrap_or("?");
+            let shape: Option<Vec<u64>> = info["shape"]
+                .as_array()
+                .and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+            let offsets: Option<[u64; 2]> =
+                info["data_offsets"]
+                    .as_array()
+                    .and_then(|a| match a.as_slice() {
+                        [s, e] => Some([s.as_u64()?, e.as_u64()?]),
+                        _ => None,
+                    });
+            let (Some(shape), Some([start, end])) = (shape, offsets) else {
+                bail!(
+                    "{}: tensor `{}`: no shape or data offsets in the header (a damaged file?)",
+                    path.display(),
+                    crate::recipe::shown(name)
+                );
+            };
+            let width = match dtype {
+                "F64" | "I64" | "U64" => 8,
+                "F32" | "I32" | "U32" => 4,
+                "F16" | "BF16" | "I16" | "U16" => 2,
+                _ => 1,
+            };
+            let need = shape
+                .iter()
+                .try_fold(width, |a: u64, d| a.checked_mul(*d))
+                .unwrap_or(u64::MAX);
+            if end < start || end - start != need {
+                bail!(
+                    "{}: tensor `{}` of shape {shape:?} ({dtype}) needs {need} bytes, its header \
+                     gives it {} (a damaged file?)",
+                    path.display(),
+                    crate::recipe::shown(name),
+                    end.saturating_sub(start)
+                );
+            }
+            if last.is_none_or(|(e, _)| end > e) {
+                last = Some((end, name));
+            }
+        }
+        if let Some((end, name)) = last {
+            if end > data_len {
+                bail!(
+                    "{}: cut short: tensor `{}` ends at byte {end} of the data, the file holds \
+                     {data_len} (copy it again)",
+                    path.display(),
+                    crate::recipe::shown(name)
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn from_safetensors(path: &Path) -> Result<Self> {
+        Self::check_file(path)?;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -108,6 +211,7 @@ impl Weights {
                     );
                 }
                 None => {
+                    w.buffer_dtypes.insert(name.clone(), dtype.clone());
                     w.buffers.insert(name);
                 }
             }
@@ -135,6 +239,7 @@ impl Weights {
                     );
                 }
                 None => {
+                    w.buffer_dtypes.insert(name.clone(), dtype.clone());
                     w.buffers.insert(name);
                 }
             }
@@ -173,12 +278,20 @@ impl Weights {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        let t = self.tensors.get(name).ok_or_else(|| {
-            anyhow!(
-                "{}: missing tensor `{name}` (expected shape {shape:?})",
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| match self.buffer_dtypes.get(name) {
+                Some(dtype) => anyhow!(
+                "{}: tensor `{name}` holds {dtype} numbers, expected floating point (F32, F16, \
+                 BF16 or F64) of shape {shape:?}",
                 self.source.display()
-            )
-        })?;
+            ),
+                None => anyhow!(
+                    "{}: missing tensor `{name}` (expected shape {shape:?})",
+                    self.source.display()
+                ),
+            })?;
         if t.shape != shape {
             bail!(
                 "{}: tensor `{name}` has shape {:?}, expected {shape:?} (does config.json match the weights?)",

@@ -282,7 +282,7 @@ impl LinearModel {
         let data = safetensors::tensor::serialize(views, Some(meta))
             .map_err(|e| anyhow!("cannot serialize {}: {e}", path.display()))?;
         crate::files::write_with(path, |tmp| {
-            std::fs::write(tmp, &data).with_context(|| format!("cannot write {}", tmp.display()))
+            std::fs::write(tmp, &data).map_err(|e| crate::files::write_error(path, e))
         })?;
         Ok(())
     }

@@ -131,6 +131,11 @@ case('student_vectors_folder', 'a folder, not a file', {'student.vectors': '"../
 case('student_vectors_cut_short', 'the header promises 10 vectors, the file has 3', {'student.vectors': '"../data/short.vec"'}, key='student.vectors')
 case('student_vectors_dim_mismatch', 'expected 4 (the dimension of', {'student.vectors': '"../data/dim4.vec"'}, key='student.embedding_dim')
 case('student_vectors_bad_header', 'expected a word2vec header `N D`', {'student.vectors': '"../data/bad_header.vec"'}, key='student.vectors')
+# found by tests/fuzz.rs
+case('student_vectors_binary_more', 'more_entries.bin: the header promises 2 vectors, the file has 3', {'student.vectors': '"../data/more_entries.bin"'}, key='student.vectors')
+case('student_vectors_huge_dim', 'huge_dim.bin:1: the header gives a dimension of 9223372036854775807', {'student.vectors': '"../data/huge_dim.bin"'}, key='student.vectors')
+case('set_very_long_path', 'bytes in all)', {}, sets=['data.train=../data/' + '長' * 3000 + '.jsonl'], key='data.train')
+case('teacher_checkpoint_cut_short', 'model.safetensors: cut short: tensor `', {'teacher.checkpoint': '"../data/cut_checkpoint"'}, key='teacher.checkpoint')
 case('student_vectors_wrong_width', ':3: expected a token and 16 values', {'student.vectors': '"../data/wrong_width.vec"'}, key='student.vectors')
 # [baseline]
 case('baseline_char_ngrams_reversed', '1 ≤ min ≤ max', {'baseline.char_ngrams': '[2, 1]'}, key='baseline.char_ngrams')
@@ -174,6 +179,7 @@ case('sweep_no_values', 'has no values', {'sweep."teacher.epochs"': '[]'}, key='
 case('sweep_of_sweep', 'a sweep cannot sweep the sweep', {'sweep."sweep.mode"': '["zip"]'}, key='sweep.mode')
 # --set
 case('set_lr_zero', '--set teacher.lr=0', {}, sets=['teacher.lr=0'], key='teacher.lr')
+case('sweep_too_many_trials', 'at most 10000: sweep fewer values', {}, sets=[f'{k}=1,2,3,4,5,6,7,8,9,10' for k in ['teacher.epochs', 'student.epochs', 'teacher.batch_size', 'student.batch_size', 'runtime.seed']], key='sweep')
 case('set_sweep_bad_value', 'distill.alpha', {}, sets=['distill.alpha=0.5,2'], key='distill.alpha')
 # data files
 def data(name, expect, over, key):

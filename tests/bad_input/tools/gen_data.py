@@ -52,9 +52,20 @@ w('dim4.vec', vec(3, 4, 3))
 w('bad_header.vec', 'vectors of chars\n' + ''.join(f'{t} 0.1 0.2\n' for t in '汽车'))
 w('wrong_width.vec', '2 16\n汽 ' + ' '.join(['0.1'] * 16) + '\n车 0.1 0.2\n')
 w('good16.vec', vec(3, 16, 3))
+# binary vectors (found by tests/fuzz.rs): more entries than the header says; a header whose
+# dimension is too large to allocate (it panicked)
+import struct
+binvec = lambda head, k: f'{head}\n'.encode() + b''.join(t.encode() + b' ' + struct.pack('<16f', *[0.1] * 16) + b'\n' for t in '汽车游戏球队进'[:k])
+w('more_entries.bin', binvec('2 16', 3))
+w('huge_dim.bin', binvec('3 9223372036854775807', 3))
 os.makedirs(D + '/a_folder.jsonl', exist_ok=True)
 open(D + '/a_folder.jsonl/.keep', 'w').write('')
 os.makedirs(D + '/empty_checkpoint', exist_ok=True)
+# a checkpoint whose model.safetensors is cut short (the first 60,000 bytes of the fixture's)
+os.makedirs(D + '/cut_checkpoint', exist_ok=True)
+fx = 'tests/fixtures/bert-tiny-cls/'
+w('cut_checkpoint/config.json', open(fx + 'config.json').read())
+w('cut_checkpoint/model.safetensors', open(fx + 'model.safetensors', 'rb').read()[:60000])
 open(D + '/empty_checkpoint/.keep', 'w').write('')
 w('extra.txt', '汽车 很 快\n')
 # awkward but valid
