@@ -740,6 +740,12 @@ fn a_sweep_with_two_workers_ends_bit_for_bit_as_the_sequential_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4 trials, 2 at once"), "{stderr}");
+    // Every stage the trials share was computed before they started: no worker waited for one.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("waiting for stage") && !stderr.contains("waiting for stage"),
+        "{stdout}{stderr}"
+    );
 
     let b = trial_results(&par.join("runs"), 4);
     assert_same_trials(&trial_results(&seq.join("runs"), 4), &b);

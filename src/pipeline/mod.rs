@@ -14,7 +14,7 @@ pub mod teachers;
 use crate::backend::Compute;
 use crate::recipe::{LoadedRecipe, Recipe, SoftLoss};
 use crate::report;
-use crate::store::stage::{Stages, STAGES_DIR};
+use crate::store::stage::{Done, Stages, STAGES_DIR};
 use crate::store::{timestamp, RunDir, RunResults};
 use crate::train::progress::note;
 use anyhow::{Context as _, Result};
@@ -22,7 +22,7 @@ use context::Context;
 use stages::baseline::{baseline_label, BaselineEvalStage, BaselineStage};
 use stages::data::DataStage;
 use stages::eval::{EvalStage, Reads};
-use stages::student::StudentStage;
+use stages::student::{Student, StudentStage};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -309,24 +309,13 @@ pub(crate) fn run_in(
             r.distill.augment.n_iter
         ));
     }
-    let alone = cx.run(&StudentStage {
-        data_key: data_key.clone(),
-        teacher: None,
-    })?;
-    let distilled = cx.run(&StudentStage {
-        data_key: data_key.clone(),
-        teacher: Some((&teacher.logits, teacher.logits_key.clone())),
-    })?;
-
-    // Evaluation on the test split.
-    let mut models = teacher.rows.clone();
+    // Every stage that does not depend on the distillation settings first (the student alone,
+    // the baseline, TextGCN and their evaluations), then the distilled student: a sweep over
+    // `distill.*` finds all of its shared stages before its trials part ways, so parallel
+    // trials (`--jobs`) never wait on each other for one of them.
     let frozen = r.student.freeze_vectors;
-    let distilled_label = distilled_label(r);
-    for (stage, key, label) in [
-        (&alone, "student", "Student alone (BiLSTM)"),
-        (&distilled, "distilled", distilled_label.as_str()),
-    ] {
-        models.push(
+    let student_row = |stage: &Done<Student>, key: &str, label: &str| {
+        Ok::<_, anyhow::Error>(
             cx.run(&EvalStage {
                 model_key: stage.key.clone(),
                 model: &stage.value.model,
@@ -337,15 +326,20 @@ pub(crate) fn run_in(
                 label,
             })?
             .value,
-        );
-    }
+        )
+    };
+    let alone = cx.run(&StudentStage {
+        data_key: data_key.clone(),
+        teacher: None,
+    })?;
+    let alone_row = student_row(&alone, "student", "Student alone (BiLSTM)")?;
 
     // The linear baseline on the same split, unless the recipe turns it off.
-    if r.baseline.enabled {
+    let baseline_row = if r.baseline.enabled {
         let baseline = cx.run(&BaselineStage {
             data_key: data_key.clone(),
         })?;
-        models.push(
+        Some(
             cx.run(&BaselineEvalStage {
                 model_key: baseline.key.clone(),
                 baseline: &baseline.value,
@@ -353,20 +347,39 @@ pub(crate) fn run_in(
                 label: baseline_label(r),
             })?
             .value,
-        );
-    }
+        )
+    } else {
+        None
+    };
 
     // TextGCN on the same split, if the recipe turns it on.
-    if r.textgcn.enabled {
-        models.push(stages::textgcn::textgcn_row(&cx, &data_key, None)?);
-        if r.textgcn.distill {
-            models.push(stages::textgcn::textgcn_row(
-                &cx,
-                &data_key,
-                Some((&teacher.logits, teacher.logits_key.clone())),
-            )?);
-        }
-    }
+    let textgcn_row = if r.textgcn.enabled {
+        Some(stages::textgcn::textgcn_row(&cx, &data_key, None)?)
+    } else {
+        None
+    };
+
+    let distilled = cx.run(&StudentStage {
+        data_key: data_key.clone(),
+        teacher: Some((&teacher.logits, teacher.logits_key.clone())),
+    })?;
+    let distilled_row = student_row(&distilled, "distilled", &distilled_label(r))?;
+    let textgcn_distilled_row = if r.textgcn.enabled && r.textgcn.distill {
+        Some(stages::textgcn::textgcn_row(
+            &cx,
+            &data_key,
+            Some((&teacher.logits, teacher.logits_key.clone())),
+        )?)
+    } else {
+        None
+    };
+
+    // The report's rows: the teacher's, the students, the baseline, TextGCN.
+    let mut models = teacher.rows.clone();
+    models.extend([alone_row, distilled_row]);
+    models.extend(baseline_row);
+    models.extend(textgcn_row);
+    models.extend(textgcn_distilled_row);
 
     let data = cx.data()?;
     let vocab = cx.vocab()?;
