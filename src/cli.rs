@@ -43,8 +43,8 @@ enum Command {
     /// Time kdrun's models (BERT-base, BERT-small, the reference BiLSTM and the default recipe's
     /// two models; training steps and inference) on a backend; print a table, write JSON.
     Bench(BenchArgs),
-    /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted
-    /// or pending (also while a sweep runs on Slurm).
+    /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted,
+    /// pending or not run (also while a sweep runs on Slurm).
     Status(StatusArgs),
     #[command(name = PROBE_COMMAND, hide = true)]
     ProbeWgpu,
@@ -70,8 +70,9 @@ struct StatusArgs {
     /// The store (`runtime.store` of the recipes; `runs/` by default).
     #[arg(default_value = "runs")]
     store: PathBuf,
-    /// Run again the trials that failed or were interrupted, and the sweep's report after them:
-    /// as a Slurm job array of just those trials for a sweep submitted to Slurm, else here.
+    /// Run again the trials that failed, were interrupted or that Slurm never ran, and the
+    /// sweep's report after them: as a Slurm job array of just those trials for a sweep
+    /// submitted to Slurm, else here.
     #[arg(long)]
     retry_failed: bool,
 }
