@@ -28,18 +28,49 @@ pub fn folder_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The problems found so far, as (dotted key, "expected …, found …").
+#[derive(Default)]
+struct Checks {
+    problems: Vec<(&'static str, String)>,
+}
+
+impl Checks {
+    /// A problem at `key` unless `ok`.
+    fn check(&mut self, key: &'static str, ok: bool, expected: &str, found: String) {
+        if !ok {
+            self.problems
+                .push((key, format!("expected {expected}, found {found}")));
+        }
+    }
+
+    /// A count that must be at least 1.
+    fn at_least_one<T: PartialOrd + From<u8> + std::fmt::Display>(
+        &mut self,
+        key: &'static str,
+        n: T,
+    ) {
+        let ok = n >= T::from(1);
+        self.check(key, ok, "an integer ≥ 1", n.to_string());
+    }
+
+    /// A finite number above 0.
+    fn positive(&mut self, key: &'static str, x: f64) {
+        self.check(
+            key,
+            x > 0.0 && x.is_finite(),
+            "a positive number",
+            x.to_string(),
+        );
+    }
+}
+
 /// Every out-of-range value, as (dotted key, what was expected and what was found).
 pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
-    let mut problems = Vec::new();
-    let mut check = |key: &'static str, ok: bool, expected: &str, found: String| {
-        if !ok {
-            problems.push((key, format!("expected {expected}, found {found}")));
-        }
-    };
+    let mut c = Checks::default();
     let unit_open = |x: f64| (0.0..1.0).contains(&x);
 
     let name_problem = folder_name_problem(&r.name);
-    check(
+    c.check(
         "name",
         name_problem.is_none(),
         "a name that can be a folder name (letters, digits, `-`, `_`, `.`, not starting with `.`)",
@@ -47,25 +78,20 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
 
     let d = &r.data;
-    check(
+    c.check(
         "data.valid_fraction",
         d.valid_fraction > 0.0 && d.valid_fraction <= 0.5,
         "a fraction in (0, 0.5]",
         d.valid_fraction.to_string(),
     );
-    check(
+    c.check(
         "data.max_len",
         (4..=512).contains(&d.max_len),
         "an integer in 4..=512",
         d.max_len.to_string(),
     );
-    check(
-        "data.min_count",
-        d.min_count >= 1,
-        "an integer ≥ 1",
-        d.min_count.to_string(),
-    );
-    check(
+    c.at_least_one("data.min_count", d.min_count);
+    c.check(
         "data.max_per_class",
         d.max_per_class != 1,
         "0 (keep all) or at least 2 (one example for training, one for validation)",
@@ -76,7 +102,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         ("data.label_field", &d.label_field),
     ] {
         if let Some(f) = field {
-            check(
+            c.check(
                 key,
                 !f.trim().is_empty(),
                 "a field or column name (leave it out for the default)",
@@ -84,14 +110,14 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             );
         }
     }
-    check(
+    c.check(
         "data.label_field",
         d.text_field() != d.label_field(),
         "a label field other than the text field",
         format!("both \"{}\"", shown(d.label_field())),
     );
     let blank = d.classes.iter().find(|c| c.trim().is_empty());
-    check(
+    c.check(
         "data.classes",
         blank.is_none(),
         "class names or codes (no empty ones)",
@@ -99,7 +125,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
     let mut seen = std::collections::HashSet::new();
     let dup = d.classes.iter().find(|c| !seen.insert(c.as_str()));
-    check(
+    c.check(
         "data.classes",
         dup.is_none(),
         "distinct class names or codes",
@@ -107,63 +133,38 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
 
     let t = &r.teacher;
-    check(
-        "teacher.layers",
-        t.layers >= 1,
-        "an integer ≥ 1",
-        t.layers.to_string(),
-    );
-    check(
-        "teacher.hidden",
-        t.hidden >= 1,
-        "an integer ≥ 1",
-        t.hidden.to_string(),
-    );
-    check(
+    c.at_least_one("teacher.layers", t.layers);
+    c.at_least_one("teacher.hidden", t.hidden);
+    c.check(
         "teacher.heads",
         t.heads >= 1 && t.hidden.is_multiple_of(t.heads.max(1)),
         "an integer ≥ 1 that divides teacher.hidden",
         format!("{} (hidden {})", t.heads, t.hidden),
     );
     if let Some(width) = t.intermediate {
-        check(
+        c.check(
             "teacher.intermediate",
             width >= 1,
             "an integer ≥ 1 (leave it out for 4 × teacher.hidden)",
             width.to_string(),
         );
     }
-    check(
-        "teacher.epochs",
-        t.epochs >= 1,
-        "an integer ≥ 1",
-        t.epochs.to_string(),
-    );
-    check(
-        "teacher.lr",
-        t.lr > 0.0 && t.lr.is_finite(),
-        "a positive number",
-        t.lr.to_string(),
-    );
-    check(
-        "teacher.batch_size",
-        t.batch_size >= 1,
-        "an integer ≥ 1",
-        t.batch_size.to_string(),
-    );
-    check(
+    c.at_least_one("teacher.epochs", t.epochs);
+    c.positive("teacher.lr", t.lr);
+    c.at_least_one("teacher.batch_size", t.batch_size);
+    c.check(
         "teacher.warmup",
         unit_open(t.warmup),
         "a fraction in [0, 1)",
         t.warmup.to_string(),
     );
-    check(
+    c.check(
         "teacher.dropout",
         unit_open(t.dropout),
         "a probability in [0, 1)",
         t.dropout.to_string(),
     );
-    check(
+    c.check(
         "teacher.weight_decay",
         t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
         "a number ≥ 0",
@@ -171,7 +172,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
 
     if let super::sections::Freeze::AllButLast(k) = t.freeze {
-        check(
+        c.check(
             "teacher.freeze",
             k >= 1 && (!t.checkpoint.as_os_str().is_empty() || k <= t.layers),
             "{ all-but-last = K } with 1 ≤ K ≤ the number of layers",
@@ -180,7 +181,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     }
     let p = &t.pretrain;
     let objective = p.objective(t.arch);
-    check(
+    c.check(
         "teacher.pretrain.objective",
         objective == t.arch.objective(),
         &format!(
@@ -206,7 +207,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
                 PretrainObjective::Mlm => "masked-LM",
                 PretrainObjective::Plm => "permutation-LM",
             };
-            check(
+            c.check(
                 full,
                 false,
                 &format!(
@@ -220,49 +221,34 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         }
     }
     if p.enabled() {
-        check(
+        c.check(
             "teacher.pretrain.mask_prob",
             p.mask_prob() > 0.0 && p.mask_prob() < 1.0,
             "a probability in (0, 1)",
             p.mask_prob().to_string(),
         );
-        check(
+        c.check(
             "teacher.pretrain.plm_probability",
             p.plm_probability() > 0.0 && p.plm_probability() <= 1.0,
             "a share in (0, 1]",
             p.plm_probability().to_string(),
         );
-        check(
-            "teacher.pretrain.max_span_length",
-            p.max_span_length() >= 1,
-            "an integer ≥ 1",
-            p.max_span_length().to_string(),
-        );
-        check(
-            "teacher.pretrain.lr",
-            p.lr > 0.0 && p.lr.is_finite(),
-            "a positive number",
-            p.lr.to_string(),
-        );
-        check(
-            "teacher.pretrain.batch_size",
-            p.batch_size >= 1,
-            "an integer ≥ 1",
-            p.batch_size.to_string(),
-        );
-        check(
+        c.at_least_one("teacher.pretrain.max_span_length", p.max_span_length());
+        c.positive("teacher.pretrain.lr", p.lr);
+        c.at_least_one("teacher.pretrain.batch_size", p.batch_size);
+        c.check(
             "teacher.pretrain.warmup",
             unit_open(p.warmup),
             "a fraction in [0, 1)",
             p.warmup.to_string(),
         );
-        check(
+        c.check(
             "teacher.pretrain.weight_decay",
             p.weight_decay >= 0.0 && p.weight_decay.is_finite(),
             "a number ≥ 0",
             p.weight_decay.to_string(),
         );
-        check(
+        c.check(
             "teacher.pretrain.holdout",
             p.holdout > 0.0 && p.holdout <= 0.5,
             "a fraction in (0, 0.5]",
@@ -270,7 +256,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         );
     }
     if !t.checkpoint.as_os_str().is_empty() {
-        check(
+        c.check(
             "teacher.checkpoint",
             t.checkpoint.join("config.json").is_file(),
             "a Hugging Face checkpoint folder with config.json",
@@ -284,7 +270,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         );
     }
     for f in &p.extra {
-        check(
+        c.check(
             "teacher.pretrain.extra",
             f.is_file(),
             "existing text files",
@@ -293,55 +279,25 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     }
 
     let s = &r.student;
-    check(
-        "student.embedding_dim",
-        s.embedding_dim >= 1,
-        "an integer ≥ 1",
-        s.embedding_dim.to_string(),
-    );
-    check(
-        "student.hidden",
-        s.hidden >= 1,
-        "an integer ≥ 1",
-        s.hidden.to_string(),
-    );
-    check(
-        "student.fc_hidden",
-        s.fc_hidden >= 1,
-        "an integer ≥ 1",
-        s.fc_hidden.to_string(),
-    );
-    check(
-        "student.epochs",
-        s.epochs >= 1,
-        "an integer ≥ 1",
-        s.epochs.to_string(),
-    );
-    check(
-        "student.lr",
-        s.lr > 0.0 && s.lr.is_finite(),
-        "a positive number",
-        s.lr.to_string(),
-    );
-    check(
-        "student.batch_size",
-        s.batch_size >= 1,
-        "an integer ≥ 1",
-        s.batch_size.to_string(),
-    );
-    check(
+    c.at_least_one("student.embedding_dim", s.embedding_dim);
+    c.at_least_one("student.hidden", s.hidden);
+    c.at_least_one("student.fc_hidden", s.fc_hidden);
+    c.at_least_one("student.epochs", s.epochs);
+    c.positive("student.lr", s.lr);
+    c.at_least_one("student.batch_size", s.batch_size);
+    c.check(
         "student.warmup",
         unit_open(s.warmup),
         "a fraction in [0, 1)",
         s.warmup.to_string(),
     );
-    check(
+    c.check(
         "student.dropout",
         unit_open(s.dropout),
         "a probability in [0, 1)",
         s.dropout.to_string(),
     );
-    check(
+    c.check(
         "student.weight_decay",
         s.weight_decay >= 0.0 && s.weight_decay.is_finite(),
         "a number ≥ 0",
@@ -349,7 +305,7 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
 
     if !s.vectors.as_os_str().is_empty() {
-        check(
+        c.check(
             "student.vectors",
             s.vectors.is_file(),
             "a word2vec file (text or .bin, optionally gzip)",
@@ -364,46 +320,41 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         ("distill.augment.p_pos", a.p_pos),
         ("distill.augment.p_ng", a.p_ng),
     ] {
-        check(
+        c.check(
             key,
             (0.0..=1.0).contains(&p),
             "a probability in [0, 1]",
             p.to_string(),
         );
     }
-    check(
+    c.check(
         "distill.augment.p_pos",
         a.p_mask + a.p_pos <= 1.0,
         "p_mask + p_pos ≤ 1",
         format!("{} + {}", a.p_mask, a.p_pos),
     );
-    check(
+    c.check(
         "distill.alpha",
         k.alpha >= 0.0 && k.alpha.is_finite(),
         "a weight ≥ 0",
         k.alpha.to_string(),
     );
     match k.soft_weight {
-        Some(w) => check(
+        Some(w) => c.check(
             "distill.soft_weight",
             w >= 0.0 && w.is_finite(),
             "a weight ≥ 0 (leave it out for 1 − alpha)",
             w.to_string(),
         ),
-        None => check(
+        None => c.check(
             "distill.alpha",
             k.alpha <= 1.0,
             "alpha in [0, 1] when distill.soft_weight is left out (its default, 1 − alpha, would be negative)",
             k.alpha.to_string(),
         ),
     }
-    check(
-        "distill.temperature",
-        k.temperature > 0.0 && k.temperature.is_finite(),
-        "a positive number",
-        k.temperature.to_string(),
-    );
-    check(
+    c.positive("distill.temperature", k.temperature);
+    c.check(
         "distill.alpha",
         k.alpha > 0.0 || k.soft_weight() > 0.0,
         "alpha or soft_weight above 0 (the distilled student needs a loss)",
@@ -416,26 +367,21 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         ("baseline.char_ngrams", &b.char_ngrams),
         ("baseline.word_ngrams", &b.word_ngrams),
     ] {
-        check(
+        c.check(
             key,
             range_ok(v),
             "[min, max] with 1 ≤ min ≤ max, or [] for none",
             format!("{v:?}"),
         );
     }
-    check(
+    c.check(
         "baseline.char_ngrams",
         !b.enabled || !b.char_ngrams.is_empty() || !b.word_ngrams.is_empty(),
         "character or word n-grams (both are [])",
         format!("{:?}", b.char_ngrams),
     );
-    check(
-        "baseline.min_df",
-        b.min_df >= 1,
-        "an integer ≥ 1",
-        b.min_df.to_string(),
-    );
-    check(
+    c.at_least_one("baseline.min_df", b.min_df);
+    c.check(
         "baseline.c",
         !b.c.is_empty() && b.c.iter().all(|c| *c > 0.0 && c.is_finite()),
         "a non-empty list of positive numbers",
@@ -443,26 +389,16 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     );
 
     let rep = &r.report;
-    check(
-        "report.timing_batch",
-        rep.timing_batch >= 1,
-        "an integer ≥ 1",
-        rep.timing_batch.to_string(),
-    );
-    check(
-        "report.timing_repeats",
-        rep.timing_repeats >= 1,
-        "an integer ≥ 1",
-        rep.timing_repeats.to_string(),
-    );
-    check(
+    c.at_least_one("report.timing_batch", rep.timing_batch);
+    c.at_least_one("report.timing_repeats", rep.timing_repeats);
+    c.check(
         "runtime.jobs",
         r.runtime.jobs >= 1,
         "an integer ≥ 1 (sweep trials at once; 1: one after another)",
         r.runtime.jobs.to_string(),
     );
     for (key, problem) in slurm_problems(&r.runtime.slurm) {
-        check(key, false, &problem.0, problem.1);
+        c.check(key, false, &problem.0, problem.1);
     }
     let g = &r.textgcn;
     let gcn_teacher = r.teacher.arch == TeacherArch::Textgcn
@@ -471,57 +407,32 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             .iter()
             .any(|m| m.arch == TeacherArch::Textgcn);
     if g.enabled || gcn_teacher {
-        check(
-            "textgcn.min_count",
-            g.min_count >= 1,
-            "an integer ≥ 1",
-            g.min_count.to_string(),
-        );
-        check(
+        c.at_least_one("textgcn.min_count", g.min_count);
+        c.check(
             "textgcn.window",
             g.window >= 2,
             "an integer ≥ 2",
             g.window.to_string(),
         );
-        check(
-            "textgcn.hidden",
-            g.hidden >= 1,
-            "an integer ≥ 1",
-            g.hidden.to_string(),
-        );
-        check(
+        c.at_least_one("textgcn.hidden", g.hidden);
+        c.check(
             "textgcn.dropout",
             unit_open(g.dropout),
             "a probability in [0, 1)",
             g.dropout.to_string(),
         );
-        check(
-            "textgcn.lr",
-            g.lr > 0.0 && g.lr.is_finite(),
-            "a positive number",
-            g.lr.to_string(),
-        );
-        check(
-            "textgcn.epochs",
-            g.epochs >= 1,
-            "an integer ≥ 1",
-            g.epochs.to_string(),
-        );
-        check(
-            "textgcn.patience",
-            g.patience >= 1,
-            "an integer ≥ 1",
-            g.patience.to_string(),
-        );
-        check(
+        c.positive("textgcn.lr", g.lr);
+        c.at_least_one("textgcn.epochs", g.epochs);
+        c.at_least_one("textgcn.patience", g.patience);
+        c.check(
             "textgcn.weight_decay",
             g.weight_decay >= 0.0 && g.weight_decay.is_finite(),
             "a number ≥ 0",
             g.weight_decay.to_string(),
         );
     }
-    problems.extend(teachers(r));
-    problems
+    c.problems.extend(teachers(r));
+    c.problems
 }
 
 /// The teacher's kind and an ensemble's members: the linear and BiLSTM teachers are never
