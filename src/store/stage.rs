@@ -8,7 +8,8 @@
 //! temporary folder, which the next run removes.
 //!
 //! The manifest lists every file of the folder with its size and sha256, and carries a checksum
-//! of itself. A stage is reused only if its files still match (checked each time it is reused);
+//! of itself. A stage is reused only if its files still match (checked the first time a
+//! process reuses it; later reuses in that process only compare the manifest's checksum);
 //! a damaged stage (a file missing, truncated or changed, a manifest that does not parse or whose
 //! checksum is wrong, a folder without its manifest) is named in a warning and computed again:
 //! under its key's lock, the damaged folder is first renamed away (to a temporary name the next
@@ -260,6 +261,10 @@ pub struct Stages {
     /// With recipes here, a run computes only the stages whose keys are the same for each of
     /// them (a sweep's shared stages), and stops with [`NotShared`] at the first that is not.
     shared_with: std::sync::Arc<[crate::recipe::Recipe]>,
+    /// The stages (name, key) this process has checked or written, with their manifests'
+    /// checksums: while the manifest stays the same, their files are hashed once per process,
+    /// not each time a sweep's trial reuses them.
+    checked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>,
 }
 
 /// A run limited to the stages some trials share ([`Stages::only_shared_with`]) reached one that
@@ -294,6 +299,7 @@ impl Stages {
         Self {
             root: store.join(STAGES_DIR),
             shared_with: std::sync::Arc::new([]),
+            checked: Default::default(),
         }
     }
 
@@ -303,6 +309,31 @@ impl Stages {
         Self {
             root: self.root.clone(),
             shared_with: recipes.into(),
+            checked: self.checked.clone(),
+        }
+    }
+
+    /// Whether this process has already checked (or written) the stage, and its manifest is
+    /// still the one it checked.
+    fn was_checked(&self, stage: &str, key: &str) -> bool {
+        let remembered = self
+            .checked
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&(stage.to_string(), key.to_string())).cloned());
+        remembered.is_some_and(|sum| {
+            self.manifest(stage, key)
+                .is_ok_and(|m| m.checksum.as_deref() == Some(sum.as_str()))
+        })
+    }
+
+    /// Remember that the stage is whole, by its manifest's checksum.
+    fn mark_checked(&self, stage: &str, key: &str) {
+        let Some(sum) = self.manifest(stage, key).ok().and_then(|m| m.checksum) else {
+            return;
+        };
+        if let Ok(mut c) = self.checked.lock() {
+            c.insert((stage.to_string(), key.to_string()), sum);
         }
     }
 
@@ -389,10 +420,14 @@ impl Stages {
             dir: dir.clone(),
             reused: true,
         };
-        // Without the lock, the common case: a finished stage that checks out. Anything else
-        // (also a folder replaced while it was read) is looked at again under the lock.
-        if let Found::Whole(_) = self.check(name, &key) {
+        // Without the lock, the common case: a finished stage that checks out (its files hashed
+        // once per process). Anything else (also a folder replaced while it was read) is looked
+        // at again under the lock.
+        let whole =
+            self.was_checked(name, &key) || matches!(self.check(name, &key), Found::Whole(_));
+        if whole {
             if let Ok(value) = stage.load(cx, &dir) {
+                self.mark_checked(name, &key);
                 return Ok(reused(value));
             }
         }
@@ -408,6 +443,7 @@ impl Stages {
                 let value = stage
                     .load(cx, &dir)
                     .with_context(|| format!("reading stage {}", dir.display()))?;
+                self.mark_checked(name, &key);
                 return Ok(reused(value));
             }
             Found::Damaged(damage) => {
@@ -421,6 +457,7 @@ impl Stages {
         let value = stage.compute(cx, &writer)?;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let dir = writer.finish(settings, &refs)?;
+        self.mark_checked(name, &key);
         Ok(Done {
             value,
             key,
@@ -864,6 +901,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stages.clean_stale().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_process_hashes_a_stage_once_and_another_finds_its_damage() {
+        let store = tempfile::tempdir().unwrap();
+        let computed = std::sync::atomic::AtomicUsize::new(0);
+        let stages = Stages::new(store.path());
+        let stage = Counted(&computed);
+        let first = stages.get_or_compute(&stage, &()).unwrap();
+        assert!(stages.was_checked("slow", &first.key));
+        // Damage that keeps the size, after this process checked the stage: its own reuse
+        // trusts the check it made (the manifest is unchanged) …
+        std::fs::write(first.dir.join("v.txt"), "computeD").unwrap();
+        let again = stages.get_or_compute(&stage, &()).unwrap();
+        assert!(again.reused && again.value == "computeD");
+        // … a new process (a new handle on the store) hashes the files and computes it again.
+        let fresh = Stages::new(store.path());
+        assert!(!fresh.was_checked("slow", &first.key));
+        let repaired = fresh.get_or_compute(&stage, &()).unwrap();
+        assert!(!repaired.reused && repaired.value == "computed");
+        // A changed manifest is checked again by the first handle too.
+        let mut m = stages.manifest("slow", &first.key).unwrap();
+        m.seconds += 1.0;
+        std::fs::write(first.dir.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(!stages.was_checked("slow", &first.key));
     }
 
     #[test]
