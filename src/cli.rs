@@ -205,7 +205,7 @@ fn flag_set(flag: &str, key: &str, value: toml::Value) -> SetArg {
         other => other.to_string(),
     };
     SetArg {
-        raw: format!("{flag} {shown}"),
+        source: format!("{flag} {shown}"),
         key: key.to_string(),
         values: vec![value],
     }

@@ -17,8 +17,9 @@ pub const ENV_PREFIX: &str = "KDRUN_";
 /// (`1,2,4,8` sweeps the key over four values), else as a plain string (`--set data.format=csv`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetArg {
-    /// The argument as given, for error messages.
-    pub raw: String,
+    /// How error messages name it: `--set teacher.epochs=3` as typed, a flag that sets a key as
+    /// typed (`--time 2:00:00`), a trial's value from a `[sweep]` table `--set [sweep] KEY`.
+    pub source: String,
     pub key: String,
     /// One value, or several to sweep over.
     pub values: Vec<toml::Value>,
@@ -59,7 +60,7 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
         None => vec![toml::Value::String(value.to_string())],
     };
     Ok(SetArg {
-        raw: raw.to_string(),
+        source: format!("--set {raw}"),
         key: key.to_string(),
         values,
     })
@@ -67,27 +68,22 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
 
 impl Provider for SetArg {
     fn metadata(&self) -> Metadata {
-        // A flag that sets a key (`--time 2:00:00`) is named as typed.
-        if self.raw.starts_with("--") {
-            Metadata::named(shown(&self.raw))
-        } else {
-            Metadata::named(format!("--set {}", shown(&self.raw)))
-        }
+        Metadata::named(shown(&self.source))
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         if self.values.len() != 1 {
             return Err(figment::Error::from(format!(
-                "`--set {}` holds {} values: a sweep is expanded into trials first",
-                shown(&self.raw),
+                "`{}` holds {} values: a sweep is expanded into trials first",
+                shown(&self.source),
                 self.values.len()
             )));
         }
         let value = Value::serialize(&self.values[0])?;
         let nested = figment::util::nest(&self.key, value);
-        let dict = nested.into_dict().ok_or_else(|| {
-            figment::Error::from(format!("`--set {}`: bad key", shown(&self.raw)))
-        })?;
+        let dict = nested
+            .into_dict()
+            .ok_or_else(|| figment::Error::from(format!("`{}`: bad key", shown(&self.source))))?;
         Ok(Profile::Default.collect(dict))
     }
 }
@@ -262,9 +258,8 @@ fn describe(md: &Metadata, key: &str, recipe_path: &str) -> String {
     format!("{recipe_path} (built-in default)")
 }
 
-/// How a trial's `--set` from the recipe's `[sweep]` table is named (its `SetArg::raw` starts
-/// with `[sweep] `).
-const SWEEP_SET: &str = "--set [sweep] ";
+/// How a trial's `--set` from the recipe's `[sweep]` table is named (its `SetArg::source`).
+pub(super) const SWEEP_SET: &str = "--set [sweep] ";
 
 /// An environment variable as the user typed it: figment names it from the lower-cased key
 /// (`KDRUN_TEACHER__EPOCS`); the variable that is set may be spelt `KDRUN_teacher__epocs`.

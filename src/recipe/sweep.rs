@@ -5,7 +5,7 @@
 //! does not exist is an error that names it.
 
 use super::error::RecipeError;
-use super::load::{load_checked, Check, LoadedRecipe, SetArg};
+use super::load::{load_checked, Check, LoadedRecipe, SetArg, SWEEP_SET};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -214,10 +214,10 @@ pub fn load_trials(
         for (k, v) in &trial.values {
             let from_cli = multi.iter().any(|m| &m.key == k);
             trial_sets.push(SetArg {
-                raw: if from_cli {
-                    format!("{k}=… (swept)")
+                source: if from_cli {
+                    format!("--set {k}=… (swept)")
                 } else {
-                    format!("[sweep] {k}")
+                    format!("{SWEEP_SET}{k}")
                 },
                 key: k.clone(),
                 values: vec![v.clone()],
