@@ -393,17 +393,6 @@ fn a_damaged_stage_is_named_and_computed_again() {
             .unwrap()
             .clone()
     };
-    let sha_of = |stage_key: &str, file: &str| {
-        let m: kdrun::store::stage::Manifest =
-            serde_json::from_slice(&before[stage_key].1).unwrap();
-        let files = m.files.unwrap();
-        files
-            .iter()
-            .find(|f| f.path == file)
-            .unwrap()
-            .sha256
-            .clone()
-    };
     let (teacher, logits, student, distilled, eval) = (
         key_of("teacher"),
         key_of("logits"),
@@ -412,8 +401,8 @@ fn a_damaged_stage_is_named_and_computed_again() {
         key_of("eval"),
     );
     // The teacher's weights as safetensors (its `.bpk` record's bytes vary from run to run).
-    let teacher_sha = sha_of(&teacher, "teacher_hf/model.safetensors");
-    let logits_sha = sha_of(&logits, "teacher_logits.safetensors");
+    let teacher_sha = file_sha(&before[&teacher].1, "teacher_hf/model.safetensors");
+    let logits_sha = file_sha(&before[&logits].1, "teacher_logits.safetensors");
     // A byte flipped, a file cut short, a file deleted, a manifest garbled, a manifest gone.
     spoil(&store, &teacher, "teacher.bpk", |p| {
         let mut bytes = std::fs::read(p).unwrap();
@@ -467,21 +456,14 @@ fn a_damaged_stage_is_named_and_computed_again() {
             assert_eq!(after.get(stage), Some(was), "{stage} was computed again");
         }
     }
-    let sha_now = |stage_key: &str, file: &str| {
-        let m: kdrun::store::stage::Manifest = serde_json::from_slice(&after[stage_key].1).unwrap();
-        let files = m.files.unwrap();
-        files
-            .iter()
-            .find(|f| f.path == file)
-            .unwrap()
-            .sha256
-            .clone()
-    };
     assert_eq!(
-        sha_now(&teacher, "teacher_hf/model.safetensors"),
+        file_sha(&after[&teacher].1, "teacher_hf/model.safetensors"),
         teacher_sha
     );
-    assert_eq!(sha_now(&logits, "teacher_logits.safetensors"), logits_sha);
+    assert_eq!(
+        file_sha(&after[&logits].1, "teacher_logits.safetensors"),
+        logits_sha
+    );
     assert_eq!(after.keys().cloned().collect::<BTreeSet<_>>(), want.stages);
     assert_eq!(in_progress(&store), Vec::<String>::new());
     assert_nothing_damaged(&store, "after the rerun");
@@ -509,4 +491,15 @@ fn a_parallel_sweep_killed_resumes_to_the_same_results() {
         clock.elapsed().as_secs_f64()
     );
     assert!(kills >= 3, "only {kills} kills landed");
+}
+
+/// The sha256 that a stage's manifest (its bytes) lists for `file`.
+fn file_sha(manifest: &[u8], file: &str) -> String {
+    let m: kdrun::store::stage::Manifest = serde_json::from_slice(manifest).unwrap();
+    m.files
+        .unwrap()
+        .into_iter()
+        .find(|f| f.path == file)
+        .unwrap()
+        .sha256
 }
