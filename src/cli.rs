@@ -1,6 +1,7 @@
 //! The command line: raw arguments (clap) → validated settings → a run.
 
 use crate::backend::{self, Probe, PROBE_COMMAND};
+use crate::deploy::{Format, InputFormat, ModelChoice};
 use crate::pipeline;
 use crate::recipe::sweep::{SweepMode, Trial};
 use crate::recipe::{self, SetArg};
@@ -43,6 +44,13 @@ enum Command {
     /// Time kdrun's models (BERT-base, BERT-small, the reference BiLSTM and the default recipe's
     /// two models; training steps and inference) on a backend; print a table, write JSON.
     Bench(BenchArgs),
+    /// Classify new text with a finished run's model: plain text (a sentence a line), JSON
+    /// lines or CSV in; JSON lines (or CSV, by the output's extension) out, in input order.
+    Predict(PredictArgs),
+    /// Write a finished run's model as a folder another runtime loads: the student as ONNX
+    /// with its tokenizer.json and config.json, a BERT teacher as ONNX beside its Hugging Face
+    /// folder.
+    Export(ExportArgs),
     /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted,
     /// pending or not run (also while a sweep runs on Slurm).
     Status(StatusArgs),
@@ -99,6 +107,49 @@ struct ForwardArgs {
     /// Write the outputs here instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PredictArgs {
+    /// The run: its folder (`runs/tnews/2026-…`, a sweep's `trial-NNN`), a recipe's folder in
+    /// the store (its latest run), or a recipe file (its latest run).
+    run: PathBuf,
+    /// Which of the run's models.
+    #[arg(long, value_enum, default_value = "distilled")]
+    model: ModelChoice,
+    /// The text to classify (`-`: standard input).
+    #[arg(long, default_value = "-")]
+    input: PathBuf,
+    /// How to read the input (default: by its extension: .jsonl/.json JSON lines, .csv CSV,
+    /// else a sentence a line).
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    /// Where to write the predictions (`-`: standard output; a .csv file gets CSV).
+    #[arg(long, default_value = "-")]
+    output: PathBuf,
+    /// How many of the most probable classes to list for each sentence.
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
+    /// Sentences per batch (batches group sentences of similar length).
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Where to run: `cpu` (burn flex), `wgpu`, or `auto`.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The run: its folder, a recipe's folder in the store, or a recipe file (its latest run).
+    run: PathBuf,
+    /// Which of the run's models.
+    #[arg(long, value_enum, default_value = "distilled")]
+    model: ModelChoice,
+    #[arg(long, value_enum, default_value = "onnx")]
+    format: Format,
+    /// The folder to write (created; an earlier kdrun export there is replaced).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -611,6 +662,50 @@ fn bench(args: &BenchArgs) -> ExitCode {
     }
 }
 
+fn predict(args: &PredictArgs) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        let run = crate::deploy::Run::open(&crate::deploy::resolve(&args.run)?)?;
+        let compute = backend::select(args.backend.choice(), &Probe::Skip)?;
+        let dash = |p: &PathBuf| (p.as_os_str() != "-").then(|| p.clone());
+        let options = crate::deploy::PredictOptions {
+            model: args.model,
+            input: dash(&args.input),
+            input_format: args.format,
+            output: dash(&args.output),
+            top_k: args.top_k,
+            batch_size: args.batch_size,
+        };
+        let s = crate::deploy::predict(&run, &options, &compute.device)?;
+        eprintln!(
+            "kdrun: {} sentence(s) classified by the {} model of {} in {:.2} s ({:.0} sentences/s, reading and tokenization included)",
+            s.sentences,
+            args.model.name(),
+            run.dir.display(),
+            s.seconds,
+            s.sentences as f64 / s.seconds.max(1e-9)
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&e),
+    }
+}
+
+fn export(args: &ExportArgs) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        let run = crate::deploy::Run::open(&crate::deploy::resolve(&args.run)?)?;
+        let compute = backend::select(recipe::BackendChoice::Cpu, &Probe::Skip)?;
+        let dir = crate::deploy::export(&run, args.model, args.format, &args.out, &compute.device)?;
+        println!("{}", dir.display());
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&e),
+    }
+}
+
 fn rerender(args: &StoreArgs) -> ExitCode {
     match crate::report::site::rerender(&args.store) {
         Ok(dirs) => {
@@ -775,6 +870,8 @@ pub fn main() -> ExitCode {
         (Some(Command::Publish(args)), _) => publish(args),
         (Some(Command::Bench(args)), _) => bench(args),
         (Some(Command::Status(args)), _) => status(args),
+        (Some(Command::Predict(args)), _) => predict(args),
+        (Some(Command::Export(args)), _) => export(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -12,6 +12,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     })
 }
 
+/// Read a JSON file into `T`, the file named in the message.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))
+}
+
 /// Write `bytes` to `path` directly (no temporary file), a full disk said as such.
 pub fn write_to(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| write_error(path, e))

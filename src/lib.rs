@@ -14,6 +14,7 @@
 //! | [`store`] | run folders, content-addressed stages, stored results and their scan |
 //! | [`report`] | pages, tables and plots from stored results; the static site |
 //! | [`backend`] | the device, chosen once |
+//! | [`deploy`] | a run's models leave kdrun: `predict` on new text, ONNX export with a tokenizer |
 //! | [`pipeline`], [`bench`] | a trial's stages in order, and sweeps of trials; timings of the models at fixed shapes |
 //! | [`cli`] | the command line |
 
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod build_info;
 pub mod cli;
 pub mod data;
+pub mod deploy;
 pub mod distill;
 pub mod eval;
 pub mod files;

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["report"],
     &["backend"],
+    &["deploy"],
     &["pipeline", "bench"],
     &["cli"],
 ];

@@ -12,7 +12,7 @@
 //! reads the special token).
 
 use super::vocab::{CharVocab, CLS, SEP};
-use super::{Layout, TeacherTokenizer};
+use super::{Layout, StudentVocab, TeacherTokenizer};
 use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -77,6 +77,54 @@ fn truncation(max_len: usize) -> Value {
 
 /// The `tokenizer.json` of a character vocabulary with the special tokens of `layout`.
 pub fn char_tokenizer_json(vocab: &CharVocab, layout: Layout, max_len: usize) -> Value {
+    let mut json = chars_json(vocab, max_len);
+    json["post_processor"] = template(layout, CLS, SEP);
+    json
+}
+
+/// The `tokenizer.json` of the students' vocabulary: the bare tokens (no special tokens around
+/// them), truncated to `max_len`. Characters read as kdrun reads them; words are expected cut
+/// already, separated by spaces (jieba's segmentation is not a `tokenizers` pre-tokenizer: cut
+/// the normalized text with jieba, as the exported README shows).
+pub fn student_tokenizer_json(vocab: &StudentVocab, max_len: usize) -> Value {
+    match vocab {
+        StudentVocab::Chars(v) => chars_json(v, max_len),
+        StudentVocab::Words(v) => {
+            let tokens = v.tokens();
+            json!({
+                "version": "1.0",
+                "truncation": truncation(max_len),
+                "padding": null,
+                "added_tokens": specials(tokens),
+                "normalizer": null,
+                "pre_tokenizer": {"type": "WhitespaceSplit"},
+                "post_processor": null,
+                "decoder": null,
+                "model": {"type": "WordLevel", "vocab": word_level(tokens), "unk_token": "[UNK]"},
+            })
+        }
+    }
+}
+
+fn specials(tokens: &[String]) -> Vec<Value> {
+    tokens
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, t)| special(i as u32, t))
+        .collect()
+}
+
+fn word_level(tokens: &[String]) -> serde_json::Map<String, Value> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect()
+}
+
+/// A character vocabulary's tokenizer without a post-processor.
+fn chars_json(vocab: &CharVocab, max_len: usize) -> Value {
     let mut normalizers: Vec<Value> = (0xFF01u32..=0xFF5E)
         .filter_map(|c| Some((char::from_u32(c)?, char::from_u32(c - 0xFEE0)?)))
         .map(|(wide, narrow)| {
@@ -88,27 +136,16 @@ pub fn char_tokenizer_json(vocab: &CharVocab, layout: Layout, max_len: usize) ->
         normalizers.push(json!({"type": "Lowercase"}));
     }
     let tokens = vocab.tokens();
-    let specials: Vec<Value> = tokens
-        .iter()
-        .take(5)
-        .enumerate()
-        .map(|(i, t)| special(i as u32, t))
-        .collect();
-    let model_vocab: serde_json::Map<String, Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
     json!({
         "version": "1.0",
         "truncation": truncation(max_len),
         "padding": null,
-        "added_tokens": specials,
+        "added_tokens": specials(tokens),
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": false},
-        "post_processor": template(layout, CLS, SEP),
+        "post_processor": null,
         "decoder": null,
-        "model": {"type": "WordLevel", "vocab": model_vocab, "unk_token": "[UNK]"},
+        "model": {"type": "WordLevel", "vocab": word_level(tokens), "unk_token": "[UNK]"},
     })
 }
 

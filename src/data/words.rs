@@ -88,6 +88,36 @@ impl WordVocab {
         self.index.get(word).copied().unwrap_or(UNK)
     }
 
+    /// Read a vocabulary written by [`StudentVocab::save`] (one word a line, the special tokens
+    /// first).
+    pub fn load(path: &std::path::Path, lowercase: bool) -> Result<Self> {
+        use anyhow::{bail, Context};
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let tokens: Vec<String> = text.lines().map(str::to_string).collect();
+        for (i, s) in SPECIALS.iter().enumerate() {
+            if tokens.get(i).map(String::as_str) != Some(*s) {
+                bail!("{}:{}: expected special token {s}", path.display(), i + 1);
+            }
+        }
+        let index = tokens
+            .iter()
+            .enumerate()
+            .skip(SPECIALS.len())
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Ok(Self {
+            tokens,
+            index,
+            lowercase,
+        })
+    }
+
+    /// Whether text is lower-cased before it is cut.
+    pub fn lowercase(&self) -> bool {
+        self.lowercase
+    }
+
     /// Word ids of `text`; an empty text gives `[UNK]`.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let ids: Vec<u32> = words(text, self.lowercase)

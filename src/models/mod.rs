@@ -7,6 +7,7 @@ pub mod bilstm;
 pub mod hf;
 pub mod linear;
 pub mod lstm_op;
+pub mod records;
 pub mod teacher;
 pub mod textgcn;
 pub mod xlnet;

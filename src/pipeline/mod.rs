@@ -425,7 +425,21 @@ pub(crate) fn run_in(
         test_texts: data.test.iter().map(|e| e.text.clone()).collect(),
         test_labels: data.test.iter().map(|e| e.label).collect(),
         report_dir: r.report.dir.join(&r.name).display().to_string(),
+        exports: Vec::new(),
     };
+    run_dir.write_json("results.json", &results)?;
+    if r.export.is_empty() {
+        return Ok(results);
+    }
+    // The run's results are saved first: an export that fails loses nothing.
+    let run = crate::deploy::Run::new(&run_dir.path, results.clone(), r.clone())?;
+    let models: Vec<_> = r.export.models.iter().map(|&m| m.into()).collect();
+    let dirs = crate::deploy::export_run(&run, &models, &r.export.formats, &compute.device)?;
+    for d in &dirs {
+        note(&format!("export: {}", d.display()));
+    }
+    let mut results = results;
+    results.exports = dirs.iter().map(|d| d.display().to_string()).collect();
     run_dir.write_json("results.json", &results)?;
     Ok(results)
 }

@@ -432,6 +432,27 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         );
     }
     c.problems.extend(teachers(r));
+    let e = &r.export;
+    let teacher = e.models.contains(&crate::recipe::ExportModel::Teacher);
+    c.check(
+        "export.models",
+        !teacher || (r.teacher.members.is_empty() && r.teacher.arch == crate::recipe::TeacherArch::Bert),
+        "\"distilled\" or \"student\" (\"teacher\" exports a BERT teacher, not an ensemble or another kind)",
+        format!(
+            "\"teacher\" with a{} teacher",
+            if r.teacher.members.is_empty() {
+                format!(" {}", r.teacher.arch.name())
+            } else {
+                "n ensemble".to_string()
+            }
+        ),
+    );
+    c.check(
+        "export.formats",
+        e.models.is_empty() || !e.formats.is_empty(),
+        "at least one format (\"onnx\") when export.models names a model",
+        "[]".to_string(),
+    );
     c.problems
 }
 

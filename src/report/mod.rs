@@ -89,6 +89,8 @@ pub struct Page {
     pub timing_note: String,
     pub recipe_toml: String,
     pub run_dir: String,
+    /// The models `[export]` wrote: their folders in the store and links to them.
+    pub exports: Vec<ExportLink>,
     pub csv_files: Vec<String>,
     /// Class names, in label order.
     pub classes: Vec<String>,
@@ -103,6 +105,33 @@ pub struct Page {
 
 /// Disagreements shown on a page (all of them are in `disagreements.csv`).
 pub const DISAGREEMENTS_SHOWN: usize = 25;
+
+/// An exported model's folder on a run's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportLink {
+    /// The folder, relative to the store.
+    pub path: String,
+    /// A link from the page's folder to it (empty where none can be made).
+    pub href: String,
+}
+
+/// `target` as a relative link from the folder `base` (both made absolute first).
+fn relative_link(base: &Path, target: &Path) -> String {
+    let abs = |p: &Path| std::path::absolute(p).ok();
+    let (Some(base), Some(target)) = (abs(base), abs(target)) else {
+        return String::new();
+    };
+    let b: Vec<_> = base.components().collect();
+    let t: Vec<_> = target.components().collect();
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
 
 /// Further pre-training, formatted.
 #[derive(Debug, Clone, Serialize)]
@@ -318,6 +347,14 @@ impl Report {
             timing_note,
             recipe_toml: results.recipe_for_pages(),
             run_dir: results.run_in_store(),
+            exports: results
+                .exports
+                .iter()
+                .map(|e| ExportLink {
+                    path: crate::store::name_in_store(results.store().as_deref(), Path::new(e)),
+                    href: relative_link(Path::new(&results.report_dir), Path::new(e)),
+                })
+                .collect(),
             csv_files: frames
                 .all()
                 .iter()

@@ -85,6 +85,9 @@ pub struct RunResults {
     /// The test examples' classes, in test order.
     #[serde(default)]
     pub test_labels: Vec<usize>,
+    /// The folders `[export]` wrote for this run (`<run folder>/export/<model>-<format>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<String>,
     /// Where the run wrote its report pages (`report.dir/<name>`); `kdrun report` re-renders
     /// them there.
     #[serde(default)]

@@ -40,6 +40,9 @@ impl LinearKind {
     }
 }
 
+/// The file a fitted model is saved to in its stage folder.
+pub const MODEL_FILE: &str = "linear.safetensors";
+
 /// Everything a fit depends on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfig {

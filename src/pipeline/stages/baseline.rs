@@ -6,6 +6,7 @@
 use super::super::context::Context;
 use super::read_json;
 use crate::eval::{time_text_inference, ClassificationReport};
+use crate::models::linear::MODEL_FILE;
 use crate::models::linear::{GridPoint, LinearConfig, LinearKind, LinearModel, TfidfConfig};
 use crate::recipe::{ngram_range, BaselineModel, Recipe};
 use crate::store::stage::{Stage, StageWriter};
@@ -16,9 +17,6 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
-
-/// The model's file in its stage folder.
-pub const MODEL_FILE: &str = "linear.safetensors";
 
 /// The fit settings of a recipe's `[baseline]`.
 pub fn linear_config(r: &Recipe) -> LinearConfig {

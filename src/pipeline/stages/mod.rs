@@ -27,36 +27,8 @@ pub mod student;
 pub mod teacher;
 pub mod textgcn;
 
-use anyhow::{anyhow, Context as _, Result};
-use burn::module::Module;
-use burn::store::ModuleRecord;
-use serde::de::DeserializeOwned;
-use std::path::Path;
-
 /// Ids of synthetic examples start here, above every row number of a file.
 pub const SYNTHETIC_IDS: u32 = 1 << 31;
 
-pub(crate) fn save_model<M: Module>(model: &M, path: &Path) -> Result<()> {
-    crate::files::write_with(path, |tmp| {
-        model
-            .clone()
-            .into_record()
-            .save(tmp)
-            .map_err(|e| anyhow!("cannot save {}: {e:?}", path.display()))
-    })?;
-    Ok(())
-}
-
-pub(crate) fn load_record<M: Module>(model: M, path: &Path) -> Result<M> {
-    let record =
-        ModuleRecord::load(path).map_err(|e| anyhow!("cannot read {}: {e:?}", path.display()))?;
-    model
-        .try_load_record(record)
-        .map_err(|e| anyhow!("{}: does not fit the model: {e:?}", path.display()))
-}
-
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))
-}
+pub(crate) use crate::files::read_json;
+pub(crate) use crate::models::records::{load_record, save_model};

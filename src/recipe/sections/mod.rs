@@ -34,6 +34,9 @@ pub struct Recipe {
     pub textgcn: TextGcnSection,
     pub report: ReportSection,
     pub runtime: RuntimeSection,
+    /// Models each finished run writes for use outside kdrun (ONNX).
+    #[serde(skip_serializing_if = "ExportSection::is_empty")]
+    pub export: ExportSection,
     /// A grid of trials over dotted keys (see `recipe::sweep`).
     pub sweep: super::sweep::SweepSection,
 }

@@ -119,3 +119,48 @@ fn text_or_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::
     }
     d.deserialize_any(V)
 }
+
+/// A model `[export]` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportModel {
+    Distilled,
+    Student,
+    /// A BERT teacher (not an ensemble, XLNet or a model kdrun also trains elsewhere).
+    Teacher,
+}
+
+/// A format `[export]` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// ONNX (opset 17) with `tokenizer.json` and `config.json` (`kdrun export --format onnx`).
+    Onnx,
+}
+
+/// `[export]`: the models each finished run (each trial of a sweep) writes into
+/// `<run folder>/export/<model>-<format>/`, as `kdrun export` would; the report links them.
+/// Part of no stage key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSection {
+    /// `"distilled"`, `"student"`, `"teacher"`. Empty: export nothing.
+    pub models: Vec<ExportModel>,
+    pub formats: Vec<ExportFormat>,
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            formats: vec![ExportFormat::Onnx],
+        }
+    }
+}
+
+impl ExportSection {
+    /// Nothing to export (the section stays out of the resolved recipe).
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}

@@ -1,0 +1,349 @@
+//! The student leaves kdrun: the quick recipe with `[export]` writes its distilled student and
+//! its BERT teacher as ONNX folders; onnxruntime (Python) runs both on the whole test split and
+//! gives kdrun's predictions, logits within 1e-4, and the exported `tokenizer.json`, read by the
+//! `tokenizers` library, gives kdrun's ids for every test sentence. `kdrun predict` reproduces
+//! the report's accuracy, streams JSON lines and CSV, and refuses bad input by line.
+
+mod common;
+
+use common::{kdrun, quick_cmd};
+use kdrun::deploy::{ModelChoice, Run};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether Python's onnxruntime, tokenizers and numpy can be imported; under
+/// KDRUN_REQUIRE_ONNXRUNTIME=1 (CI) their absence fails the test.
+fn python_clients() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import onnxruntime, tokenizers, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("KDRUN_REQUIRE_ONNXRUNTIME").as_deref() != Ok("1"),
+            "KDRUN_REQUIRE_ONNXRUNTIME=1 but python3 cannot import onnxruntime, tokenizers and numpy: pip install onnxruntime tokenizers numpy"
+        );
+        eprintln!("skipped: python3 cannot import onnxruntime, tokenizers and numpy (pip install onnxruntime tokenizers numpy)");
+    }
+    ok
+}
+
+/// The quick recipe's run folder, with `[export]` of the distilled student and the teacher.
+fn quick_run(tmp: &Path) -> PathBuf {
+    let out = quick_cmd(
+        tmp,
+        &[
+            "export.models=[\"distilled\", \"teacher\"]",
+            "teacher.export=true",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = tmp.join("runs/quick");
+    std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("results.json").is_file())
+        .unwrap()
+}
+
+/// Compare an exported folder with kdrun on `texts`: the tokenizer's ids, onnxruntime's logits.
+const CHECK: &str = r#"
+import json, sys
+import numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+folder, expected_path = sys.argv[1], sys.argv[2]
+expected = json.load(open(expected_path))
+tok = Tokenizer.from_file(folder + "/tokenizer.json")
+session = ort.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
+names = [i.name for i in session.get_inputs()]
+worst, id_mismatch, argmax_mismatch = 0.0, 0, 0
+rows = expected["rows"]
+for start in range(0, len(rows), 64):
+    batch = rows[start:start + 64]
+    encs = tok.encode_batch([r["text"] for r in batch])
+    for r, e in zip(batch, encs):
+        if e.ids != r["ids"]:
+            id_mismatch += 1
+            if id_mismatch < 4:
+                print("ids differ:", r["text"], e.ids, r["ids"], file=sys.stderr)
+    width = max(len(r["ids"]) for r in batch)
+    ids = np.zeros((len(batch), width), dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for i, r in enumerate(batch):
+        ids[i, :len(r["ids"])] = r["ids"]
+        mask[i, :len(r["ids"])] = 1
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in names:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    logits = session.run(["logits"], feeds)[0]
+    ours = np.array([r["logits"] for r in batch], dtype=np.float32)
+    worst = max(worst, float(np.abs(logits - ours).max()))
+    argmax_mismatch += int((logits.argmax(1) != ours.argmax(1)).sum())
+print(json.dumps({"rows": len(rows), "max_abs_diff": worst, "id_mismatch": id_mismatch, "argmax_mismatch": argmax_mismatch}))
+"#;
+
+fn check_export(run: &Run, which: ModelChoice, folder: &Path, tmp: &Path) -> Value {
+    let device = burn::tensor::Device::flex();
+    let model = run.model(which, &device).unwrap();
+    let texts = run.results.test_texts.clone();
+    let logits = model.logits(&texts, 64, &device).unwrap();
+    let rows: Vec<Value> = texts
+        .iter()
+        .zip(&logits)
+        .map(|(t, l)| json!({"text": t, "ids": model.encode(t).unwrap(), "logits": l}))
+        .collect();
+    let expected = tmp.join(format!("{}-expected.json", which.name()));
+    std::fs::write(&expected, json!({ "rows": rows }).to_string()).unwrap();
+    let script = tmp.join("check.py");
+    std::fs::write(&script, CHECK).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(folder)
+        .arg(&expected)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    eprintln!("{} export vs kdrun: {v}", which.name());
+    v
+}
+
+#[test]
+fn exported_student_and_teacher_run_in_onnxruntime_as_in_kdrun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = quick_run(tmp.path());
+    let run = Run::open(&run_dir).unwrap();
+    assert_eq!(run.results.exports.len(), 2, "{:?}", run.results.exports);
+    let student = run_dir.join("export/distilled-onnx");
+    let teacher = run_dir.join("export/teacher-onnx");
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "README.md",
+        "vocab.txt",
+    ] {
+        assert!(student.join(f).is_file(), "{f}");
+    }
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "model.safetensors",
+    ] {
+        assert!(teacher.join(f).is_file(), "{f}");
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(student.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["classes"], json!(run.class_names()));
+    assert_eq!(config["tokens"], "char");
+    // The report links the exported folders.
+    let page = std::fs::read_to_string(tmp.path().join("reports/quick/index.html")).unwrap();
+    assert!(
+        page.contains("distilled-onnx\"><code>"),
+        "no link on the page"
+    );
+    if !python_clients() {
+        return;
+    }
+    let rows = run.results.test_texts.len();
+    assert_eq!(rows, 2810);
+    for (which, folder) in [
+        (ModelChoice::Distilled, &student),
+        (ModelChoice::Teacher, &teacher),
+    ] {
+        let v = check_export(&run, which, folder, tmp.path());
+        assert_eq!(v["rows"], rows);
+        assert_eq!(v["id_mismatch"], 0, "{which:?}: tokenizer.json ids differ");
+        assert_eq!(v["argmax_mismatch"], 0, "{which:?}: predictions differ");
+        assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-4, "{which:?}: {v}");
+    }
+}
+
+/// `kdrun predict` with `args` on the quick run; (exit success, stdout, stderr).
+fn predict(run: &Path, args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = kdrun();
+    cmd.arg("predict").arg(run).args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            let _ = input.write_all(bytes); // a refusal may end kdrun before it reads
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn predict_reproduces_the_report_and_refuses_bad_input_by_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = quick_run(tmp.path());
+    let results = kdrun::store::RunResults::load(&run_dir.join("results.json")).unwrap();
+    // The test split as JSON lines with an id passed through.
+    let input = tmp.path().join("test.jsonl");
+    let lines: Vec<String> = results
+        .test_texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": i, "sentence": t}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let output = tmp.path().join("predictions.jsonl");
+    let names: Vec<String> = results.classes.iter().map(|c| c.name.clone()).collect();
+    for (model, key) in [
+        ("distilled", "distilled"),
+        ("student", "student"),
+        ("teacher", "teacher"),
+        ("baseline", "baseline"),
+    ] {
+        let (ok, _, err) = predict(
+            &run_dir,
+            &[
+                "--model",
+                model,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--top-k",
+                "3",
+            ],
+            None,
+        );
+        assert!(ok, "{model}: {err}");
+        let text = std::fs::read_to_string(&output).unwrap();
+        let predicted: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(predicted.len(), results.test_texts.len());
+        let correct = predicted
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                assert_eq!(p["id"], json!(i));
+                assert_eq!(p["top_k"].as_array().unwrap().len(), 3);
+                p["label"] == json!(names[results.test_labels[*i]])
+            })
+            .count();
+        let accuracy = correct as f64 / predicted.len() as f64;
+        let reported = results
+            .models
+            .iter()
+            .find(|m| m.key == key)
+            .unwrap()
+            .report
+            .accuracy;
+        assert_eq!(
+            accuracy, reported,
+            "{model}: predict's accuracy vs the report's"
+        );
+    }
+    // Plain text from standard input, CSV out.
+    let csv_out = tmp.path().join("out.csv");
+    let (ok, _, err) = predict(
+        &run_dir,
+        &["--output", csv_out.to_str().unwrap()],
+        Some("华为发布新款折叠屏手机\n湖人队主场击败勇士\n".as_bytes()),
+    );
+    assert!(ok, "{err}");
+    let csv = std::fs::read_to_string(&csv_out).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("line,label,probability"), "{csv}");
+
+    // Bad input: each refused with its line, and no output file left behind.
+    let bad_out = tmp.path().join("bad.jsonl");
+    let cases: &[(&str, &[u8], &str, &str)] = &[
+        (
+            "txt",
+            b"ok sentence\n\nmore\n",
+            "input.txt:2: the text is empty",
+            "empty line",
+        ),
+        (
+            "txt",
+            b"ok\n   \n",
+            "input.txt:2: the text is only spaces",
+            "spaces",
+        ),
+        (
+            "txt",
+            b"ok\n\xff\xfe bad\n",
+            "input.txt:2: not UTF-8",
+            "non-UTF-8",
+        ),
+        (
+            "jsonl",
+            b"{\"text\": \"ok\"}\n{\"id\": 3}\n",
+            "input.jsonl:2: no text field",
+            "no field",
+        ),
+        (
+            "csv",
+            b"id,body\n1,hello\n",
+            "input.csv:1: no text column",
+            "no column",
+        ),
+    ];
+    for (ext, bytes, expected, what) in cases {
+        let path = tmp.path().join(format!("input.{ext}"));
+        std::fs::write(&path, bytes).unwrap();
+        let (ok, _, err) = predict(
+            &run_dir,
+            &[
+                "--input",
+                path.to_str().unwrap(),
+                "--output",
+                bad_out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(!ok, "{what}: accepted");
+        assert!(err.contains(expected), "{what}: {err}");
+        assert!(!bad_out.exists(), "{what}: a half-written output was left");
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
+    }
+    // An unknown model, a model the run does not have, a damaged stage.
+    let (ok, _, err) = predict(&run_dir, &["--model", "giant"], Some(b"x\n"));
+    assert!(!ok && err.contains("giant"), "{err}");
+    let (ok, _, err) = predict(&tmp.path().join("nowhere"), &[], Some(b"x\n"));
+    assert!(!ok && err.contains("nowhere"), "{err}");
+    let stage = Path::new(&results.stages["distilled"]).to_path_buf();
+    let weights = stage.join("student.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xFF;
+    std::fs::write(&weights, bytes).unwrap();
+    let (ok, _, err) = predict(&run_dir, &[], Some(b"x\n"));
+    assert!(
+        !ok && err.contains("damaged") && err.contains("student.bpk"),
+        "{err}"
+    );
+}
