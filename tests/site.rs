@@ -188,6 +188,14 @@ fn published_links_resolve_and_text_stays_text() {
     let f = fixture();
     let site = &f.site;
     let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    // The index names no best test accuracy: each row shows the model chosen on validation, and
+    // the sweep its setting chosen on validation.
+    assert!(
+        index.contains("test accuracy (valid-chosen)")
+            && index.contains("setting chosen on validation")
+            && !index.contains("best accuracy"),
+        "{index}"
+    );
     let html_pages = files(site, "html");
     let md_pages = files(site, "md");
     // Index, the run, the sweep and its two trials; each with a Markdown twin.

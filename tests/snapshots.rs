@@ -152,3 +152,116 @@ fn sweep_report_with_a_baseline() {
     insta::assert_snapshot!("sweep-baseline.md", read(dir.path(), "README.md"));
     insta::assert_snapshot!("sweep-baseline-seeds.csv", read(dir.path(), "seeds.csv"));
 }
+
+/// `sweep-min.json` with the distilled student's validation accuracy of each trial set by
+/// `valid` (by trial index; `None`: the model has no validation score, written `null`) and, if
+/// given, the recipe's `report.select`; loaded back as kdrun loads a sweep.
+fn sweep_with_valid(valid: impl Fn(usize) -> Option<f64>, select: Option<&str>) -> SweepResults {
+    let text = std::fs::read_to_string(fixture("sweep-min.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (i, t) in v["trials"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let Some(r) = t.get_mut("results").filter(|r| !r.is_null()) else {
+            continue;
+        };
+        if let Some(select) = select {
+            r["recipe_toml"] =
+                format!("name = \"quick\"\n\n[report]\nselect = \"{select}\"\n").into();
+        }
+        for m in r["models"].as_array_mut().unwrap() {
+            if m["key"] == "distilled" {
+                m["best_valid_accuracy"] = valid(i).map_or(serde_json::Value::Null, Into::into);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    SweepResults::load(&path).unwrap()
+}
+
+/// The acceptance case of choosing on validation: temperature 1 has the better validation
+/// accuracy (mean 0.30 over its three seeds against 0.255 over two), temperature 2 the better
+/// test accuracy (0.2380 against 0.2303). The page chooses temperature 1, reports its test
+/// accuracy over seeds with the paired gain, and — labelled — what choosing on test would have
+/// shown; it names no best trial or seed.
+#[test]
+fn a_sweep_chooses_on_validation_when_validation_and_test_disagree() {
+    let valid = [0.30, 0.31, 0.29, 0.25, 0.26];
+    let sweep = sweep_with_valid(|i| valid.get(i).copied(), None);
+    let dir = tempfile::tempdir().unwrap();
+    report::sweep::write(&sweep, dir.path(), None).unwrap();
+    let md = read(dir.path(), "README.md");
+    let html = read(dir.path(), "index.html");
+    for needle in [
+        "Chosen on the **validation split** among 2 settings: **distill.temperature=1.0**, by the \
+         validation accuracy of the distilled student, mean over seeds",
+        "validation 0.3000 ± 0.0100",
+        "Its **test** accuracy (distilled student): **0.2303 ± 0.0050** (mean ± std over 3 seeds)",
+        "gain of the distilled student over the student alone on test: -0.0077, 95 % CI",
+        "**chosen on the test split**, which is biased upwards: distill.temperature=2.0 would have \
+         shown a test accuracy of 0.2380 ± 0.0042 (over 2 seeds), +0.0077 against the setting \
+         chosen on validation",
+    ] {
+        assert!(md.contains(needle), "{needle:?} in:\n{md}");
+    }
+    assert!(!md.contains("Best:") && !html.contains("Best:"));
+    // The chosen setting's three trials are highlighted, no other.
+    assert_eq!(html.matches("<tr class=\"best\">").count(), 3, "{html}");
+    let trials = read(dir.path(), "trials.csv");
+    let header: Vec<&str> = trials.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    assert_eq!(
+        col("distilled_valid_accuracy"),
+        col("distilled_accuracy") + 1
+    );
+    assert_eq!(col("student_valid_accuracy"), col("student_accuracy") + 1);
+    assert!(header.contains(&"kd_gain_valid"));
+    insta::assert_snapshot!("sweep-valid-chosen.md", md);
+}
+
+/// `report.select = "kd_gain"` compares settings by the distilled student's validation gain over
+/// the student alone (the student alone has 0.2333 in every trial of the fixture).
+#[test]
+fn a_sweep_can_choose_by_the_validation_gain() {
+    let valid = [0.20, 0.21, 0.22, 0.40, 0.40];
+    let sweep = sweep_with_valid(|i| valid.get(i).copied(), Some("kd_gain"));
+    let dir = tempfile::tempdir().unwrap();
+    report::sweep::write(&sweep, dir.path(), None).unwrap();
+    let md = read(dir.path(), "README.md");
+    assert!(
+        md.contains("**distill.temperature=2.0**, by the validation gain of the distilled student")
+            && md.contains("`report.select = \"kd_gain\"`")
+            && md.contains("The test split would have chosen the same setting."),
+        "{md}"
+    );
+}
+
+/// Where a model has no validation score the page says so: a setting without one is left out of
+/// the choice by name; with none anywhere, the page falls back to the test split and says so.
+#[test]
+fn a_sweep_without_validation_scores_says_so() {
+    let partly = sweep_with_valid(|i| (i >= 3).then_some(0.25), None);
+    let dir = tempfile::tempdir().unwrap();
+    report::sweep::write(&partly, dir.path(), None).unwrap();
+    let md = read(dir.path(), "README.md");
+    assert!(
+        md.contains("**distill.temperature=2.0**")
+            && md.contains("left out of the choice: distill.temperature=1.0"),
+        "{md}"
+    );
+    let none = sweep_with_valid(|_| None, None);
+    let dir = tempfile::tempdir().unwrap();
+    report::sweep::write(&none, dir.path(), None).unwrap();
+    let md = read(dir.path(), "README.md");
+    assert!(
+        md.contains("**No setting has a validation score**")
+            && md.contains("falls back to choosing on the **test split**: distill.temperature=2.0")
+            && md.contains("biased upwards")
+            && !md.contains("validation split**"),
+        "{md}"
+    );
+    // The trials table shows the missing scores as blanks, not as a number.
+    let trials = read(dir.path(), "trials.csv");
+    let row = trials.lines().nth(1).unwrap();
+    assert!(row.contains(",,") || row.ends_with(','), "{trials}");
+}

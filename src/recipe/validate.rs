@@ -391,6 +391,37 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     let rep = &r.report;
     c.at_least_one("report.timing_batch", rep.timing_batch);
     c.at_least_one("report.timing_repeats", rep.timing_repeats);
+    match super::Select::parse(&rep.select) {
+        None => c.check(
+            "report.select",
+            false,
+            &format!(
+                "one of {} (a sweep chooses its setting by that model's validation accuracy, or \
+                 by the distilled student's validation gain over the student alone; no \
+                 validation macro-F1 is recorded)",
+                super::Select::VALUES
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{:?}", rep.select),
+        ),
+        Some(sel) => {
+            let present = match sel.model() {
+                "baseline" => r.baseline.enabled,
+                "textgcn" => r.textgcn.enabled,
+                "textgcn_distilled" => r.textgcn.enabled && r.textgcn.distill,
+                _ => true,
+            };
+            c.check(
+                "report.select",
+                present,
+                "a model the recipe trains (enable it, or choose another)",
+                format!("{:?}", rep.select),
+            );
+        }
+    }
     c.check(
         "runtime.jobs",
         r.runtime.jobs >= 1,

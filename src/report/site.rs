@@ -90,60 +90,92 @@ fn site_path(run: &StoredRun) -> String {
     format!("{}/{}", run.recipe, run.stamp)
 }
 
-/// A model of a results file, by best test accuracy.
-fn best_model(r: &RunResults) -> Option<&crate::store::ModelResult> {
-    r.models
-        .iter()
-        .max_by(|a, b| a.report.accuracy.total_cmp(&b.report.accuracy))
-}
-
-/// The sweep trial with the best distilled accuracy.
-fn best_trial(s: &SweepResults) -> Option<&RunResults> {
+/// The trials of a sweep's setting chosen on the validation split (see [`sweep::select`]).
+fn chosen_trials(s: &SweepResults) -> Vec<&RunResults> {
+    let sel = sweep::selection(s).unwrap_or(crate::recipe::Select::Model("distilled"));
+    let Some(choice) = sweep::choose(s, sel) else {
+        return Vec::new();
+    };
     s.trials
         .iter()
-        .filter_map(|t| t.results.as_ref())
-        .max_by(|a, b| {
-            let acc = |r: &RunResults| r.model("distilled").map_or(-1.0, |m| m.report.accuracy);
-            acc(a).total_cmp(&acc(b))
-        })
+        .zip(&choice.rows)
+        .filter(|(_, chosen)| **chosen)
+        .filter_map(|(t, _)| t.results.as_ref())
+        .collect()
 }
 
-/// One row per finished run or sweep: the index's table (a sweep shows its best trial).
+/// Of the models of some runs (a run, or a sweep setting's seeds), the one with the best
+/// validation accuracy (mean over the runs; ties go to the first): its label, mean test
+/// accuracy and mean validation accuracy. Models without a validation score take no part.
+fn valid_chosen(runs: &[&RunResults]) -> Option<(String, f64, f64)> {
+    let first = runs.first()?;
+    let mut best: Option<(String, f64, f64)> = None;
+    for m in &first.models {
+        let of: Option<Vec<&crate::store::ModelResult>> =
+            runs.iter().map(|r| r.model(&m.key)).collect();
+        let Some(of) = of else { continue };
+        let n = of.len() as f64;
+        let valid = of.iter().map(|m| m.best_valid_accuracy).sum::<f64>() / n;
+        let test = of.iter().map(|m| m.report.accuracy).sum::<f64>() / n;
+        if valid.is_finite() && best.as_ref().is_none_or(|b| valid > b.2) {
+            best = Some((m.label.clone(), test, valid));
+        }
+    }
+    best
+}
+
+/// One row per finished run or sweep: the index's table (a sweep shows its setting chosen on
+/// the validation split, test accuracies averaged over that setting's seeds).
 pub fn runs_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
-    let rows: Vec<(&StoredRun, Option<&RunResults>, String)> = runs
+    let rows: Vec<(&StoredRun, Vec<&RunResults>, String)> = runs
         .iter()
         .rev()
         .map(|run| match &run.stored {
-            Stored::Run(r) => (run, Some(r.as_ref()), "run".to_string()),
-            Stored::Sweep(s) => (
-                run,
-                best_trial(s),
-                format!("sweep of {} trials (best shown)", s.trials.len()),
-            ),
+            Stored::Run(r) => (run, vec![r.as_ref()], "run".to_string()),
+            Stored::Sweep(s) => {
+                let chosen = chosen_trials(s);
+                let kind = format!(
+                    "sweep of {} trials (setting chosen on validation, mean of {} seed(s))",
+                    s.trials.len(),
+                    chosen.len()
+                );
+                (run, chosen, kind)
+            }
         })
         .collect();
     let acc = |key: &str| -> Vec<Option<f64>> {
         rows.iter()
-            .map(|(_, r, _)| r.and_then(|r| r.model(key)).map(|m| m.report.accuracy))
+            .map(|(_, rs, _)| {
+                let xs: Option<Vec<f64>> = rs
+                    .iter()
+                    .map(|r| r.model(key).map(|m| m.report.accuracy))
+                    .collect();
+                xs.filter(|xs| !xs.is_empty())
+                    .map(|xs| xs.iter().sum::<f64>() / xs.len() as f64)
+            })
             .collect()
     };
+    let chosen: Vec<Option<(String, f64, f64)>> =
+        rows.iter().map(|(_, rs, _)| valid_chosen(rs)).collect();
     df!(
-        "finished" => rows.iter().map(|(run, r, _)| {
-            pretty_time(r.map_or(run.stamp.as_str(), |r| r.finished.as_str()))
+        "finished" => rows.iter().map(|(run, rs, _)| {
+            pretty_time(rs.iter().map(|r| r.finished.as_str()).max().unwrap_or(run.stamp.as_str()))
         }).collect::<Vec<_>>(),
         "recipe" => rows.iter().map(|(run, _, _)| run.recipe.clone()).collect::<Vec<_>>(),
         "kind" => rows.iter().map(|(_, _, k)| k.clone()).collect::<Vec<_>>(),
         "teacher" => acc("teacher"),
         "student alone" => acc("student"),
         "distilled" => acc("distilled"),
-        "best_accuracy" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.report.accuracy)).collect::<Vec<_>>(),
-        "best model" => rows.iter().map(|(_, r, _)| r.and_then(best_model).map(|m| m.label.clone())).collect::<Vec<_>>(),
-        "backend" => rows.iter().map(|(_, r, _)| r.map(|r| r.backend.clone())).collect::<Vec<_>>(),
+        "valid_chosen_test_accuracy" => chosen.iter().map(|c| c.as_ref().map(|c| c.1)).collect::<Vec<_>>(),
+        "valid-chosen model" => chosen.iter().map(|c| c.as_ref().map(|c| c.0.clone())).collect::<Vec<_>>(),
+        "backend" => rows.iter().map(|(_, rs, _)| rs.first().map(|r| r.backend.clone())).collect::<Vec<_>>(),
         "page" => rows.iter().map(|(run, _, _)| format!("{}/index.html", site_path(run))).collect::<Vec<_>>(),
     )
 }
 
-/// One row per recipe: how many runs, the latest, the best accuracy any model reached.
+/// One row per recipe: how many runs, the latest, and — of every run and every sweep's
+/// validation-chosen setting — the model with the best validation accuracy, with its test
+/// accuracy.
 pub fn recipes_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
     let mut names: Vec<&str> = runs.iter().map(|r| r.recipe.as_str()).collect();
     names.sort();
@@ -159,27 +191,27 @@ pub fn recipes_frame(runs: &[StoredRun]) -> PolarsResult<DataFrame> {
         let last = of.last().expect("a recipe has runs");
         latest.push(pretty_time(&last.stamp));
         page.push(format!("{}/index.html", site_path(last)));
-        let mut top: Option<(f64, String)> = None;
+        let mut top: Option<(String, f64, f64)> = None;
         for run in &of {
-            let results: Vec<&RunResults> = match &run.stored {
-                Stored::Run(r) => vec![r.as_ref()],
-                Stored::Sweep(s) => s.trials.iter().filter_map(|t| t.results.as_ref()).collect(),
+            let chosen = match &run.stored {
+                Stored::Run(r) => valid_chosen(&[r.as_ref()]),
+                Stored::Sweep(s) => valid_chosen(&chosen_trials(s)),
             };
-            for m in results.iter().flat_map(|r| &r.models) {
-                if top.as_ref().is_none_or(|(a, _)| m.report.accuracy > *a) {
-                    top = Some((m.report.accuracy, m.label.clone()));
+            if let Some(c) = chosen {
+                if top.as_ref().is_none_or(|t| c.2 > t.2) {
+                    top = Some(c);
                 }
             }
         }
-        best.push(top.as_ref().map(|t| t.0));
-        best_label.push(top.map(|t| t.1));
+        best.push(top.as_ref().map(|t| t.1));
+        best_label.push(top.map(|t| t.0));
     }
     df!(
         "recipe" => names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "runs" => count,
         "latest" => latest,
-        "best_accuracy" => best,
-        "best model" => best_label,
+        "valid_chosen_test_accuracy" => best,
+        "valid-chosen model" => best_label,
         "page" => page,
     )
 }

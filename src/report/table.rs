@@ -35,6 +35,7 @@ fn header(column: &str) -> String {
         "train_loss" => "train loss".into(),
         "valid_accuracy" => "valid accuracy".into(),
         "best_accuracy" => "best accuracy".into(),
+        "valid_chosen_test_accuracy" => "test accuracy (valid-chosen)".into(),
         "share_of_class" => "share of class".into(),
         other => other.into(),
     }

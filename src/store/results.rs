@@ -23,6 +23,9 @@ pub struct ModelResult {
     pub timing: InferenceTiming,
     pub train_seconds: f64,
     pub best_epoch: usize,
+    /// NaN where the model has none (written as `null`; a results file without the field, or
+    /// with `null`, reads as NaN): a sweep then never chooses by it in silence.
+    #[serde(default = "no_score", deserialize_with = "score_or_null")]
     pub best_valid_accuracy: f64,
     pub history: Vec<EpochRecord>,
     /// Predicted class of each test example, in test order (empty in results written before
@@ -92,6 +95,15 @@ pub struct RunResults {
     /// them there.
     #[serde(default)]
     pub report_dir: String,
+}
+
+fn no_score() -> f64 {
+    f64::NAN
+}
+
+/// A number, or `null` (how JSON writes NaN) as NaN.
+fn score_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 fn character() -> String {
@@ -204,11 +216,21 @@ mod tests {
         }
         v["recipe_toml"] =
             "name = \"tnews\"\n[report]\ndir = \"/r/reports\"\ntemplates = \"\"\n".into();
+        // A model without a validation score (field missing, or `null` as JSON writes NaN).
+        v["models"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("best_valid_accuracy");
+        v["models"][1]["best_valid_accuracy"] = serde_json::Value::Null;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results.json");
         std::fs::write(&path, v.to_string()).unwrap();
         let r = RunResults::load(&path).unwrap();
         assert_eq!(r.student_tokens, "character");
+        assert!(
+            r.models[0].best_valid_accuracy.is_nan() && r.models[1].best_valid_accuracy.is_nan()
+        );
+        assert!(r.models[2].best_valid_accuracy.is_finite());
         assert_eq!(r.transfer_set, r.counts.train.iter().sum::<usize>());
         assert!(r.transfer_set > 0);
         assert_eq!(

@@ -17,6 +17,70 @@ pub struct ReportSection {
     /// A folder of templates that replace kdrun's own (`report.html`, `report.md`, `sweep.html`,
     /// `sweep.md`, `index.html`, `index.md`, `style.css`; see `templates/`). Empty: kdrun's.
     pub templates: PathBuf,
+    /// What a sweep's page chooses its setting by, always on the validation split: a model's
+    /// validation accuracy (`distilled`, …) or `kd_gain` (see [`Select`]).
+    pub select: String,
+}
+
+/// What a sweep chooses its setting by (`report.select`), on the validation split: the best
+/// validation accuracy of one model (mean over seeds), or the distilled student's validation
+/// gain over the student alone. kdrun records no validation macro-F1, so none is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// The validation accuracy of the model of this key (`distilled`, `student`, …).
+    Model(&'static str),
+    /// Validation accuracy of the distilled student − that of the student alone, same trial.
+    KdGain,
+}
+
+impl Select {
+    /// The values `report.select` accepts.
+    pub const VALUES: [&'static str; 7] = [
+        "distilled",
+        "student",
+        "teacher",
+        "baseline",
+        "textgcn",
+        "textgcn_distilled",
+        "kd_gain",
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "kd_gain" => Some(Self::KdGain),
+            _ => Self::VALUES.into_iter().find(|v| *v == s).map(Self::Model),
+        }
+    }
+
+    /// The model whose test accuracy the chosen setting reports.
+    pub fn model(self) -> &'static str {
+        match self {
+            Self::Model(m) => m,
+            Self::KdGain => "distilled",
+        }
+    }
+
+    /// What the choice is made on, for the page.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Model(m) => format!("validation accuracy of the {}", model_name(m)),
+            Self::KdGain => "validation gain of the distilled student over the student alone \
+                             (validation accuracy, same trial)"
+                .into(),
+        }
+    }
+}
+
+/// A model key as prose: `student` → "student alone".
+pub fn model_name(key: &str) -> &str {
+    match key {
+        "distilled" => "distilled student",
+        "student" => "student alone",
+        "textgcn_distilled" => "distilled TextGCN",
+        "textgcn" => "TextGCN",
+        "baseline" => "linear baseline",
+        other => other,
+    }
 }
 
 impl Default for ReportSection {
@@ -27,6 +91,7 @@ impl Default for ReportSection {
             timing_batch: 256,
             timing_repeats: 3,
             templates: PathBuf::new(),
+            select: "distilled".into(),
         }
     }
 }

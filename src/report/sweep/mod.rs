@@ -1,12 +1,15 @@
-//! The sweep report: one table of all trials (every swept key a column), the best trial marked,
+//! The sweep report: one table of all trials (every swept key a column, test and validation
+//! accuracy side by side), the setting chosen on the validation split marked (see [`select`]),
 //! accuracy and macro-F1 against each swept key, and — when `runtime.seed` is swept — mean ± std
 //! over seeds with the gain of distillation over the student alone and its 95 % confidence
 //! interval, paired over seeds (Student's t).
 
 mod plots;
+pub mod select;
 mod stats;
 
 pub use plots::{pareto, plots};
+pub use select::{choose, selection, Choice};
 pub use stats::{mean_std, seeds_frame, t975, trials_frame};
 
 use super::table::Table;
@@ -15,7 +18,6 @@ use crate::store::{write_atomic, write_with, RunResults, SweepResults};
 use anyhow::{Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
-use stats::metric;
 use std::path::Path;
 
 /// A TOML value as a table cell: strings bare, the rest as TOML.
@@ -47,8 +49,10 @@ struct SweepPage {
     trials: usize,
     failed: usize,
     minutes: String,
-    best: Option<String>,
-    best_row: Option<usize>,
+    /// The setting chosen on the validation split (none where no trial finished).
+    choice: Option<Choice>,
+    /// For each trial row: whether it belongs to the chosen setting (highlighted).
+    chosen_rows: Vec<bool>,
     table: Table,
     /// Each row's report folder (`trial-001`, …); none for a failed trial.
     trial_dirs: Vec<Option<String>>,
@@ -133,12 +137,7 @@ pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()
     for p in &plot_pages {
         write_atomic(&report_dir.join(&p.file), p.svg.as_bytes())?;
     }
-    let best = s
-        .trials
-        .iter()
-        .enumerate()
-        .filter_map(|(row, t)| metric(t, "distilled", |r| r.report.accuracy).map(|a| (row, a, t)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let choice = choose(s, selection(s)?);
     let first = s.first_ok();
     let context = first
         .map(|r| -> Result<RunContext> {
@@ -166,18 +165,10 @@ pub fn write(s: &SweepResults, report_dir: &Path, nav: Option<Nav>) -> Result<()
         trials: s.trials.len(),
         failed: s.trials.iter().filter(|t| t.results.is_none()).count(),
         minutes: format!("{:.1}", s.seconds / 60.0),
-        best: best.map(|(_, a, t)| {
-            format!(
-                "trial {} ({}): distilled accuracy {a:.4}",
-                t.index + 1,
-                t.values
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", show(v)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }),
-        best_row: best.map(|(row, _, _)| row),
+        chosen_rows: choice
+            .as_ref()
+            .map_or_else(|| vec![false; s.trials.len()], |c| c.rows.clone()),
+        choice,
         table: Table::from_df(&frame),
         trial_dirs: s
             .trials

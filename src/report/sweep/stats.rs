@@ -15,7 +15,12 @@ pub(super) fn metric(
     t.results.as_ref().and_then(|r| r.model(key)).map(f)
 }
 
-/// All trials as a table.
+/// A model's validation accuracy in a trial, where it has one.
+pub(super) fn valid_metric(t: &TrialOutcome, key: &str) -> Option<f64> {
+    metric(t, key, |r| r.best_valid_accuracy).filter(|x| x.is_finite())
+}
+
+/// All trials as a table: test columns with their validation columns beside them.
 pub fn trials_frame(s: &SweepResults) -> PolarsResult<DataFrame> {
     let mut cols: Vec<Column> = vec![Column::new(
         "trial".into(),
@@ -31,41 +36,48 @@ pub fn trials_frame(s: &SweepResults) -> PolarsResult<DataFrame> {
     let m = |key: &str, f: fn(&crate::store::ModelResult) -> f64| -> Vec<Option<f64>> {
         s.trials.iter().map(|t| metric(t, key, f)).collect()
     };
-    cols.push(Column::new(
-        "teacher_accuracy".into(),
-        m("teacher", |r| r.report.accuracy),
-    ));
-    cols.push(Column::new(
-        "student_accuracy".into(),
-        m("student", |r| r.report.accuracy),
-    ));
-    cols.push(Column::new(
-        "distilled_accuracy".into(),
-        m("distilled", |r| r.report.accuracy),
-    ));
-    cols.push(Column::new(
-        "distilled_macro_f1".into(),
-        m("distilled", |r| r.report.macro_avg.f1),
-    ));
-    let baseline = m("baseline", |r| r.report.accuracy);
-    if baseline.iter().any(Option::is_some) {
-        cols.push(Column::new("baseline_accuracy".into(), baseline));
+    let valid = |key: &str| -> Vec<Option<f64>> {
+        s.trials
+            .iter()
+            .map(|t| valid_metric(t, key))
+            .collect::<Vec<_>>()
+    };
+    // Each model's test accuracy with its validation accuracy beside it (empty where a model
+    // has none); the optional models only where a trial has them.
+    for (key, always) in [
+        ("teacher", true),
+        ("student", true),
+        ("distilled", true),
+        ("baseline", false),
+        ("textgcn", false),
+    ] {
+        let test = m(key, |r| r.report.accuracy);
+        if !always && test.iter().all(Option::is_none) {
+            continue;
+        }
+        cols.push(Column::new(format!("{key}_accuracy").into(), test));
+        cols.push(Column::new(
+            format!("{key}_valid_accuracy").into(),
+            valid(key),
+        ));
+        if key == "distilled" {
+            cols.push(Column::new(
+                "distilled_macro_f1".into(),
+                m("distilled", |r| r.report.macro_avg.f1),
+            ));
+        }
     }
-    let textgcn = m("textgcn", |r| r.report.accuracy);
-    if textgcn.iter().any(Option::is_some) {
-        cols.push(Column::new("textgcn_accuracy".into(), textgcn));
-    }
-    let gain: Vec<Option<f64>> = s
-        .trials
-        .iter()
-        .map(|t| {
-            Some(
-                metric(t, "distilled", |r| r.report.accuracy)?
-                    - metric(t, "student", |r| r.report.accuracy)?,
-            )
-        })
-        .collect();
-    cols.push(Column::new("kd_gain".into(), gain));
+    let gain = |f: fn(&TrialOutcome, &str) -> Option<f64>| -> Vec<Option<f64>> {
+        s.trials
+            .iter()
+            .map(|t| Some(f(t, "distilled")? - f(t, "student")?))
+            .collect()
+    };
+    cols.push(Column::new(
+        "kd_gain".into(),
+        gain(|t, k| metric(t, k, |r| r.report.accuracy)),
+    ));
+    cols.push(Column::new("kd_gain_valid".into(), gain(valid_metric)));
     cols.push(Column::new(
         "seconds".into(),
         s.trials.iter().map(|t| t.seconds).collect::<Vec<_>>(),
@@ -104,7 +116,8 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Per setting (all swept keys but the seed): mean ± std over seeds and the paired gain.
+/// Per setting (all swept keys but the seed): mean ± std over seeds of each model's test and
+/// validation accuracy, and the paired gain on test.
 pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
     let seed_axis = s.keys.iter().position(|k| k == "runtime.seed")?;
     let mut groups: BTreeMap<Vec<String>, Vec<&TrialOutcome>> = BTreeMap::new();
@@ -118,64 +131,80 @@ pub fn seeds_frame(s: &SweepResults) -> Option<PolarsResult<DataFrame>> {
             .collect();
         groups.entry(key).or_default().push(t);
     }
-    let mut setting = Vec::new();
-    let mut seeds = Vec::new();
-    let mut b_acc: Vec<Option<String>> = Vec::new();
-    let (mut t_acc, mut s_acc, mut d_acc, mut gain, mut lo, mut hi) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
     let pm = |xs: &[f64]| {
         let (m, sd) = mean_std(xs);
         format!("{m:.4} ± {sd:.4}")
     };
-    for (k, ts) in &groups {
-        let get = |key: &str| -> Vec<f64> {
-            ts.iter()
-                .filter_map(|t| metric(t, key, |r| r.report.accuracy))
-                .collect()
-        };
-        let (te, st, di) = (get("teacher"), get("student"), get("distilled"));
-        let ba = get("baseline");
-        b_acc.push((!ba.is_empty()).then(|| pm(&ba)));
-        let gains: Vec<f64> = di.iter().zip(&st).map(|(d, s)| d - s).collect();
+    let mut cols: Vec<Column> = vec![
+        Column::new(
+            "setting".into(),
+            groups
+                .keys()
+                .map(|k| {
+                    if k.is_empty() {
+                        "(all)".to_string()
+                    } else {
+                        k.join(", ")
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seeds".into(),
+            groups
+                .values()
+                .map(|ts| ts.len() as u32)
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    // Each model's test accuracy, its validation accuracy beside it (the linear baseline only
+    // where the trials have one); blank where a setting's trials lack the score.
+    for (key, name, always) in [
+        ("teacher", "teacher", true),
+        ("student", "student alone", true),
+        ("distilled", "distilled", true),
+        ("baseline", "baseline", false),
+    ] {
+        let test: Vec<Option<String>> = groups
+            .values()
+            .map(|ts| {
+                let xs: Vec<f64> = ts
+                    .iter()
+                    .filter_map(|t| metric(t, key, |r| r.report.accuracy))
+                    .collect();
+                (!xs.is_empty()).then(|| pm(&xs))
+            })
+            .collect();
+        if !always && test.iter().all(Option::is_none) {
+            continue;
+        }
+        let valid: Vec<Option<String>> = groups
+            .values()
+            .map(|ts| {
+                let xs: Option<Vec<f64>> = ts.iter().map(|t| valid_metric(t, key)).collect();
+                xs.filter(|xs| !xs.is_empty()).map(|xs| pm(&xs))
+            })
+            .collect();
+        cols.push(Column::new(name.into(), test));
+        cols.push(Column::new(format!("{name} (valid)").into(), valid));
+    }
+    let (mut gain, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+    for ts in groups.values() {
+        let acc = |t: &&TrialOutcome, key| metric(t, key, |r| r.report.accuracy);
+        let gains: Vec<f64> = ts
+            .iter()
+            .filter_map(|t| Some(acc(t, "distilled")? - acc(t, "student")?))
+            .collect();
         let (g, sd) = mean_std(&gains);
         let half = t975(gains.len().saturating_sub(1)) * sd / (gains.len() as f64).sqrt();
-        setting.push(if k.is_empty() {
-            "(all)".to_string()
-        } else {
-            k.join(", ")
-        });
-        seeds.push(ts.len() as u32);
-        t_acc.push(pm(&te));
-        s_acc.push(pm(&st));
-        d_acc.push(pm(&di));
         gain.push(g);
         lo.push(Some(g - half).filter(|x| x.is_finite()));
         hi.push(Some(g + half).filter(|x| x.is_finite()));
     }
-    let frame = df!(
-        "setting" => setting,
-        "seeds" => seeds,
-        "teacher" => t_acc,
-        "student alone" => s_acc,
-        "distilled" => d_acc,
-        "kd_gain" => gain,
-        "ci95_low" => lo,
-        "ci95_high" => hi,
-    );
-    // The linear baseline beside the networks, where the trials have one.
-    if b_acc.iter().any(Option::is_some) {
-        return Some(frame.and_then(|mut f| {
-            f.insert_column(5, Column::new("baseline".into(), b_acc))?;
-            Ok(f)
-        }));
-    }
-    Some(frame)
+    cols.push(Column::new("kd_gain".into(), gain));
+    cols.push(Column::new("ci95_low".into(), lo));
+    cols.push(Column::new("ci95_high".into(), hi));
+    Some(DataFrame::new_infer_height(cols))
 }
 
 #[cfg(test)]

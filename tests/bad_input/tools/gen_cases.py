@@ -150,6 +150,8 @@ case('baseline_model_unknown', 'expected one of "logreg", "svm"', {'baseline.mod
 case('report_timing_batch_zero', 'an integer ≥ 1, found 0', {'report.timing_batch': '0'}, key='report.timing_batch')
 case('report_timing_repeats_zero', 'an integer ≥ 1, found 0', {'report.timing_repeats': '0'}, key='report.timing_repeats')
 case('report_templates_missing', 'report.templates', {'report.templates': '"../data/no_templates"'}, key='report.templates')
+case('report_select_unknown', 'expected one of "distilled", "student", "teacher", "baseline", "textgcn", "textgcn_distilled", "kd_gain"', {'report.select': '"test_accuracy"'}, key='report.select')
+case('report_select_model_not_trained', 'a model the recipe trains (enable it, or choose another), found "textgcn"', {'report.select': '"textgcn"'}, key='report.select')
 case('runtime_backend_unknown', 'expected one of "auto", "wgpu", "cpu"', {'runtime.backend': '"cuda"'}, key='runtime.backend')
 case('runtime_threads_negative', 'a whole number ≥ 0, found the whole number -2', {'runtime.threads': '-2'}, key='runtime.threads')
 case('runtime_jobs_zero', 'an integer ≥ 1 (sweep trials at once', {'runtime.jobs': '0'}, key='runtime.jobs')
