@@ -347,3 +347,65 @@ fn predict_reproduces_the_report_and_refuses_bad_input_by_line() {
         "{err}"
     );
 }
+
+#[test]
+fn export_and_predict_refuse_what_a_run_cannot_give() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = quick_cmd(tmp.path(), &["teacher.arch=\"linear\""])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = tmp.path().join("runs/quick");
+    let kd = |args: &[&str]| {
+        let out = kdrun().args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let run_s = run.to_str().unwrap();
+    // A linear teacher is not a model `--model teacher` reads.
+    let (ok, err) = kd(&["predict", run_s, "--model", "teacher", "--input", "-"]);
+    assert!(!ok && err.contains("a linear model"), "{err}");
+    // The baseline has no ONNX form; a folder that is not an export is not overwritten.
+    let dest = tmp.path().join("dest");
+    let (ok, err) = kd(&[
+        "export",
+        run_s,
+        "--model",
+        "baseline",
+        "--out",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("TF-IDF"), "{err}");
+    assert!(!dest.exists(), "a refused export left a folder");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+    let (ok, err) = kd(&["export", run_s, "--out", dest.to_str().unwrap()]);
+    assert!(!ok && err.contains("is not a kdrun export"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    // A new folder takes the export; exporting again replaces it.
+    let fresh = tmp.path().join("student");
+    for _ in 0..2 {
+        let (ok, err) = kd(&["export", run_s, "--out", fresh.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        assert!(fresh.join("model.onnx").is_file());
+    }
+    // A recipe's teacher for [export] that is not BERT is refused before the run.
+    let (ok, err) = kd(&[
+        "check",
+        "recipes/quick.toml",
+        "--set",
+        "teacher.arch=\"linear\"",
+        "--set",
+        "export.models=[\"teacher\"]",
+    ]);
+    assert!(!ok && err.contains("export.models"), "{err}");
+}
