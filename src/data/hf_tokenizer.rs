@@ -25,13 +25,16 @@ pub struct HfTokenizer {
     pub cls_last: bool,
 }
 
-/// The names a special token goes by: BERT's, then XLNet's (SentencePiece) spelling.
-const ROLES: [(&str, [&str; 2]); 5] = [
-    ("padding", ["[PAD]", "<pad>"]),
-    ("mask", ["[MASK]", "<mask>"]),
-    ("classification", ["[CLS]", "<cls>"]),
-    ("separator", ["[SEP]", "<sep>"]),
-    ("unknown", ["[UNK]", "<unk>"]),
+/// The names a special token goes by, first found wins: BERT's, then XLNet's (SentencePiece)
+/// spelling, then RoBERTa's / XLM-R's, whose `<s> A </s>` puts the sequence start where BERT puts
+/// `[CLS]` and the sequence end where it puts `[SEP]` (XLNet's vocabulary also has `<s>` and
+/// `</s>`, so its `<cls>` and `<sep>` come first).
+const ROLES: [(&str, &[&str]); 5] = [
+    ("padding", &["[PAD]", "<pad>"]),
+    ("mask", &["[MASK]", "<mask>"]),
+    ("classification", &["[CLS]", "<cls>", "<s>"]),
+    ("separator", &["[SEP]", "<sep>", "</s>"]),
+    ("unknown", &["[UNK]", "<unk>"]),
 ];
 
 fn lowercase_setting(dir: &Path) -> bool {
