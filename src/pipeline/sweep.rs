@@ -18,7 +18,7 @@ use crate::store::RunDir;
 use crate::store::{RunResults, SweepResults, TrialOutcome};
 use crate::train::interrupt::{self, Interrupted};
 use crate::train::progress::note;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -122,28 +122,9 @@ pub fn run_sweep(
     workers: Option<&Workers>,
     args: &[OsString],
 ) -> Result<SweepOutput> {
+    // The trials share name, store, report folder and device: `recipe::sweep::load_trials`
+    // refuses a grid over them (PER_SWEEP).
     let base = &trials[0].1.recipe;
-    for (t, l) in trials {
-        let r = &l.recipe;
-        if r.runtime.store != base.runtime.store
-            || r.report.dir != base.report.dir
-            || r.name != base.name
-        {
-            bail!(
-                "trial {}: a sweep cannot vary runtime.store, report.dir or name (they place the sweep itself)",
-                t.label()
-            );
-        }
-        if r.runtime.backend != base.runtime.backend
-            || r.runtime.threads != base.runtime.threads
-            || r.runtime.jobs != base.runtime.jobs
-        {
-            bail!(
-                "trial {}: a sweep cannot vary runtime.backend, runtime.threads or runtime.jobs (the device is chosen once)",
-                t.label()
-            );
-        }
-    }
     let stages = open_stages(&base.runtime.store)?;
     let sweep_dir = RunDir::create(&base.runtime.store, &base.name)?;
     let report_dir = base.report.dir.join(&base.name);

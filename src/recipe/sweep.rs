@@ -174,6 +174,16 @@ pub fn expand(axes: &[(String, Vec<toml::Value>)], mode: SweepMode) -> Result<Ve
     }
 }
 
+/// Keys one sweep has one value of: where it goes and what it runs on.
+pub const PER_SWEEP: &[&str] = &[
+    "name",
+    "report.dir",
+    "runtime.store",
+    "runtime.backend",
+    "runtime.threads",
+    "runtime.jobs",
+];
+
 /// A recipe's trials, each loaded: the `[sweep]` grid and the command line's multi-valued
 /// `--set`s (which replace a grid axis of the same key) expanded, the single-valued `--set`s
 /// applied to every trial.
@@ -204,6 +214,18 @@ pub fn load_trials(
             path.display().to_string(),
             Some(k.clone()),
             "a sweep cannot sweep the sweep",
+        ));
+    }
+    // What places the sweep (its folders, its name) or chooses its device is the same for
+    // every trial: a grid over it is refused here, where `check` sees it too.
+    if let Some((k, _)) = axes.iter().find(|(k, _)| PER_SWEEP.contains(&k.as_str())) {
+        return Err(RecipeError::single(
+            path.display().to_string(),
+            Some(k.clone()),
+            format!(
+                "a sweep cannot vary {k}: {} are one for the whole sweep (they place it and choose its device); run separate recipes instead",
+                PER_SWEEP.join(", ")
+            ),
         ));
     }
     let trials = expand(&axes, mode)

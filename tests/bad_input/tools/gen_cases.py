@@ -179,6 +179,8 @@ case('sweep_unknown_key', 'did you mean `teacher.epochs`', {'sweep."teacher.epoc
 case('sweep_zip_unequal', 'pairs lists of equal length', {'sweep.mode': '"zip"', 'sweep."teacher.epochs"': '[1, 2]', 'sweep."student.epochs"': '[1, 2, 3]'}, key='sweep')
 case('sweep_no_values', 'has no values', {'sweep."teacher.epochs"': '[]'}, key='sweep')
 case('sweep_of_sweep', 'a sweep cannot sweep the sweep', {'sweep."sweep.mode"': '["zip"]'}, key='sweep.mode')
+case('sweep_over_runtime_threads', 'a sweep cannot vary runtime.threads', {'sweep."runtime.threads"': '[1, 2]'}, key='runtime.threads')
+case('sweep_over_store', 'a sweep cannot vary runtime.store', {}, sets=['runtime.store=a,b'], key='runtime.store')
 # --set
 case('set_lr_zero', '--set teacher.lr=0', {}, sets=['teacher.lr=0'], key='teacher.lr')
 case('sweep_too_many_trials', 'at most 10000: sweep fewer values', {}, sets=[f'{k}=1,2,3,4,5,6,7,8,9,10' for k in ['teacher.epochs', 'student.epochs', 'teacher.batch_size', 'student.batch_size', 'runtime.seed']], key='sweep')
