@@ -170,6 +170,7 @@ fn the_binary_refuses_bad_input_before_making_folders() {
         "teacher_checkpoint_no_tokenizer",
         "member_checkpoint_other_arch",
         "member_checkpoint_no_tokenizer",
+        "teacher_combine_no_members",
     ] {
         let path = corpus().join("cases").join(format!("{case}.toml"));
         let expect = header(&path, "expect").pop().unwrap();

@@ -108,6 +108,11 @@ MEMBER = lambda arch, ck: f'\n[[teacher.members]]\narch = "{arch}"\n' + (f'check
 case('member_checkpoint_other_arch', 'member 2: expected "bert" (the architecture of the checkpoint', {}, key='teacher.members[1].arch', raw=MEMBER('bert', '../data/bert_checkpoint') + MEMBER('xlnet', '../data/bert_checkpoint'))
 case('member_checkpoint_no_tokenizer', 'fixtures/bert-tiny-cls: no tokenizer.json or vocab.txt', {}, key='teacher.members[1].checkpoint', raw=MEMBER('linear', None) + MEMBER('bert', '../../fixtures/bert-tiny-cls'))
 case('member_checkpoint_no_cls_token', 'no_cls_checkpoint: the tokenizer has no classification token', {}, key='teacher.members[0].checkpoint', raw=MEMBER('bert', '../data/no_cls_checkpoint') + MEMBER('linear', None))
+# ensemble-only keys where they have no effect
+case('teacher_combine_no_members', 'found a single teacher (teacher.members = [])', {'teacher.members': '[]', 'teacher.combine': '"logits"'}, key='teacher.combine')
+case('teacher_calibrate_no_members', 'found a single teacher (no [[teacher.members]])', {'teacher.calibrate': 'false'}, key='teacher.calibrate')
+case('member_combine', 'found it inside member 1', {}, key='teacher.members[0].combine', raw=MEMBER('linear', None) + 'combine = "logits"\n' + MEMBER('linear', None))
+case('teacher_weight_on_ensemble', 'found it on [teacher] beside [[teacher.members]]', {'teacher.weight': '2.0'}, key='teacher.weight', raw=MEMBER('linear', None) + MEMBER('linear', None))
 # [teacher.pretrain]
 ON = {P + 'steps': '10'}
 def pre(name, expect, over, key):
