@@ -213,7 +213,7 @@ struct Overrides {
     backend: Option<BackendArg>,
     /// Run up to N (≥ 1) sweep trials at once, each in a process of its own with its share of
     /// the CPU threads, after the stages they share (overrides runtime.jobs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Run only trial I (1-based) of the sweep, on the same store (what each worker runs).
     #[arg(long, value_name = "I")]
@@ -251,6 +251,33 @@ struct Overrides {
     /// The sweep folder of --shared-stages / --sweep-report.
     #[arg(long, value_name = "DIR", hide = true)]
     sweep_dir: Option<PathBuf>,
+}
+
+/// `--jobs N`: a count of trials at once, ≥ 1. Negative numbers reach it (clap would take `-1`
+/// for a flag) so that the message names `--jobs` and what it takes.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    let expected = "expected an integer ≥ 1 (sweep trials at once; 1: one after another)";
+    match text.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| format!("{expected}, found {n}")),
+        Ok(n) => Err(format!("{expected}, found {n}")),
+        Err(_) => Err(format!("{expected}, found \"{}\"", recipe::shown(text))),
+    }
+}
+
+impl Overrides {
+    /// Flags that only act beside another flag: `--dry-run` submits nothing to Slurm, so without
+    /// `--executor slurm` it would run the whole sweep here.
+    fn check_flags(&self) -> Result<(), String> {
+        if self.dry_run && self.executor != Executor::Slurm {
+            return Err(
+                "--dry-run only works with --executor slurm (it writes and prints the sbatch \
+                 scripts and submits nothing), found --executor local: add --executor slurm, or \
+                 leave --dry-run out to run the recipe here"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -909,6 +936,16 @@ fn status(args: &StatusArgs) -> ExitCode {
 pub fn main() -> ExitCode {
     backend::install_gpu_fault_hook();
     let cli = Cli::parse();
+    let overrides = match &cli.command {
+        Some(Command::Run(args) | Command::Check(args)) => &args.overrides,
+        _ => &cli.overrides,
+    };
+    if let Err(message) = overrides.check_flags() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     match (&cli.command, &cli.recipe) {
         (Some(Command::Run(args)), _) => run(args),
         (Some(Command::Check(args)), _) => check(args),
@@ -936,5 +973,46 @@ pub fn main() -> ExitCode {
             let _ = Cli::command().print_help();
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_is_an_integer_of_at_least_one_negative_ones_included() {
+        assert_eq!(parse_jobs("3"), Ok(3));
+        for (text, found) in [
+            ("0", "found 0"),
+            ("-1", "found -1"),
+            ("two", "found \"two\""),
+        ] {
+            let e = parse_jobs(text).unwrap_err();
+            assert!(e.contains("an integer ≥ 1") && e.ends_with(found), "{e}");
+        }
+        let e = Cli::try_parse_from(["kdrun", "run", "r.toml", "--jobs", "-1"]).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("'--jobs <N>'") && e.contains("found -1") && !e.contains("unexpected"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dry_run_needs_the_slurm_executor() {
+        let overrides = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["kdrun", "r.toml"][..], args].concat()).unwrap();
+            cli.overrides
+        };
+        assert!(overrides(&["--dry-run", "--executor", "slurm"])
+            .check_flags()
+            .is_ok());
+        assert!(overrides(&[]).check_flags().is_ok());
+        let e = overrides(&["--dry-run"]).check_flags().unwrap_err();
+        assert!(
+            e.contains("--dry-run only works with --executor slurm"),
+            "{e}"
+        );
     }
 }

@@ -167,6 +167,10 @@ fn the_binary_refuses_bad_input_before_making_folders() {
         "data_json_array",
         "student_vectors_cut_short",
         "sweep_alpha_out_of_range",
+        "teacher_checkpoint_no_tokenizer",
+        "member_checkpoint_other_arch",
+        "member_checkpoint_no_tokenizer",
+        "teacher_combine_no_members",
     ] {
         let path = corpus().join("cases").join(format!("{case}.toml"));
         let expect = header(&path, "expect").pop().unwrap();

@@ -1463,24 +1463,82 @@ fn a_sweep_submitted_to_a_real_slurm_cluster_ends_as_the_local_one() {
 #[test]
 fn zero_jobs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    for (args, source) in [
-        (vec!["--jobs", "0"], "--jobs 0"),
-        (vec!["--set", "runtime.jobs=0"], "--set runtime.jobs=0"),
+    // The flag is refused as the command line is read, naming itself (a negative number too,
+    // which clap took for a flag of its own); the key, by the recipe's validation.
+    for jobs in ["0", "-1", "two", "--jobs=-3"] {
+        let args = match jobs.strip_prefix("--jobs=") {
+            Some(_) => vec![jobs],
+            None => vec!["--jobs", jobs],
+        };
+        for cmd in [
+            &["check", "recipes/quick.toml"][..],
+            &["recipes/quick.toml"][..],
+        ] {
+            let out = kdrun()
+                .args(cmd)
+                .args(&args)
+                .args([
+                    "--set",
+                    &format!("runtime.store={}", tmp.path().join("runs").display()),
+                ])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{jobs}: {stderr}");
+            assert!(
+                stderr.contains("'--jobs <N>'")
+                    && stderr.contains("expected an integer ≥ 1 (sweep trials at once")
+                    && !stderr.contains("unexpected argument")
+                    && !stderr.contains("tip:"),
+                "{jobs}: {stderr}"
+            );
+        }
+    }
+    let out = quick_cmd(tmp.path(), &["distill.temperature=1,2", "runtime.jobs=0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--set runtime.jobs=0")
+            && stderr.contains("runtime.jobs")
+            && stderr.contains("expected an integer ≥ 1"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("runs").exists(), "nothing was started");
+}
+
+#[test]
+fn dry_run_without_slurm_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for extra in [
+        &["--dry-run"][..],
+        &["--dry-run", "--executor", "local"][..],
     ] {
         let out = quick_cmd(tmp.path(), &["distill.temperature=1,2"])
-            .args(&args)
+            .args(extra)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
-            stderr.contains(source)
-                && stderr.contains("runtime.jobs")
-                && stderr.contains("expected an integer ≥ 1"),
+            stderr.contains("--dry-run only works with --executor slurm")
+                && stderr.contains("found --executor local"),
             "{stderr}"
         );
     }
+    let out = kdrun()
+        .args(["check", "recipes/quick.toml", "--dry-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--dry-run only works with --executor slurm"),
+        "{stderr}"
+    );
     assert!(!tmp.path().join("runs").exists(), "nothing was started");
+    assert!(!tmp.path().join("reports").exists(), "nothing was started");
 }
 
 #[test]

@@ -30,8 +30,8 @@ use std::time::{Instant, SystemTime};
 /// before any folder is made or stage starts): a `report.templates` folder holds templates that
 /// parse, `name` is not the store's own stage folder, the data files exist and parse (the first
 /// bad row named) with the recipe's classes and enough examples for the split, a vectors file
-/// matches `student.embedding_dim` and its header's count, a checkpoint is of the teacher's
-/// architecture.
+/// matches `student.embedding_dim` and its header's count, a checkpoint (the teacher's or each
+/// ensemble member's) is of its architecture and holds a tokenizer with the roles kdrun needs.
 pub const RECIPE_CHECKS: &[crate::recipe::Check] = &[
     check_templates,
     check_name,
@@ -140,36 +140,116 @@ fn check_vectors(r: &Recipe) -> Vec<(&'static str, String)> {
     })
 }
 
-/// A checkpoint folder opens (config.json and a weights file) and is of the teacher's
-/// architecture.
+/// Every checkpoint folder opens (config.json and a weights file), is of its teacher's
+/// architecture, holds a tokenizer kdrun reads (tokenizer.json, or vocab.txt for BERT) with
+/// every role kdrun needs (padding, mask, classification, separator, unknown) on the side the
+/// model reads its classification token, and takes `data.max_len` positions: the lone teacher's
+/// (keys `teacher.*`), or each ensemble member's (keys `teacher.members[i].*`), as the run's
+/// teacher set-up (`train::teacher::setup`) would refuse them, before any member trains.
 fn check_checkpoint(r: &Recipe) -> Vec<(&'static str, String)> {
     let t = &r.teacher;
-    if t.checkpoint.as_os_str().is_empty() || !t.checkpoint.join("config.json").is_file() {
+    if t.members.is_empty() {
+        return check_teacher_checkpoint(r, t, None);
+    }
+    t.members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| check_teacher_checkpoint(r, m, Some(i)))
+        .collect()
+}
+
+/// [`check_checkpoint`] of one teacher: the recipe's own (`member` None) or member `member`
+/// (0-based) of its ensemble.
+fn check_teacher_checkpoint(
+    r: &Recipe,
+    t: &crate::recipe::TeacherSection,
+    member: Option<usize>,
+) -> Vec<(&'static str, String)> {
+    let dir = &t.checkpoint;
+    if dir.as_os_str().is_empty() || !dir.join("config.json").is_file() {
         return Vec::new(); // none, or reported by the recipe's own validation
     }
-    match crate::models::hf::Checkpoint::open(&t.checkpoint) {
-        Err(e) => vec![("teacher.checkpoint", format!("{e:#}"))],
-        Ok(c) if !c.config.arch_name().eq_ignore_ascii_case(t.arch.name()) => vec![(
-            "teacher.arch",
-            format!(
-                "expected \"{}\" (the architecture of the checkpoint {}), found \"{}\"",
-                c.config.arch_name().to_lowercase(),
-                t.checkpoint.display(),
-                t.arch.name()
-            ),
-        )],
-        Ok(c) if c.config.max_positions() > 0 && r.data.max_len > c.config.max_positions() => {
-            vec![(
-                "data.max_len",
-                format!(
-                    "at most {} (the checkpoint's positions), found {}",
-                    c.config.max_positions(),
-                    r.data.max_len
-                ),
-            )]
+    let key = |rest: &'static str| -> &'static str {
+        match (member, rest) {
+            (Some(i), rest) => crate::recipe::member_key(i, rest),
+            (None, "arch") => "teacher.arch",
+            (None, _) => "teacher.checkpoint",
         }
-        Ok(_) => Vec::new(),
-    }
+    };
+    // Whose checkpoint, in a message: the teacher's, or "member 2's".
+    let whose = member
+        .map(|i| format!("member {}: ", i + 1))
+        .unwrap_or_default();
+    let files = [
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "vocab.txt",
+        "spiece.model",
+        "tokenizer_config.json",
+    ];
+    let what = format!(
+        "checkpoint|{member:?}|{}|{}|{}",
+        t.arch.name(),
+        r.data.max_len,
+        files
+            .iter()
+            .map(|f| stamp(&dir.join(f)))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    cached(what, || {
+        let c = match crate::models::hf::Checkpoint::open(dir) {
+            Err(e) => return vec![(key("checkpoint"), format!("{whose}{e:#}"))],
+            Ok(c) => c,
+        };
+        if !c.config.arch_name().eq_ignore_ascii_case(t.arch.name()) {
+            return vec![(
+                key("arch"),
+                format!(
+                    "{whose}expected \"{}\" (the architecture of the checkpoint {}), found \"{}\"",
+                    c.config.arch_name().to_lowercase(),
+                    dir.display(),
+                    t.arch.name()
+                ),
+            )];
+        }
+        let mut found = Vec::new();
+        match crate::data::HfTokenizer::open(dir) {
+            Err(e) => found.push((key("checkpoint"), format!("{whose}{e:#}"))),
+            Ok(tok) if tok.layout() != c.config.layout() => found.push((
+                key("checkpoint"),
+                format!(
+                    "{whose}{}: the tokenizer puts its classification token {} but {} reads it {}",
+                    dir.display(),
+                    if tok.cls_last { "last" } else { "first" },
+                    c.config.arch_name(),
+                    if tok.cls_last { "first" } else { "last" },
+                ),
+            )),
+            Ok(_) => {}
+        }
+        let positions = c.config.max_positions();
+        if positions > 0 && r.data.max_len > positions {
+            found.push((
+                "data.max_len",
+                match member {
+                    None => format!(
+                        "at most {positions} (the checkpoint's positions), found {}",
+                        r.data.max_len
+                    ),
+                    Some(i) => format!(
+                        "at most {positions} (the positions of member {}'s checkpoint {}), found {}",
+                        i + 1,
+                        dir.display(),
+                        r.data.max_len
+                    ),
+                },
+            ));
+        }
+        found
+    })
 }
 
 /// The data files exist and can be opened, before anything is made (a folder where a file is

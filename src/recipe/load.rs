@@ -180,6 +180,7 @@ pub fn load_checked(
     resolve_paths(&mut recipe, &figment, &recipe_dir);
 
     let mut problems = validate(&recipe);
+    problems.extend(keys_without_effect(&figment, &recipe));
     for check in checks {
         problems.extend(check(&recipe));
     }
@@ -207,6 +208,84 @@ pub fn load_checked(
     })
 }
 
+/// Keys a layer set where they have no effect, named with where they would act: an ensemble's
+/// keys (`teacher.combine`, `teacher.calibrate`) on a single teacher (`members = []` or no
+/// `[[teacher.members]]`) or inside a member, and a member's `teacher.weight` on `[teacher]`. Told
+/// apart from a default by whether any layer holds the key (the defaults layer leaves these keys
+/// out while they hold their defaults).
+fn keys_without_effect(figment: &Figment, r: &Recipe) -> Vec<(&'static str, String)> {
+    let set = |key: &str| figment.find_value(key).is_ok();
+    let mut problems = Vec::new();
+    const ENSEMBLE_KEYS: [(&str, &str, &str); 2] = [
+        (
+            "teacher.combine",
+            "combine",
+            "how the ensemble combines its members",
+        ),
+        (
+            "teacher.calibrate",
+            "calibrate",
+            "whether the ensemble calibrates its members before combining them",
+        ),
+    ];
+    let t = &r.teacher;
+    if t.members.is_empty() {
+        let members = if set("teacher.members") {
+            "teacher.members = []"
+        } else {
+            "no [[teacher.members]]"
+        };
+        for (key, _, what) in ENSEMBLE_KEYS {
+            if set(key) {
+                problems.push((
+                    key,
+                    format!(
+                        "expected it only beside [[teacher.members]] ({what}), found a single \
+                         teacher ({members}), where it has no effect"
+                    ),
+                ));
+            }
+        }
+        // A weight other than 1 is refused by the recipe's validation already.
+        if set("teacher.weight") && t.weight == 1.0 {
+            problems.push((
+                "teacher.weight",
+                "teacher.weight only inside [[teacher.members]] (an ensemble's member), found \
+                 it on a single teacher, where it has no effect"
+                    .to_string(),
+            ));
+        }
+    } else if set("teacher.weight") {
+        problems.push((
+            "teacher.weight",
+            format!(
+                "teacher.weight only inside [[teacher.members]] (each member's weight in the \
+                 ensemble's mean), found it on [teacher] beside [[teacher.members]] ({}), where \
+                 it has no effect",
+                t.weight
+            ),
+        ));
+    }
+    if let Ok(Value::Array(_, members)) = figment.find_value("teacher.members") {
+        for (i, m) in members.iter().enumerate() {
+            let Some(m) = m.as_dict() else { continue };
+            for (_, rest, what) in ENSEMBLE_KEYS {
+                if m.contains_key(rest) {
+                    problems.push((
+                        super::validate::member_key(i, rest),
+                        format!(
+                            "expected it on [teacher], beside [[teacher.members]] ({what}), \
+                             found it inside member {}, where it has no effect",
+                            i + 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
 /// Recipe variables whose values figment cannot read: it reads a value's escapes counting
 /// characters as bytes, so a backslash after a non-ASCII character garbles the value or panics.
 fn env_unreadable() -> Vec<Problem> {
@@ -232,6 +311,8 @@ fn env_unreadable() -> Vec<Problem> {
 
 /// Where the value of `key` came from, for error messages.
 fn source_of(figment: &Figment, key: &str, recipe_path: &str) -> String {
+    // A member's key (`teacher.members[1].arch`): where the members were set.
+    let key = key.split_once('[').map_or(key, |(array, _)| array);
     match figment.find_metadata(key) {
         Some(md) => describe(md, key, recipe_path),
         None => recipe_path.to_string(),

@@ -18,4 +18,4 @@ pub use load::{
     ENV_PREFIX,
 };
 pub use sections::*;
-pub use validate::folder_name_problem;
+pub use validate::{folder_name_problem, member_key};

@@ -98,7 +98,21 @@ case('teacher_checkpoint_missing', 'not found', {'teacher.checkpoint': '"../data
 case('teacher_checkpoint_is_file', 'a file, not a folder', {'teacher.checkpoint': '"../data/good.jsonl"'}, key='teacher.checkpoint')
 case('teacher_checkpoint_no_config', 'a folder without config.json', {'teacher.checkpoint': '"../data/empty_checkpoint"'}, key='teacher.checkpoint')
 case('teacher_checkpoint_other_arch', 'expected "bert" (the architecture of the checkpoint', {'teacher.arch': '"xlnet"', 'teacher.checkpoint': '"../../fixtures/bert-tiny-cls"'}, key='teacher.arch')
-case('teacher_checkpoint_max_len', "at most 64 (the checkpoint's positions), found 100", {'teacher.checkpoint': '"../../fixtures/bert-tiny-cls"', 'data.max_len': '100'}, key='data.max_len')
+case('teacher_checkpoint_max_len', "at most 64 (the checkpoint's positions), found 100", {'teacher.checkpoint': '"../data/bert_checkpoint"', 'data.max_len': '100'}, key='data.max_len')
+# a checkpoint folder without a tokenizer kdrun reads (the fixture has none), or whose tokenizer
+# lacks a role kdrun needs
+case('teacher_checkpoint_no_tokenizer', 'bert-tiny-cls: no tokenizer.json or vocab.txt (a checkpoint folder holds one of them)', {'teacher.checkpoint': '"../../fixtures/bert-tiny-cls"'}, key='teacher.checkpoint')
+case('teacher_checkpoint_no_cls_token', 'no_cls_checkpoint: the tokenizer has no classification token ([CLS] or <cls>)', {'teacher.checkpoint': '"../data/no_cls_checkpoint"'}, key='teacher.checkpoint')
+# an ensemble's members' checkpoints are checked as a lone teacher's, named by member
+MEMBER = lambda arch, ck: f'\n[[teacher.members]]\narch = "{arch}"\n' + (f'checkpoint = "{ck}"\n' if ck else '')
+case('member_checkpoint_other_arch', 'member 2: expected "bert" (the architecture of the checkpoint', {}, key='teacher.members[1].arch', raw=MEMBER('bert', '../data/bert_checkpoint') + MEMBER('xlnet', '../data/bert_checkpoint'))
+case('member_checkpoint_no_tokenizer', 'fixtures/bert-tiny-cls: no tokenizer.json or vocab.txt', {}, key='teacher.members[1].checkpoint', raw=MEMBER('linear', None) + MEMBER('bert', '../../fixtures/bert-tiny-cls'))
+case('member_checkpoint_no_cls_token', 'no_cls_checkpoint: the tokenizer has no classification token', {}, key='teacher.members[0].checkpoint', raw=MEMBER('bert', '../data/no_cls_checkpoint') + MEMBER('linear', None))
+# ensemble-only keys where they have no effect
+case('teacher_combine_no_members', 'found a single teacher (teacher.members = [])', {'teacher.members': '[]', 'teacher.combine': '"logits"'}, key='teacher.combine')
+case('teacher_calibrate_no_members', 'found a single teacher (no [[teacher.members]])', {'teacher.calibrate': 'false'}, key='teacher.calibrate')
+case('member_combine', 'found it inside member 1', {}, key='teacher.members[0].combine', raw=MEMBER('linear', None) + 'combine = "logits"\n' + MEMBER('linear', None))
+case('teacher_weight_on_ensemble', 'found it on [teacher] beside [[teacher.members]]', {'teacher.weight': '2.0'}, key='teacher.weight', raw=MEMBER('linear', None) + MEMBER('linear', None))
 # [teacher.pretrain]
 ON = {P + 'steps': '10'}
 def pre(name, expect, over, key):
@@ -246,9 +260,10 @@ OK = [
  ('skip_test_stranger', {'data.test': '"../data/stranger_label.jsonl"', 'data.on_error': '"skip"'}, 18, 1),
  ('tnews', {'data.format': '"tnews"', 'data.train': '"../data/good_tnews.json"', 'data.test': '"../data/good_tnews.json"'}, 18, 0),
  ('vectors', {'student.vectors': '"../data/good16.vec"'}, 18, 0),
- ('checkpoint', {'teacher.checkpoint': '"../../fixtures/bert-tiny-cls"'}, 18, 0),
+ ('checkpoint', {'teacher.checkpoint': '"../data/bert_checkpoint"'}, 18, 0),
+ ('ensemble_checkpoints', {'teacher.combine': '"logits"'}, 18, 0, MEMBER('bert', '../data/bert_checkpoint') + MEMBER('linear', None)),
  ('sweep', {'sweep."distill.alpha"': '[0.0, 0.5, 1.0]'}, 18, 0),
 ]
-for name, over, n, skipped in OK:
-    open(f'{odir}/{name}.toml', 'w').write(f'# examples: {n}\n# skipped: {skipped}\n' + recipe(over))
+for name, over, n, skipped, *raw in OK:
+    open(f'{odir}/{name}.toml', 'w').write(f'# examples: {n}\n# skipped: {skipped}\n' + recipe(over, ''.join(raw)))
 print(len(OK))

@@ -67,6 +67,27 @@ fx = 'tests/fixtures/bert-tiny-cls/'
 w('cut_checkpoint/config.json', open(fx + 'config.json').read())
 w('cut_checkpoint/model.safetensors', open(fx + 'model.safetensors', 'rb').read()[:60000])
 open(D + '/empty_checkpoint/.keep', 'w').write('')
+# checkpoints with a tokenizer: the fixture's config and weights (the weights linked, not
+# copied) with a vocab.txt of BERT's specials and CJK characters (the fixture has none); and the
+# same with a tokenizer.json that has no classification token ([CLS] or <cls>)
+def checkpoint(name):
+    os.makedirs(D + '/' + name, exist_ok=True)
+    w(name + '/config.json', open(fx + 'config.json').read())
+    link = D + '/' + name + '/model.safetensors'
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink('../../../fixtures/bert-tiny-cls/model.safetensors', link)
+specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+checkpoint('bert_checkpoint')
+w('bert_checkpoint/vocab.txt', '\n'.join(specials + [chr(0x4e00 + i) for i in range(507)]) + '\n')
+checkpoint('no_cls_checkpoint')
+no_cls = [t for t in specials if t != '[CLS]'] + [chr(0x4e00 + i) for i in range(507)]
+w('no_cls_checkpoint/tokenizer.json', json.dumps({
+    'version': '1.0', 'truncation': None, 'padding': None, 'added_tokens': [],
+    'normalizer': None, 'pre_tokenizer': {'type': 'Whitespace'}, 'post_processor': None,
+    'decoder': None,
+    'model': {'type': 'WordLevel', 'vocab': {t: i for i, t in enumerate(no_cls)}, 'unk_token': '[UNK]'},
+}, ensure_ascii=False, indent=1) + '\n')
 w('extra.txt', '汽车 很 快\n')
 # awkward but valid
 w('ok_bom.jsonl', b'\xef\xbb\xbf' + jl(good).encode())
