@@ -291,14 +291,14 @@ fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> 
 }
 
 /// Polars' CSV error in words: its column type `str` is text, its offset a byte, the quoted
-/// input cut to a readable length with invisible characters shown.
-fn csv_error(e: &PolarsError) -> String {
+/// input cut to `limit` characters with invisible characters shown.
+fn csv_error(e: &PolarsError, limit: usize) -> String {
     let message = e
         .to_string()
         .replace("dtype `str`", "text")
         .replace("\n\nThe current offset in the file is ", " (at byte ")
         .replace(" bytes.", ")");
-    crate::recipe::shown_up_to(message.trim(), 600)
+    crate::recipe::shown_up_to(message.trim(), limit)
 }
 
 /// The physical line (from 1) on which each CSV record of `bytes` starts, as polars splits them: a
@@ -334,6 +334,47 @@ fn data_lines(starts: &[usize], rows: usize) -> Vec<usize> {
     out
 }
 
+/// Where and why polars cannot have read a CSV file, as far as a scan can tell: the line of the
+/// first row with more fields than the header, or of the row where a quote is opened and never
+/// closed.
+fn csv_trouble(bytes: &[u8]) -> Option<(usize, String)> {
+    let (mut line, mut quoted) = (1, false);
+    let (mut start, mut fields, mut blank) = (1, 1, true);
+    let mut header = None;
+    for &b in bytes {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => fields += 1,
+            b'\n' => {
+                line += 1;
+                if quoted {
+                    continue;
+                }
+                match header {
+                    None if !blank => header = Some(fields),
+                    Some(h) if !blank && fields > h => {
+                        return Some((start, format!("{fields} fields, the header has {h}")));
+                    }
+                    _ => {}
+                }
+                (start, fields, blank) = (line, 1, true);
+                continue;
+            }
+            _ => {}
+        }
+        blank = false;
+    }
+    if quoted {
+        return Some((start, "a quote opened in this row is never closed".into()));
+    }
+    match header {
+        Some(h) if !blank && fields > h => {
+            Some((start, format!("{fields} fields, the header has {h}")))
+        }
+        _ => None,
+    }
+}
+
 fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
     let (text_field, label_field) = (data.text_field(), data.label_field());
     let mut bytes = read_bytes(path)?;
@@ -353,13 +394,25 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
         bail!("{}: no examples (empty file)", path.display());
     }
     let starts = record_starts(&bytes);
+    let trouble = csv_trouble(&bytes);
     // Every column as strings: labels and texts read as written (`1.0` stays `1.0`).
     let df = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(std::io::Cursor::new(bytes))
         .finish()
-        .map_err(|e| anyhow!("{}: cannot read CSV: {}", path.display(), csv_error(&e)))?;
+        .map_err(|e| match trouble {
+            Some((line, what)) => anyhow!(
+                "{}:{line}: cannot read CSV: {what} (polars: {})",
+                path.display(),
+                csv_error(&e, 120)
+            ),
+            None => anyhow!(
+                "{}: cannot read CSV: {}",
+                path.display(),
+                csv_error(&e, 600)
+            ),
+        })?;
     for (field, key) in [
         (text_field, "data.text_field"),
         (label_field, "data.label_field"),
@@ -607,5 +660,56 @@ mod tests {
         assert_eq!(data_lines(&record_starts(b"\n\nh,l\nx,1\n"), 1), [4]);
         assert_eq!(data_lines(&record_starts(b""), 0), Vec::<usize>::new());
         assert_eq!(data_lines(&record_starts(b"h,l"), 1), [2]);
+    }
+
+    #[test]
+    fn record_starts_agree_with_polars() {
+        // (file, data rows' lines), as polars reads the rows.
+        let cases: [(&str, &[usize]); 4] = [
+            ("text,label\n\"a\"\"\nb\",1\n\n\nc,2", &[2, 4, 5, 6]),
+            ("text,label\r\na,1\r\n", &[2]),
+            ("\n\ntext,label\na,1\n", &[4]),
+            ("text,label\n\"\"\"\",1\n,\n", &[2, 3]),
+        ];
+        for (s, lines) in cases {
+            let df = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .into_reader_with_file_handle(std::io::Cursor::new(s.as_bytes().to_vec()))
+                .finish()
+                .unwrap();
+            assert_eq!(
+                data_lines(&record_starts(s.as_bytes()), df.height()),
+                lines,
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_that_polars_refuses_names_the_line() {
+        let cases = [
+            (
+                "text,label\na,1\nb,2,3\nc,4\n",
+                ":3: cannot read CSV: 3 fields, the header has 2",
+            ),
+            (
+                "text,label\na,1\n\"b\n\nc,2\n",
+                ":3: cannot read CSV: a quote opened in this row is never closed",
+            ),
+            (
+                "text,label\na,1\nb\"c,2\nd,3\n",
+                ":3: cannot read CSV: a quote opened in this row is never closed",
+            ),
+        ];
+        for (text, want) in cases {
+            let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let err = read_examples(f.path(), &data(DataFormat::Csv))
+                .unwrap_err()
+                .to_string();
+            let want = format!("{}{want}", f.path().display());
+            assert!(err.starts_with(&want), "{err}");
+        }
     }
 }

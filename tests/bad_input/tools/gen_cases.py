@@ -216,6 +216,8 @@ data('data_bad_after_blank_lines', 'bad_after_blank_lines.jsonl:7: empty text in
 data('data_bad_after_bom', 'bad_bom.jsonl:2: no label field `label` (data.label_field); fields here: text', T('bad_bom.jsonl'), 'data.train')
 data('data_test_stranger_after_blank_lines', 'stranger_after_blank_lines.jsonl:22: label "weather" is not a class', {'data.test': '"../data/stranger_after_blank_lines.jsonl"'}, 'data.test')
 data('csv_bad_after_quoted_newline', 'bad_after_quoted_newline.csv:6: empty text in `text`', CSV('bad_after_quoted_newline.csv'), 'data.train')
+data('csv_too_many_fields', 'too_many_fields.csv:5: cannot read CSV: 3 fields, the header has 2', CSV('too_many_fields.csv'), 'data.train')
+data('csv_unclosed_quote', 'unclosed_quote.csv:4: cannot read CSV: a quote opened in this row is never closed', CSV('unclosed_quote.csv'), 'data.train')
 data('csv_bad_after_bom_crlf', 'bad_bom_crlf.csv:4: empty label in `label`', CSV('bad_bom_crlf.csv'), 'data.train')
 data('csv_header_only', 'no examples (header only)', CSV('header_only.csv'), 'data.train')
 

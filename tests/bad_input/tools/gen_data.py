@@ -53,6 +53,9 @@ w('bad_after_quoted_newline.csv', 'text,label\n"two\nlines, and ""quotes""",car\
 w('bad_bom_crlf.csv', b'\xef\xbb\xbf' + ('text,label\r\n' + csv_rows(good[:2], '\r\n') + '"x",\r\n' + csv_rows(good[2:], '\r\n')).encode())
 w('stranger_after_blank_lines.jsonl', '\n\n' + jl(good) + '\n' + jl([{'text': '天气 晴朗', 'label': 'weather'}]))
 w('skip_csv_rows.csv', 'text,label\n"two\nlines",car\n"",car\n' + csv_rows(good) + '" ",game\n')
+# CSV polars refuses, with the line a scan finds
+w('too_many_fields.csv', 'text,label\n' + csv_rows(good[:3]) + '"a b",car,extra\n' + csv_rows(good[3:]))
+w('unclosed_quote.csv', 'text,label\n' + csv_rows(good[:2]) + '"never closed,car\n' + csv_rows(good[2:]))
 w('all_bad.jsonl', '{"text": "", "label": "car"}\n{"text": " ", "label": "game"}\n')
 # vectors
 vec = lambda n, d, k: f'{n} {d}\n' + ''.join(f'{t} ' + ' '.join(['0.1'] * d) + '\n' for t in '汽车游戏球队进'[:k])
