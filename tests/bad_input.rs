@@ -153,6 +153,18 @@ fn awkward_files_read_as_written() {
         reasons.iter().any(|r| r.contains("not a JSON object")),
         "{reasons:?}"
     );
+    // CSV rows and test rows outside the classes too are named by the physical line they start
+    // on: the header and the lines of a quoted field count.
+    let described =
+        |name: &str| -> Vec<String> { ok(name).skipped.iter().map(|s| s.describe()).collect() };
+    assert_eq!(
+        described("skip_csv_rows.toml"),
+        ["2 rows of skip_csv_rows.csv left out: empty text in `text` (first at line 4)"]
+    );
+    assert_eq!(
+        described("skip_test_stranger.toml"),
+        ["1 row of stranger_label.jsonl left out: label not a class of the training file (first at line 19)"]
+    );
 }
 
 /// A temporary folder for a binary run's store and reports.

@@ -13,7 +13,8 @@
 //! - valid inputs stay valid: a recipe that loads still loads, to the same resolved recipe, when
 //!   rewritten with CRLF ends, comments and its tables reordered, when its resolved form is
 //!   loaded in its place, and when a key is set to its own value by `--set` or an environment
-//!   variable; a data or vectors file that reads still reads, to the same examples or vectors,
+//!   variable; a data file's rows are named by lines it has (from 1, in increasing order); a
+//!   data or vectors file that reads still reads, to the same examples or vectors,
 //!   with a byte order mark, CRLF ends and blank lines.
 //!
 //! The search is driven by `arbtest` (random seeds, `arbitrary`'s byte-driven choices). Each
@@ -1015,7 +1016,50 @@ fn read_data(
     on_error: OnError,
     input: &str,
 ) -> Result<Option<(usize, usize)>, String> {
-    match Dataset::load(&data_section(path, format, on_error)) {
+    let section = data_section(path, format, on_error);
+    let result = Dataset::load(&section);
+    // Rows are named by physical lines of the file: from 1, at most its line count, a read
+    // file's in increasing order.
+    let bytes = std::fs::read(path).unwrap();
+    let n_lines = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+    let at = format!("{}:", path.display());
+    let message = match &result {
+        Ok(d) => d
+            .skipped
+            .iter()
+            .map(|s| s.first_at.clone())
+            .collect::<Vec<_>>(),
+        Err(e) => vec![format!("{e:#}")],
+    };
+    for m in message {
+        let line = match m.strip_prefix("line ") {
+            Some(n) => n.parse::<usize>().ok(),
+            None => m
+                .strip_prefix(&at)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok()),
+        };
+        if let Some(n) = line {
+            if n == 0 || n > n_lines {
+                return Err(format!("line {n} of a {n_lines}-line file: {m}"));
+            }
+        }
+    }
+    if let Ok(read) = kdrun::data::read::read_file(path, &section) {
+        let lines: Vec<u32> = read
+            .frame
+            .column("line")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let ordered = lines.windows(2).all(|w| w[0] < w[1]);
+        if !ordered || lines.iter().any(|&l| l == 0 || l as usize > n_lines) {
+            return Err(format!("row lines {lines:?} of a {n_lines}-line file"));
+        }
+    }
+    match result {
         Ok(d) => Ok(Some((
             d.train.len() + d.valid.len() + d.test.len(),
             d.skipped.iter().map(|s| s.rows).sum(),

@@ -38,7 +38,7 @@ pub struct Skipped {
     /// What was wrong with them (`empty text in \`sentence\``).
     pub reason: String,
     pub rows: usize,
-    /// Where the first one is (`line 4`, `data row 3`).
+    /// Where the first one is (`line 4`: its physical line in the file, from 1).
     pub first_at: String,
 }
 

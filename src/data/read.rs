@@ -1,10 +1,13 @@
 //! Reading example files: TNEWS json-lines, any json-lines, any CSV (polars' reader).
 //!
 //! Every reader yields the same frame: `id` (the row's number in its file, from 0; blank lines do
-//! not count, bad rows left out with `data.on_error = "skip"` do), `text`, `label` (the label
+//! not count, bad rows left out with `data.on_error = "skip"` do), `line` (the physical line the
+//! row starts on, from 1, as an editor counts: blank lines, a CSV header and the lines inside a
+//! quoted CSV field count; a byte order mark is part of line 1), `text`, `label` (the label
 //! value as a string: JSON numbers and booleans printed) and `name` (the label's display name:
 //! TNEWS's `label_desc` without its `news_` prefix, else the label itself). A file's own `id`
-//! field is not read: two rows with the same `id` value are two examples.
+//! field is not read: two rows with the same `id` value are two examples. Messages name rows by
+//! `line`, never by `id`.
 //!
 //! What a normal editor writes is read: a UTF-8 byte order mark, CRLF line ends, blank lines,
 //! lines of any length. A JSON array file is named as such. A bad row (not a JSON object, no
@@ -59,10 +62,8 @@ pub fn read_file(path: &Path, data: &DataSection) -> Result<ReadFile> {
 struct BadRows<'a> {
     path: &'a Path,
     on_error: OnError,
-    /// Kind → (rows, first line or data row).
+    /// Kind → (rows, first line).
     kinds: BTreeMap<String, (usize, usize)>,
-    /// Rows are CSV data rows (from 1, after the header), not lines.
-    csv: bool,
 }
 
 impl<'a> BadRows<'a> {
@@ -71,29 +72,13 @@ impl<'a> BadRows<'a> {
             path,
             on_error,
             kinds: BTreeMap::new(),
-            csv: false,
         }
     }
 
-    fn csv(self) -> Self {
-        Self { csv: true, ..self }
-    }
-
-    fn place(&self, n: usize) -> String {
-        match self.csv {
-            true => format!("data row {n}"),
-            false => format!("line {n}"),
-        }
-    }
-
-    /// A bad row at `line` of kind `kind` (short, the same for every row of the kind); `detail`
+    /// A bad row starting at physical line `line` (from 1) of kind `kind` (short, the same for every row of the kind); `detail`
     /// completes the error message.
     fn bad(&mut self, line: usize, kind: &str, detail: &str) -> Result<()> {
         match self.on_error {
-            OnError::Fail if self.csv => bail!(
-                "{}: data row {line}: {kind}{detail} (data.on_error = \"skip\" leaves such rows out)",
-                self.path.display()
-            ),
             OnError::Fail => bail!(
                 "{}:{line}: {kind}{detail} (data.on_error = \"skip\" leaves such rows out)",
                 self.path.display()
@@ -114,7 +99,7 @@ impl<'a> BadRows<'a> {
                 file: file.clone(),
                 reason: reason.clone(),
                 rows: *rows,
-                first_at: self.place(*first),
+                first_at: format!("line {first}"),
             })
             .collect()
     }
@@ -123,12 +108,14 @@ impl<'a> BadRows<'a> {
 /// The example frame from its columns, in file order.
 fn examples(
     ids: Vec<u32>,
+    lines: Vec<u32>,
     text: Vec<String>,
     label: Vec<String>,
     name: Vec<String>,
 ) -> Result<DataFrame> {
     Ok(df!(
         "id" => ids,
+        "line" => lines,
         "text" => text,
         "label" => label,
         "name" => name
@@ -179,7 +166,8 @@ fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> 
         );
     }
     let mut bad = BadRows::new(path, data.on_error);
-    let (mut ids, mut texts, mut labels, mut names) = (vec![], vec![], vec![], vec![]);
+    let (mut ids, mut lines, mut texts, mut labels, mut names) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let mut row = 0u32;
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let lineno = i + 1;
@@ -277,6 +265,7 @@ fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> 
             label.clone()
         };
         ids.push(id);
+        lines.push(lineno as u32);
         texts.push(text.clone());
         labels.push(label);
         names.push(name);
@@ -296,20 +285,94 @@ fn read_jsonl(path: &Path, data: &DataSection, tnews: bool) -> Result<ReadFile> 
         );
     }
     Ok(ReadFile {
-        frame: examples(ids, texts, labels, names)?,
+        frame: examples(ids, lines, texts, labels, names)?,
         skipped: bad.skipped(),
     })
 }
 
 /// Polars' CSV error in words: its column type `str` is text, its offset a byte, the quoted
-/// input cut to a readable length with invisible characters shown.
-fn csv_error(e: &PolarsError) -> String {
+/// input cut to `limit` characters with invisible characters shown.
+fn csv_error(e: &PolarsError, limit: usize) -> String {
     let message = e
         .to_string()
         .replace("dtype `str`", "text")
         .replace("\n\nThe current offset in the file is ", " (at byte ")
         .replace(" bytes.", ")");
-    crate::recipe::shown_up_to(message.trim(), 600)
+    crate::recipe::shown_up_to(message.trim(), limit)
+}
+
+/// The physical line (from 1) on which each CSV record of `bytes` starts, as polars splits them: a
+/// record ends at a line feed outside double quotes (a quoted field may span lines; a blank line
+/// is a record of its own; the line feed ending the file starts none). The first is the header.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = vec![1];
+    let (mut line, mut quoted) = (1, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' => {
+                line += 1;
+                if !quoted && i + 1 < bytes.len() {
+                    starts.push(line);
+                }
+            }
+            _ => {}
+        }
+    }
+    starts
+}
+
+/// The lines of `rows` data rows from [`record_starts`]: the records after the header or, were
+/// polars to read fewer (blank lines before the header), the last `rows`.
+fn data_lines(starts: &[usize], rows: usize) -> Vec<usize> {
+    let data = &starts[1.min(starts.len())..];
+    let mut out = data[data.len().saturating_sub(rows)..].to_vec();
+    // Never short of rows: a record polars saw and the scan did not is put after the last.
+    while out.len() < rows {
+        out.push(out.last().map_or(2, |l| l + 1));
+    }
+    out
+}
+
+/// Where and why polars cannot have read a CSV file, as far as a scan can tell: the line of the
+/// first row with more fields than the header, or of the row where a quote is opened and never
+/// closed.
+fn csv_trouble(bytes: &[u8]) -> Option<(usize, String)> {
+    let (mut line, mut quoted) = (1, false);
+    let (mut start, mut fields, mut blank) = (1, 1, true);
+    let mut header = None;
+    for &b in bytes {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => fields += 1,
+            b'\n' => {
+                line += 1;
+                if quoted {
+                    continue;
+                }
+                match header {
+                    None if !blank => header = Some(fields),
+                    Some(h) if !blank && fields > h => {
+                        return Some((start, format!("{fields} fields, the header has {h}")));
+                    }
+                    _ => {}
+                }
+                (start, fields, blank) = (line, 1, true);
+                continue;
+            }
+            _ => {}
+        }
+        blank = false;
+    }
+    if quoted {
+        return Some((start, "a quote opened in this row is never closed".into()));
+    }
+    match header {
+        Some(h) if !blank && fields > h => {
+            Some((start, format!("{fields} fields, the header has {h}")))
+        }
+        _ => None,
+    }
 }
 
 fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
@@ -330,13 +393,26 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         bail!("{}: no examples (empty file)", path.display());
     }
+    let starts = record_starts(&bytes);
+    let trouble = csv_trouble(&bytes);
     // Every column as strings: labels and texts read as written (`1.0` stays `1.0`).
     let df = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(std::io::Cursor::new(bytes))
         .finish()
-        .map_err(|e| anyhow!("{}: cannot read CSV: {}", path.display(), csv_error(&e)))?;
+        .map_err(|e| match trouble {
+            Some((line, what)) => anyhow!(
+                "{}:{line}: cannot read CSV: {what} (polars: {})",
+                path.display(),
+                csv_error(&e, 120)
+            ),
+            None => anyhow!(
+                "{}: cannot read CSV: {}",
+                path.display(),
+                csv_error(&e, 600)
+            ),
+        })?;
     for (field, key) in [
         (text_field, "data.text_field"),
         (label_field, "data.label_field"),
@@ -355,10 +431,11 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
     let text = df.column(text_field)?.cast(&DataType::String)?;
     let label = df.column(label_field)?.cast(&DataType::String)?;
     let (text, label) = (text.str()?, label.str()?);
-    let mut bad = BadRows::new(path, data.on_error).csv();
-    let (mut ids, mut texts, mut labels) = (vec![], vec![], vec![]);
+    let starts = data_lines(&starts, df.height());
+    let mut bad = BadRows::new(path, data.on_error);
+    let (mut ids, mut lines, mut texts, mut labels) = (vec![], vec![], vec![], vec![]);
     for (i, (t, l)) in text.iter().zip(label.iter()).enumerate() {
-        let row = i + 1;
+        let row = starts[i];
         if t.is_none() && l.is_none() {
             continue; // a blank line
         }
@@ -377,6 +454,7 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
             continue;
         }
         ids.push(i as u32);
+        lines.push(row as u32);
         texts.push(t.to_string());
         labels.push(l.to_string());
     }
@@ -388,7 +466,7 @@ fn read_csv(path: &Path, data: &DataSection) -> Result<ReadFile> {
     }
     let names = labels.clone();
     Ok(ReadFile {
-        frame: examples(ids, texts, labels, names)?,
+        frame: examples(ids, lines, texts, labels, names)?,
         skipped: bad.skipped(),
     })
 }
@@ -522,5 +600,116 @@ mod tests {
             .into_no_null_iter()
             .collect();
         assert_eq!(ids, [0, 1, 2]);
+    }
+
+    fn column_u32(df: &DataFrame, c: &str) -> Vec<u32> {
+        df.column(c)
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_lines_are_physical_lines_with_bom_and_blank_lines() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"\xEF\xBB\xBF{\"label\": \"1\", \"text\": \"a\"}\r\n\r\n  \n")
+            .unwrap();
+        writeln!(f, r#"{{"label": "2", "text": "b"}}"#).unwrap();
+        let df = read_examples(f.path(), &data(DataFormat::Jsonl)).unwrap();
+        assert_eq!(column_u32(&df, "id"), [0, 1]);
+        assert_eq!(column_u32(&df, "line"), [1, 4]);
+        writeln!(f).unwrap();
+        writeln!(f, r#"{{"label": "3", "text": " "}}"#).unwrap();
+        let err = read_examples(f.path(), &data(DataFormat::Jsonl))
+            .unwrap_err()
+            .to_string();
+        let want = format!("{}:6: empty text in `text`", f.path().display());
+        assert!(err.starts_with(&want), "{err}");
+    }
+
+    #[test]
+    fn csv_rows_are_named_by_the_line_they_start_on() {
+        let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        f.write_all(b"\xEF\xBB\xBFtext,label\r\n\"two\r\nlines, \"\"q\"\"\",1\r\n\r\nb,2\r\n")
+            .unwrap();
+        let df = read_examples(f.path(), &data(DataFormat::Csv)).unwrap();
+        assert_eq!(column_u32(&df, "id"), [0, 2]);
+        assert_eq!(column_u32(&df, "line"), [2, 5]);
+        writeln!(f, "\"\",3").unwrap();
+        let err = read_examples(f.path(), &data(DataFormat::Csv))
+            .unwrap_err()
+            .to_string();
+        let want = format!("{}:6: empty text in `text`", f.path().display());
+        assert!(err.starts_with(&want), "{err}");
+        let skip = DataSection {
+            on_error: OnError::Skip,
+            ..data(DataFormat::Csv)
+        };
+        let read = read_file(f.path(), &skip).unwrap();
+        assert_eq!(read.skipped.len(), 1);
+        assert_eq!(read.skipped[0].first_at, "line 6");
+    }
+
+    #[test]
+    fn record_starts_follow_quotes_and_blank_lines() {
+        let b = b"h,l\n\"a\n\nb\",1\n\nc,2";
+        assert_eq!(data_lines(&record_starts(b), 3), [2, 5, 6]);
+        // Polars skipping leading blank lines: the last records are the data rows.
+        assert_eq!(data_lines(&record_starts(b"\n\nh,l\nx,1\n"), 1), [4]);
+        assert_eq!(data_lines(&record_starts(b""), 0), Vec::<usize>::new());
+        assert_eq!(data_lines(&record_starts(b"h,l"), 1), [2]);
+    }
+
+    #[test]
+    fn record_starts_agree_with_polars() {
+        // (file, data rows' lines), as polars reads the rows.
+        let cases: [(&str, &[usize]); 4] = [
+            ("text,label\n\"a\"\"\nb\",1\n\n\nc,2", &[2, 4, 5, 6]),
+            ("text,label\r\na,1\r\n", &[2]),
+            ("\n\ntext,label\na,1\n", &[4]),
+            ("text,label\n\"\"\"\",1\n,\n", &[2, 3]),
+        ];
+        for (s, lines) in cases {
+            let df = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .into_reader_with_file_handle(std::io::Cursor::new(s.as_bytes().to_vec()))
+                .finish()
+                .unwrap();
+            assert_eq!(
+                data_lines(&record_starts(s.as_bytes()), df.height()),
+                lines,
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_that_polars_refuses_names_the_line() {
+        let cases = [
+            (
+                "text,label\na,1\nb,2,3\nc,4\n",
+                ":3: cannot read CSV: 3 fields, the header has 2",
+            ),
+            (
+                "text,label\na,1\n\"b\n\nc,2\n",
+                ":3: cannot read CSV: a quote opened in this row is never closed",
+            ),
+            (
+                "text,label\na,1\nb\"c,2\nd,3\n",
+                ":3: cannot read CSV: a quote opened in this row is never closed",
+            ),
+        ];
+        for (text, want) in cases {
+            let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let err = read_examples(f.path(), &data(DataFormat::Csv))
+                .unwrap_err()
+                .to_string();
+            let want = format!("{}{want}", f.path().display());
+            assert!(err.starts_with(&want), "{err}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! From read frames to the run's splits: class filter, seeded per-class downsampling, a
 //! stratified validation split carved from train. The test file is only filtered by class.
 //!
-//! Selection works on the frames' columns (`id`, `text`, `label`, `name`, see [`super::read`]):
+//! Selection works on the frames' columns (`id`, `line`, `text`, `label`, `name`, see
+//! [`super::read`]):
 //! rows are picked by position and only the picked ones become [`Example`]s.
 
 use super::{Class, Dataset, Example, Skipped, SplitCounts};
@@ -16,6 +17,8 @@ use std::collections::{BTreeMap, HashSet};
 /// The columns of a read frame.
 struct Columns<'a> {
     id: &'a UInt32Chunked,
+    /// The physical line (from 1) each row starts on, for messages.
+    line: &'a UInt32Chunked,
     text: &'a StringChunked,
     label: &'a StringChunked,
     name: &'a StringChunked,
@@ -25,6 +28,7 @@ impl<'a> Columns<'a> {
     fn of(df: &'a DataFrame) -> Result<Self> {
         Ok(Self {
             id: df.column("id")?.u32()?,
+            line: df.column("line")?.u32()?,
             text: df.column("text")?.str()?,
             label: df.column("label")?.str()?,
             name: df.column("name")?.str()?,
@@ -112,10 +116,10 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
         .collect();
     if data.classes.is_empty() && !strangers.is_empty() {
         let first = strangers[0];
-        let id = te.id.get(first).unwrap_or_default();
+        let line = te.line.get(first).unwrap_or_default();
         match data.on_error {
             OnError::Fail => bail!(
-                "{}: example {id} (from 0): label \"{}\" is not a class of the training file {} ({} test row(s) like it; data.on_error = \"skip\" leaves them out)",
+                "{}:{line}: label \"{}\" is not a class of the training file {} ({} test row(s) like it; data.on_error = \"skip\" leaves them out)",
                 data.test.display(),
                 shown(te.label.get(first).unwrap_or_default()),
                 data.train.display(),
@@ -125,7 +129,7 @@ pub fn select(train: &DataFrame, test: &DataFrame, data: &DataSection) -> Result
                 file: data.test.display().to_string(),
                 reason: "label not a class of the training file".into(),
                 rows: strangers.len(),
-                first_at: format!("example {id}"),
+                first_at: format!("line {line}"),
             }),
         }
     }
@@ -200,17 +204,19 @@ mod tests {
 
     fn frame(labels: &[(&str, usize)]) -> DataFrame {
         let mut ids = Vec::new();
+        let mut lines = Vec::new();
         let mut texts = Vec::new();
         let mut ls = Vec::new();
         for (label, n) in labels {
             for _ in 0..*n {
+                lines.push(ids.len() as u32 + 1);
                 ids.push(ids.len() as u32);
                 texts.push(format!("text {}", ids.len()));
                 ls.push(label.to_string());
             }
         }
         let names = ls.clone();
-        df!("id" => ids, "text" => texts, "label" => ls, "name" => names).unwrap()
+        df!("id" => ids, "line" => lines, "text" => texts, "label" => ls, "name" => names).unwrap()
     }
 
     fn section(classes: &[&str], max_per_class: usize) -> DataSection {

@@ -221,12 +221,20 @@ data('data_not_utf8', ':2: not UTF-8 text', T('not_utf8.jsonl'), 'data.train')
 data('data_empty_file', 'no examples (empty file)', T('empty.jsonl'), 'data.train')
 data('data_only_blank_lines', 'no examples (empty file)', T('only_blank.jsonl'), 'data.train')
 data('data_all_rows_bad_skip', 'no examples left (2 rows, all bad', dict(T('all_bad.jsonl'), **{'data.on_error': '"skip"'}), 'data.train')
-data('data_test_label_stranger', 'label "weather" is not a class of the training file', {'data.test': '"../data/stranger_label.jsonl"'}, 'data.test')
+data('data_test_label_stranger', 'stranger_label.jsonl:19: label "weather" is not a class of the training file', {'data.test': '"../data/stranger_label.jsonl"'}, 'data.test')
 data('data_class_with_one_example', 'class `weather` has 1 training example(s)', T('one_of_a_class.jsonl'), 'data.train')
 data('data_test_folder', 'expected a test data file, found a folder', {'data.test': '"../data/a_folder.jsonl"'}, 'data.test')
 CSV = lambda f: {'data.format': '"csv"', 'data.train': f'"../data/{f}"', 'data.test': '"../data/good.csv"'}
 data('csv_no_text_column', 'no column `text` (data.text_field); columns: body, label', CSV('no_text_column.csv'), 'data.train')
-data('csv_empty_cell', 'data row 2: empty text in `text`', CSV('empty_cell.csv'), 'data.train')
+data('csv_empty_cell', 'empty_cell.csv:3: empty text in `text`', CSV('empty_cell.csv'), 'data.train')
+# rows named by their physical line, not their example index
+data('data_bad_after_blank_lines', 'bad_after_blank_lines.jsonl:7: empty text in `text`', T('bad_after_blank_lines.jsonl'), 'data.train')
+data('data_bad_after_bom', 'bad_bom.jsonl:2: no label field `label` (data.label_field); fields here: text', T('bad_bom.jsonl'), 'data.train')
+data('data_test_stranger_after_blank_lines', 'stranger_after_blank_lines.jsonl:22: label "weather" is not a class', {'data.test': '"../data/stranger_after_blank_lines.jsonl"'}, 'data.test')
+data('csv_bad_after_quoted_newline', 'bad_after_quoted_newline.csv:6: empty text in `text`', CSV('bad_after_quoted_newline.csv'), 'data.train')
+data('csv_too_many_fields', 'too_many_fields.csv:5: cannot read CSV: 3 fields, the header has 2', CSV('too_many_fields.csv'), 'data.train')
+data('csv_unclosed_quote', 'unclosed_quote.csv:4: cannot read CSV: a quote opened in this row is never closed', CSV('unclosed_quote.csv'), 'data.train')
+data('csv_bad_after_bom_crlf', 'bad_bom_crlf.csv:4: empty label in `label`', CSV('bad_bom_crlf.csv'), 'data.train')
 data('csv_header_only', 'no examples (header only)', CSV('header_only.csv'), 'data.train')
 
 cdir = root + '/cases'
@@ -257,6 +265,7 @@ OK = [
  ('csv_quoted_newline', {'data.format': '"csv"', 'data.train': '"../data/ok_quoted_newline.csv"', 'data.test': '"../data/good.csv"'}, 19, 0),
  ('csv_bom_crlf', {'data.format': '"csv"', 'data.train': '"../data/ok_bom_crlf.csv"', 'data.test': '"../data/good.csv"'}, 18, 0),
  ('skip_bad_rows', dict(T('ok_skip_bad_rows.jsonl'), **{'data.on_error': '"skip"'}), 18, 3),
+ ('skip_csv_rows', dict(CSV('skip_csv_rows.csv'), **{'data.on_error': '"skip"'}), 19, 2),
  ('skip_test_stranger', {'data.test': '"../data/stranger_label.jsonl"', 'data.on_error': '"skip"'}, 18, 1),
  ('tnews', {'data.format': '"tnews"', 'data.train': '"../data/good_tnews.json"', 'data.test': '"../data/good_tnews.json"'}, 18, 0),
  ('vectors', {'student.vectors': '"../data/good16.vec"'}, 18, 0),

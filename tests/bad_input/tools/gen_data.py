@@ -44,6 +44,18 @@ w('one_of_a_class.jsonl', jl(good + [{'text': '天气 晴朗', 'label': 'weather
 w('no_text_column.csv', 'body,label\nx,car\n')
 w('empty_cell.csv', 'text,label\n"a b",car\n"",car\n' + ''.join(f'"{r["text"]}",{r["label"]}\n' for r in good))
 w('header_only.csv', 'text,label\n')
+# bad rows whose example index is not their line: named by the physical line, as an editor counts
+# (blank lines, a byte order mark on line 1, a CSV header and the lines of a quoted field)
+w('bad_after_blank_lines.jsonl', '\n' + jl(good[:2]) + '\n\n  \n{"text": "", "label": "car"}\n' + jl(good[2:]))
+w('bad_bom.jsonl', b'\xef\xbb\xbf' + (jl(good[:1]) + '{"text": "x"}\n' + jl(good[1:])).encode())
+csv_rows = lambda rs, nl='\n': ''.join(f'"{r["text"]}",{r["label"]}{nl}' for r in rs)
+w('bad_after_quoted_newline.csv', 'text,label\n"two\nlines, and ""quotes""",car\n' + csv_rows(good[:2]) + '"",car\n' + csv_rows(good[2:]))
+w('bad_bom_crlf.csv', b'\xef\xbb\xbf' + ('text,label\r\n' + csv_rows(good[:2], '\r\n') + '"x",\r\n' + csv_rows(good[2:], '\r\n')).encode())
+w('stranger_after_blank_lines.jsonl', '\n\n' + jl(good) + '\n' + jl([{'text': '天气 晴朗', 'label': 'weather'}]))
+w('skip_csv_rows.csv', 'text,label\n"two\nlines",car\n"",car\n' + csv_rows(good) + '" ",game\n')
+# CSV polars refuses, with the line a scan finds
+w('too_many_fields.csv', 'text,label\n' + csv_rows(good[:3]) + '"a b",car,extra\n' + csv_rows(good[3:]))
+w('unclosed_quote.csv', 'text,label\n' + csv_rows(good[:2]) + '"never closed,car\n' + csv_rows(good[2:]))
 w('all_bad.jsonl', '{"text": "", "label": "car"}\n{"text": " ", "label": "game"}\n')
 # vectors
 vec = lambda n, d, k: f'{n} {d}\n' + ''.join(f'{t} ' + ' '.join(['0.1'] * d) + '\n' for t in '汽车游戏球队进'[:k])
