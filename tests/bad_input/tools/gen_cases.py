@@ -102,7 +102,7 @@ case('teacher_checkpoint_max_len', "at most 64 (the checkpoint's positions), fou
 # a checkpoint folder without a tokenizer kdrun reads (the fixture has none), or whose tokenizer
 # lacks a role kdrun needs
 case('teacher_checkpoint_no_tokenizer', 'bert-tiny-cls: no tokenizer.json or vocab.txt (a checkpoint folder holds one of them)', {'teacher.checkpoint': '"../../fixtures/bert-tiny-cls"'}, key='teacher.checkpoint')
-case('teacher_checkpoint_no_cls_token', 'no_cls_checkpoint: the tokenizer has no classification token ([CLS] or <cls>)', {'teacher.checkpoint': '"../data/no_cls_checkpoint"'}, key='teacher.checkpoint')
+case('teacher_checkpoint_no_cls_token', 'no_cls_checkpoint: the tokenizer has no classification token ([CLS] or <cls> or <s>)', {'teacher.checkpoint': '"../data/no_cls_checkpoint"'}, key='teacher.checkpoint')
 # an ensemble's members' checkpoints are checked as a lone teacher's, named by member
 MEMBER = lambda arch, ck: f'\n[[teacher.members]]\narch = "{arch}"\n' + (f'checkpoint = "{ck}"\n' if ck else '')
 case('member_checkpoint_other_arch', 'member 2: expected "bert" (the architecture of the checkpoint', {}, key='teacher.members[1].arch', raw=MEMBER('bert', '../data/bert_checkpoint') + MEMBER('xlnet', '../data/bert_checkpoint'))
