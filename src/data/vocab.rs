@@ -117,14 +117,7 @@ impl CharVocab {
 
     /// Read a vocabulary written by [`CharVocab::save`].
     pub fn load(path: &Path, lowercase: bool) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let tokens: Vec<String> = text.lines().map(str::to_string).collect();
-        for (i, s) in SPECIALS.iter().enumerate() {
-            if tokens.get(i).map(String::as_str) != Some(*s) {
-                bail!("{}:{}: expected special token {s}", path.display(), i + 1);
-            }
-        }
+        let tokens = read_tokens(path)?;
         let mut index = HashMap::new();
         for (i, t) in tokens.iter().enumerate().skip(SPECIALS.len()) {
             let mut cs = t.chars();
@@ -146,6 +139,19 @@ impl CharVocab {
             lowercase,
         })
     }
+}
+
+/// The tokens of a vocabulary file (one a line), the special tokens first as kdrun writes them.
+pub(super) fn read_tokens(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let tokens: Vec<String> = text.lines().map(str::to_string).collect();
+    for (i, s) in SPECIALS.iter().enumerate() {
+        if tokens.get(i).map(String::as_str) != Some(*s) {
+            bail!("{}:{}: expected special token {s}", path.display(), i + 1);
+        }
+    }
+    Ok(tokens)
 }
 
 impl TextEncoder for CharVocab {

@@ -91,15 +91,7 @@ impl WordVocab {
     /// Read a vocabulary written by [`StudentVocab::save`] (one word a line, the special tokens
     /// first).
     pub fn load(path: &std::path::Path, lowercase: bool) -> Result<Self> {
-        use anyhow::{bail, Context};
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let tokens: Vec<String> = text.lines().map(str::to_string).collect();
-        for (i, s) in SPECIALS.iter().enumerate() {
-            if tokens.get(i).map(String::as_str) != Some(*s) {
-                bail!("{}:{}: expected special token {s}", path.display(), i + 1);
-            }
-        }
+        let tokens = super::vocab::read_tokens(path)?;
         let index = tokens
             .iter()
             .enumerate()
