@@ -8,7 +8,7 @@ use crate::models::linear::LinearModel;
 use crate::models::records::load_record;
 use crate::models::{BiLstmClassifier, Classifier, TeacherConfig, TeacherModel};
 use crate::recipe::{Recipe, StudentTokens};
-use crate::store::stage::{Found, STAGES_DIR};
+use crate::store::stage::{Found, Stages, STAGES_DIR};
 use crate::store::RunResults;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::Device;
@@ -43,8 +43,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub results: RunResults,
     pub recipe: Recipe,
-    /// `<store>/stages`.
-    stages_root: PathBuf,
+    /// The store's stages (the store: the folder above the run that holds `stages/`).
+    stages: Stages,
 }
 
 /// The run folder `arg` names: a run folder (or a sweep's `trial-NNN`) with `results.json`; a
@@ -117,10 +117,9 @@ impl Run {
 
     /// The run in `dir` with its results and recipe at hand (a run that just finished).
     pub fn new(dir: &Path, results: RunResults, recipe: Recipe) -> Result<Self> {
-        let stages_root = dir
+        let store = dir
             .ancestors()
-            .map(|a| a.join(STAGES_DIR))
-            .find(|s| s.is_dir())
+            .find(|a| a.join(STAGES_DIR).is_dir())
             .ok_or_else(|| {
                 anyhow!(
                     "{}: no store around the run (no `{STAGES_DIR}` folder above it)",
@@ -131,7 +130,7 @@ impl Run {
             dir: dir.to_path_buf(),
             results,
             recipe,
-            stages_root,
+            stages: Stages::new(store),
         })
     }
 
@@ -147,7 +146,7 @@ impl Run {
     pub fn stage(&self, name: &str, model: ModelChoice) -> Result<PathBuf> {
         let recorded = self.results.stages.get(name).ok_or_else(|| {
             anyhow!(
-                "the run {} has no {} model (its stages: {}){}",
+                "the run {} has no {} model (its stages: {})",
                 self.dir.display(),
                 model.name(),
                 self.results
@@ -155,21 +154,13 @@ impl Run {
                     .keys()
                     .cloned()
                     .collect::<Vec<_>>()
-                    .join(", "),
-                if model == ModelChoice::Teacher && self.recipe.teacher.members.is_empty() {
-                    ""
-                } else if model == ModelChoice::Teacher {
-                    "; an ensemble teacher is several models: predict with the distilled student"
-                } else {
-                    ""
-                }
+                    .join(", ")
             )
         })?;
         let recorded = Path::new(recorded);
         let key = file_name(recorded)?;
         let stage = file_name(recorded.parent().unwrap_or(recorded))?;
-        let stages =
-            crate::store::stage::Stages::new(self.stages_root.parent().unwrap_or(Path::new(".")));
+        let stages = &self.stages;
         match stages.check(&stage, &key) {
             Found::Whole(_) | Found::Unchecked(_) => Ok(stages.dir(&stage, &key)),
             Found::Absent => bail!(
@@ -305,19 +296,10 @@ impl Loaded {
         batch_size: usize,
         device: &Device,
     ) -> Result<Vec<Vec<f32>>> {
-        if let Self::Baseline(m) = self {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            return Ok(m.probabilities(&refs));
-        }
         Ok(self
             .logits(texts, batch_size, device)?
-            .into_iter()
-            .map(|l| {
-                let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exp: Vec<f32> = l.iter().map(|v| (v - max).exp()).collect();
-                let sum: f32 = exp.iter().sum();
-                exp.into_iter().map(|e| e / sum).collect()
-            })
+            .iter()
+            .map(|l| crate::models::softmax(l))
             .collect())
     }
 

@@ -78,6 +78,14 @@ pub fn predict<M: Classifier>(
     Ok(out)
 }
 
+/// The softmax of one row of logits (shifted by its maximum, so large logits do not overflow).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
 /// Share of items whose prediction equals their label.
 pub fn accuracy(items: &[Encoded], predicted: &[usize]) -> f64 {
     if items.is_empty() {

@@ -231,13 +231,8 @@ impl LinearModel {
     /// Softmax of [`Self::logits`] (calibrated for logistic regression only).
     pub fn probabilities(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         self.logits(texts)
-            .into_iter()
-            .map(|z| {
-                let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
-                let s: f32 = e.iter().sum();
-                e.into_iter().map(|v| v / s).collect()
-            })
+            .iter()
+            .map(|z| super::softmax(z))
             .collect()
     }
 
