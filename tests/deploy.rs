@@ -306,6 +306,12 @@ fn predict_reproduces_the_report_and_refuses_bad_input_by_line() {
             "input.csv:1: no text column",
             "no column",
         ),
+        (
+            "csv",
+            b"id,sentence\n1,\"a\nb\"\n",
+            "input.csv:2: a quoted field opens here",
+            "multi-line field",
+        ),
     ];
     for (ext, bytes, expected, what) in cases {
         let path = tmp.path().join(format!("input.{ext}"));

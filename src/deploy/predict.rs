@@ -286,6 +286,13 @@ impl<'a> Reader<'a> {
     /// A CSV line: the header first (it names the text column), then records. A quoted field
     /// may not span lines here.
     fn csv_record(&mut self, line: &str) -> Result<Option<(String, Map<String, Value>)>> {
+        if line.matches('"').count() % 2 == 1 {
+            bail!(
+                "{}:{}: a quoted field opens here and does not close on this line (kdrun predict reads a CSV record a line; put the line breaks of a text as spaces)",
+                self.name,
+                self.line
+            );
+        }
         let fields =
             parse_csv_line(line).map_err(|e| anyhow!("{}:{}: {e}", self.name, self.line))?;
         let Some((header, col)) = &self.header else {
