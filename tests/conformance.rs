@@ -56,6 +56,23 @@ fn classifier_fixture_from_pytorch_bin() {
     );
 }
 
+/// RoBERTa's and XLM-RoBERTa's layout (positions offset by pad_token_id + 1, one token type,
+/// `classifier.dense` + `classifier.out_proj`) from both weight files.
+#[test]
+fn roberta_and_xlm_roberta_fixtures_from_both_weight_files() {
+    for name in ["roberta-tiny-cls", "xlm-roberta-tiny-cls"] {
+        let dir = fixture(name);
+        check(
+            name,
+            Weights::from_safetensors(&dir.join("model.safetensors")).unwrap(),
+        );
+        check(
+            name,
+            Weights::from_pytorch(&dir.join("pytorch_model.bin")).unwrap(),
+        );
+    }
+}
+
 #[test]
 fn masked_lm_fixture_from_safetensors() {
     check(
@@ -170,15 +187,20 @@ fn heads_are_kept_replaced_or_skipped_with_a_note() {
 #[test]
 fn exported_folders_load_back_to_identical_outputs() {
     let device = Device::flex();
-    let inputs = Inputs::load(&fixture("bert-tiny-cls").join("reference.json")).unwrap();
     for (name, arch) in [
         ("bert-tiny-cls", "BertForSequenceClassification"),
         ("bert-tiny-mlm", "BertForMaskedLM"),
+        ("roberta-tiny-cls", "RobertaForSequenceClassification"),
+        (
+            "xlm-roberta-tiny-cls",
+            "XLMRobertaForSequenceClassification",
+        ),
     ] {
         let dir = fixture(name);
+        let inputs = Inputs::load(&dir.join("reference.json")).unwrap();
         let c = config(&dir);
         let w = Weights::open(&dir).unwrap();
-        let tensors = if arch == "BertForMaskedLM" {
+        let exported = if arch == "BertForMaskedLM" {
             BertMaskedLm::load(&c, &w, &device)
                 .unwrap()
                 .0
@@ -188,11 +210,24 @@ fn exported_folders_load_back_to_identical_outputs() {
             BertClassifier::load(&c, &w, 5, &device)
                 .unwrap()
                 .0
-                .hf_tensors()
+                .hf_tensors(c.family())
                 .unwrap()
         };
+        if arch != "BertForMaskedLM" {
+            // The state dict transformers wrote, name for name and shape for shape: what
+            // from_pretrained needs to load the export without a missing or unexpected key.
+            let want: BTreeMap<String, Vec<usize>> = tensors(name)
+                .into_iter()
+                .map(|(k, t)| (k, t.shape))
+                .collect();
+            let got: BTreeMap<String, Vec<usize>> = exported
+                .iter()
+                .map(|(k, t)| (k.clone(), t.shape.clone()))
+                .collect();
+            assert_eq!(got, want, "{name}: exported names and shapes");
+        }
         let out = tempfile::tempdir().unwrap();
-        kdrun::models::hf::save_folder(out.path(), &c, arch, &tensors).unwrap();
+        kdrun::models::hf::save_folder(out.path(), &c, arch, &exported).unwrap();
         for f in ["config.json", "model.safetensors"] {
             assert!(out.path().join(f).is_file(), "{f}");
         }

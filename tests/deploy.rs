@@ -61,6 +61,7 @@ from tokenizers import Tokenizer
 folder, expected_path = sys.argv[1], sys.argv[2]
 expected = json.load(open(expected_path))
 tok = Tokenizer.from_file(folder + "/tokenizer.json")
+pad = json.load(open(folder + "/config.json")).get("pad_token_id") or 0
 session = ort.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
 names = [i.name for i in session.get_inputs()]
 worst, id_mismatch, argmax_mismatch = 0.0, 0, 0
@@ -74,7 +75,7 @@ for start in range(0, len(rows), 64):
             if id_mismatch < 4:
                 print("ids differ:", r["text"], e.ids, r["ids"], file=sys.stderr)
     width = max(len(r["ids"]) for r in batch)
-    ids = np.zeros((len(batch), width), dtype=np.int64)
+    ids = np.full((len(batch), width), pad, dtype=np.int64)
     mask = np.zeros((len(batch), width), dtype=np.int64)
     for i, r in enumerate(batch):
         ids[i, :len(r["ids"])] = r["ids"]
@@ -171,6 +172,125 @@ fn exported_student_and_teacher_run_in_onnxruntime_as_in_kdrun() {
         assert_eq!(v["argmax_mismatch"], 0, "{which:?}: predictions differ");
         assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-4, "{which:?}: {v}");
     }
+}
+
+/// A RoBERTa-layout checkpoint (the tiny random `roberta-tiny-cls` fixture with its XLM-R style
+/// tokenizer: `<s>` = 0, `<pad>` = 1, positions from 2) as the quick recipe's teacher: it is
+/// fine-tuned, exported as `RobertaForSequenceClassification` with transformers' tensor names, and
+/// its ONNX graph with the exported tokenizer.json gives kdrun's ids and logits on every test
+/// sentence. Where torch and transformers can be imported, transformers loads the exported
+/// folder and gives kdrun's logits too.
+#[test]
+fn a_roberta_checkpoint_teacher_is_fine_tuned_and_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta-tiny-cls");
+    let ckpt = tmp.path().join("roberta");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture.join(f), ckpt.join(f)).unwrap();
+    }
+    let out = quick_cmd(
+        tmp.path(),
+        &[
+            &format!("teacher.checkpoint={}", ckpt.display()),
+            "export.models=[\"teacher\"]",
+            "teacher.export=true",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run_dir = std::fs::read_dir(tmp.path().join("runs/quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("results.json").is_file())
+        .unwrap();
+    let run = Run::open(&run_dir).unwrap();
+    let teacher = run_dir.join("export/teacher-onnx");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(teacher.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "roberta");
+    assert_eq!(
+        config["architectures"],
+        json!(["RobertaForSequenceClassification"])
+    );
+    let names = kdrun::models::hf::Weights::open(&teacher).unwrap();
+    let names: Vec<&str> = names.names().collect();
+    assert!(names.contains(&"classifier.out_proj.weight"), "{names:?}");
+    assert!(names.contains(&"classifier.dense.weight"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("pooler")), "{names:?}");
+    if !python_clients() {
+        return;
+    }
+    let v = check_export(&run, ModelChoice::Teacher, &teacher, tmp.path());
+    assert_eq!(v["rows"], 2810);
+    assert_eq!(v["id_mismatch"], 0, "tokenizer.json ids differ");
+    assert_eq!(v["argmax_mismatch"], 0, "predictions differ");
+    assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-4, "{v}");
+    transformers_agrees(&run, &teacher, tmp.path());
+}
+
+/// transformers' `AutoModelForSequenceClassification` on the exported folder gives kdrun's
+/// logits for every test sentence (skipped without torch and transformers, unless
+/// KDRUN_REQUIRE_TRANSFORMERS=1).
+fn transformers_agrees(run: &Run, folder: &Path, tmp: &Path) {
+    let ok = Command::new("python3")
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("KDRUN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
+            "KDRUN_REQUIRE_TRANSFORMERS=1 but python3 cannot import torch and transformers"
+        );
+        eprintln!("skipped: python3 cannot import torch and transformers");
+        return;
+    }
+    let device = burn::tensor::Device::flex();
+    let model = run.model(ModelChoice::Teacher, &device).unwrap();
+    let texts = run.results.test_texts.clone();
+    let logits = model.logits(&texts, 64, &device).unwrap();
+    let expected = tmp.join("transformers-expected.json");
+    std::fs::write(
+        &expected,
+        json!({"texts": texts, "logits": logits}).to_string(),
+    )
+    .unwrap();
+    let script = r#"
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder, expected = sys.argv[1], json.load(open(sys.argv[2]))
+tok = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+worst, mismatch = 0.0, 0
+with torch.inference_mode():
+    for i in range(0, len(expected["texts"]), 128):
+        enc = tok(expected["texts"][i:i + 128], padding=True, truncation=True, max_length=24, return_tensors="pt")
+        got = model(**enc).logits
+        ours = torch.tensor(expected["logits"][i:i + 128])
+        worst = max(worst, (got - ours).abs().max().item())
+        mismatch += int((got.argmax(1) != ours.argmax(1)).sum())
+print(json.dumps({"max_abs_diff": worst, "argmax_mismatch": mismatch, "class": type(model).__name__}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(folder)
+        .arg(&expected)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    eprintln!("transformers vs kdrun: {v}");
+    assert_eq!(v["class"], "RobertaForSequenceClassification");
+    assert_eq!(v["argmax_mismatch"], 0, "{v}");
+    assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-4, "{v}");
 }
 
 /// `kdrun predict` with `args` on the quick run; (exit success, stdout, stderr).

@@ -1,6 +1,7 @@
 //! The BERT teacher exported to ONNX: onnxruntime (in Python) must reproduce transformers' logits
-//! on the `bert-tiny-cls` fixture, at the fixture's shape and at another batch and sequence
-//! length; a broken state dict or an inexpressible activation is refused by name.
+//! on the `bert-tiny-cls`, `roberta-tiny-cls` and `xlm-roberta-tiny-cls` fixtures, at the
+//! fixture's shape and at another batch and sequence length; a broken state dict or an
+//! inexpressible activation is refused by name.
 //!
 //! Where Python's onnxruntime is missing the comparison is skipped with a message, unless
 //! KDRUN_REQUIRE_ONNXRUNTIME=1 (then it fails).
@@ -16,23 +17,30 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert-tiny-cls")
+fn fixture_named(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The fixture's configuration and state dict, as kdrun loads a teacher checkpoint and exports
 /// its tensors.
 fn teacher() -> (BertConfig, Tensors) {
-    let ckpt = Checkpoint::open(&fixture()).unwrap();
+    teacher_named("bert-tiny-cls")
+}
+
+fn teacher_named(name: &str) -> (BertConfig, Tensors) {
+    let ckpt = Checkpoint::open(&fixture_named(name)).unwrap();
     let model = ckpt
         .config
         .load_classifier(ckpt.weights().unwrap(), &Device::flex())
         .unwrap()
         .0;
+    let tensors = ckpt.config.hf_tensors(&model).unwrap();
     let TeacherConfig::Bert(config) = ckpt.config else {
-        panic!("bert-tiny-cls is not a BERT checkpoint");
+        panic!("{name} is not a BERT-architecture checkpoint");
     };
-    (config, model.hf_tensors().unwrap())
+    (config, tensors)
 }
 
 /// Runs each feed set through the model with onnxruntime and checks it with onnx's full checker
@@ -100,11 +108,18 @@ fn assert_close(what: &str, got: &JsonTensor, want: &JsonTensor) -> f64 {
 
 #[test]
 fn onnxruntime_reproduces_transformers_logits() {
-    let (config, tensors) = teacher();
-    let model = bert_classifier(&config, &tensors).unwrap();
     if !onnxruntime_available() {
         return;
     }
+    for name in ["bert-tiny-cls", "roberta-tiny-cls", "xlm-roberta-tiny-cls"] {
+        onnxruntime_reproduces(name);
+    }
+}
+
+fn onnxruntime_reproduces(name: &str) {
+    let fixture = || fixture_named(name);
+    let (config, tensors) = teacher_named(name);
+    let model = bert_classifier(&config, &tensors).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("teacher.onnx");
     save(&model, &path).unwrap();
@@ -147,13 +162,17 @@ fn onnxruntime_reproduces_transformers_logits() {
         serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
             .unwrap();
     let want: JsonTensor = serde_json::from_value(reference["logits"].clone()).unwrap();
-    let full = assert_close("logits of the fixture batch", &got[0], &want);
+    let full = assert_close(
+        &format!("{name}: logits of the fixture batch"),
+        &got[0],
+        &want,
+    );
     let first = assert_close(
-        "logits of row 0 unpadded",
+        &format!("{name}: logits of row 0 unpadded"),
         &got[1],
         &row(&want, 0, want.shape[1]),
     );
-    eprintln!("max abs diff to transformers: batch {full:e}, row 0 unpadded {first:e}");
+    eprintln!("{name}: max abs diff to transformers: batch {full:e}, row 0 unpadded {first:e}");
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn write_folder(run: &Run, which: ModelChoice, dir: &Path, device: &Device) -> R
                     "an XLNet teacher cannot be exported to ONNX by kdrun (its two-stream relative attention is not written as an ONNX graph); its Hugging Face folder is in the run's teacher stage (teacher_hf/, with teacher.export = true)"
                 );
             };
-            let tensors = m.hf_tensors()?;
+            let tensors = m.hf_tensors(c.family())?;
             let onnx = bert::bert_classifier(c, &tensors)?;
             graph::save(&onnx, &dir.join("model.onnx"))?;
             config.export(dir, &model)?;

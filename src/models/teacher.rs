@@ -83,14 +83,15 @@ impl TeacherConfig {
     /// The checkpoint `config.json` of `model_type`, as this architecture reads it.
     pub fn from_checkpoint(model_type: &str, json: &str) -> Result<Self> {
         match model_type {
-            "bert" => Ok(Self::Bert(serde_json::from_str(json)?)),
+            "bert" | "roberta" | "xlm-roberta" => Ok(Self::Bert(serde_json::from_str(json)?)),
             "xlnet" => {
                 let c: XlnetConfig = serde_json::from_str(json)?;
                 c.check()?;
                 Ok(Self::Xlnet(c))
             }
             other => bail!(
-                "model_type is {other:?}; kdrun's teachers are \"bert\" and \"xlnet\" (BertModel, \
+                "model_type is {other:?}; kdrun's teachers are \"bert\", \"roberta\", \
+                 \"xlm-roberta\" and \"xlnet\" (BertModel, RobertaModel, XLMRobertaModel, \
                  XLNetModel and their task models)"
             ),
         }
@@ -99,7 +100,7 @@ impl TeacherConfig {
     /// The largest input length the model takes.
     pub fn max_positions(&self) -> usize {
         match self {
-            Self::Bert(c) => c.max_position_embeddings,
+            Self::Bert(c) => c.max_positions(),
             // Relative positions: any length.
             Self::Xlnet(_) => usize::MAX,
         }
@@ -190,8 +191,7 @@ impl TeacherConfig {
         Ok(match (self, pretrained) {
             (Self::Bert(c), PretrainModel::Mlm(mlm)) => TeacherModel::Bert(BertClassifier {
                 bert: mlm.bert,
-                dropout: DropoutConfig::new(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))
-                    .init(),
+                dropout: DropoutConfig::new(c.classifier_dropout()).init(),
                 classifier: c.linear(c.hidden_size, c.num_labels(), device),
             }),
             (Self::Xlnet(c), PretrainModel::Plm(lm)) => TeacherModel::Xlnet(
@@ -210,11 +210,26 @@ impl TeacherConfig {
     pub fn export(&self, dir: &Path, model: &TeacherModel) -> Result<()> {
         match (self, model) {
             (Self::Bert(c), TeacherModel::Bert(m)) => {
-                save_folder(dir, c, "BertForSequenceClassification", &m.hf_tensors()?)
+                let family = c.family();
+                save_folder(
+                    dir,
+                    c,
+                    family.classifier_architecture(),
+                    &m.hf_tensors(family)?,
+                )
             }
             (Self::Xlnet(c), TeacherModel::Xlnet(m)) => {
                 save_folder(dir, c, "XLNetForSequenceClassification", &m.hf_tensors()?)
             }
+            (c, _) => bail!("the model is not a {} classifier", c.arch_name()),
+        }
+    }
+
+    /// `model`'s state dict by the Hugging Face names of this configuration's family.
+    pub fn hf_tensors(&self, model: &TeacherModel) -> Result<Tensors> {
+        match (self, model) {
+            (Self::Bert(c), TeacherModel::Bert(m)) => m.hf_tensors(c.family()),
+            (Self::Xlnet(_), TeacherModel::Xlnet(m)) => m.hf_tensors(),
             (c, _) => bail!("the model is not a {} classifier", c.arch_name()),
         }
     }
@@ -266,14 +281,6 @@ impl TeacherModel {
             }
         };
         Ok((model, total - frozen))
-    }
-
-    /// The state dict by Hugging Face names.
-    pub fn hf_tensors(&self) -> Result<Tensors> {
-        match self {
-            Self::Bert(m) => m.hf_tensors(),
-            Self::Xlnet(m) => m.hf_tensors(),
-        }
     }
 }
 

@@ -364,6 +364,10 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
         None => recipe_dir.to_path_buf(),
     };
     let resolve = |slot: &mut PathBuf, base: &Path| {
+        // `~/…` is the user's home folder, as in a shell.
+        if let (Ok(rest), Some(home)) = (slot.strip_prefix("~"), std::env::var_os("HOME")) {
+            *slot = PathBuf::from(home).join(rest);
+        }
         // An empty path means "none" (e.g. no checkpoint) and stays empty.
         if slot.is_relative() && !slot.as_os_str().is_empty() {
             *slot = normalize(&base.join(&*slot));

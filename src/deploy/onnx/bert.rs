@@ -6,9 +6,10 @@
 //! output dense + residual + LayerNorm; the tanh pooler over the first token; the classifier.
 //!
 //! Initializers keep their Hugging Face names (`bert.encoder.layer.0.attention.self.query.weight`,
-//! …); the dense weights among them are stored transposed, `[in, out]`, as `MatMul` takes them.
-//! Positions are `0..sequence` of the input, so batch and sequence are both dynamic (up to
-//! `max_position_embeddings` tokens).
+//! …, or RoBERTa's: the names come from [`Family`]); the dense weights among them are stored
+//! transposed, `[in, out]`, as `MatMul` takes them. Positions are `0..sequence` of the input
+//! (RoBERTa: transformers' `create_position_ids_from_input_ids`), so batch and sequence are both
+//! dynamic (up to the position table's length).
 
 use super::graph::{Attr, Dim, Elem, Graph};
 use crate::models::bert::BertConfig;
@@ -21,6 +22,9 @@ const MASK_BIAS: f32 = -1e9;
 
 /// ONNX's `to` code for a float `Cast`.
 const FLOAT: i64 = 1;
+
+/// ONNX's `to` code for an int64 `Cast`.
+const INT64: i64 = 7;
 
 /// `BertForSequenceClassification` as ONNX: inputs `input_ids`, `attention_mask`,
 /// `token_type_ids` (int64, [batch, sequence], dynamic axes named "batch" and "sequence"), output
@@ -53,12 +57,14 @@ pub fn bert_classifier(config: &BertConfig, tensors: &Tensors) -> Result<ModelPr
     for i in 0..config.num_hidden_layers {
         x = layer(&mut g, &src, config, act, i, &x, &bias)?;
     }
-    let pooled = pooler(&mut g, &src, config, &x)?;
+    let family = config.family();
+    let (head_dense, head_out) = family.head_names();
+    let pooled = pooler(&mut g, &src, config, head_dense.trim_end_matches('.'), &x)?;
     let logits = dense(
         &mut g,
         &src,
         &pooled,
-        "classifier",
+        head_out.trim_end_matches('.'),
         config.hidden_size,
         labels,
     )?;
@@ -69,9 +75,12 @@ pub fn bert_classifier(config: &BertConfig, tensors: &Tensors) -> Result<ModelPr
         &[Dim::Named("batch"), Dim::Fixed(labels as i64)],
     );
     Ok(g.model(
-        "BertForSequenceClassification (kdrun's teacher): logits from token ids",
+        &format!(
+            "{} (kdrun's teacher): logits from token ids",
+            family.classifier_architecture()
+        ),
         &[
-            ("architecture", "BertForSequenceClassification".into()),
+            ("architecture", family.classifier_architecture().into()),
             ("classes", classes_json(config)),
         ],
     ))
@@ -205,7 +214,9 @@ fn table(g: &mut Graph, src: &Source, c: &BertConfig, name: &str, rows: usize) -
 }
 
 /// `[batch, sequence]` ids → `[batch, sequence, hidden]`: word + position + token-type
-/// embeddings, then LayerNorm. Positions are the first `sequence` rows of the position table.
+/// embeddings, then LayerNorm. Positions are the first `sequence` rows of the position table
+/// (RoBERTa: the running count of non-padding tokens plus `pad_token_id`, padding at
+/// `pad_token_id`).
 fn embeddings(
     g: &mut Graph,
     src: &Source,
@@ -213,7 +224,7 @@ fn embeddings(
     ids: &str,
     types: &str,
 ) -> Result<String> {
-    let p = "bert.embeddings";
+    let p = format!("{}embeddings", c.family().encoder_prefix());
     let word = table(
         g,
         src,
@@ -227,13 +238,25 @@ fn embeddings(
     let ty = table(g, src, c, &ty, c.type_vocab_size)?;
     let w = g.node("Gather", &[&word, ids], &[Attr::Int("axis", 0)]);
     let t = g.node("Gather", &[&ty, types], &[Attr::Int("axis", 0)]);
-    let seq = g.node(
-        "Shape",
-        &[ids],
-        &[Attr::Int("start", 1), Attr::Int("end", 2)],
-    );
-    let zero = g.ints("zero", &[0]);
-    let positions = g.node("Slice", &[&pos, &zero, &seq, &zero], &[]);
+    let positions = if c.position_offset() == 0 {
+        let seq = g.node(
+            "Shape",
+            &[ids],
+            &[Attr::Int("start", 1), Attr::Int("end", 2)],
+        );
+        let zero = g.ints("zero", &[0]);
+        g.node("Slice", &[&pos, &zero, &seq, &zero], &[])
+    } else {
+        let pad = g.int_scalar("pad", c.pad_token_id as i64);
+        let is_pad = g.node("Equal", &[ids, &pad], &[]);
+        let token = g.node("Not", &[&is_pad], &[]);
+        let token = g.node("Cast", &[&token], &[Attr::Int("to", INT64)]);
+        let axis = g.int_scalar("seq_axis", 1);
+        let count = g.node("CumSum", &[&token, &axis], &[]);
+        let count = g.node("Mul", &[&count, &token], &[]);
+        let ids = g.node("Add", &[&count, &pad], &[]);
+        g.node("Gather", &[&pos, &ids], &[Attr::Int("axis", 0)])
+    };
     let sum = g.node("Add", &[&w, &t], &[]);
     let sum = g.node("Add", &[&sum, &positions], &[]);
     norm(g, src, c, &sum, &format!("{p}.LayerNorm"))
@@ -299,7 +322,7 @@ fn layer(
     x: &str,
     bias: &str,
 ) -> Result<String> {
-    let p = format!("bert.encoder.layer.{i}");
+    let p = format!("{}encoder.layer.{i}", c.family().encoder_prefix());
     let (h, inter) = (c.hidden_size, c.intermediate_size);
     let a = attention(g, src, c, &format!("{p}.attention"), x, bias)?;
     let a = dense(g, src, &a, &format!("{p}.attention.output.dense"), h, h)?;
@@ -313,12 +336,12 @@ fn layer(
 }
 
 /// tanh(dense(first token)): `[batch, sequence, hidden]` → `[batch, hidden]`.
-fn pooler(g: &mut Graph, src: &Source, c: &BertConfig, x: &str) -> Result<String> {
+fn pooler(g: &mut Graph, src: &Source, c: &BertConfig, name: &str, x: &str) -> Result<String> {
     let first = g.ints("first", &[0]);
     let axis = g.ints("axis", &[1]);
     let f = g.node("Gather", &[x, &first], &[Attr::Int("axis", 1)]);
     let f = g.node("Squeeze", &[&f, &axis], &[]);
     let h = c.hidden_size;
-    let d = dense(g, src, &f, "bert.pooler.dense", h, h)?;
+    let d = dense(g, src, &f, name, h, h)?;
     Ok(g.node("Tanh", &[&d], &[]))
 }

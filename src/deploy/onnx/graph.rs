@@ -175,6 +175,17 @@ impl Graph {
         name
     }
 
+    /// An int64 scalar constant (0-D).
+    pub fn int_scalar(&mut self, hint: &str, value: i64) -> String {
+        let name = self.fresh(hint);
+        let mut t = TensorProto::new();
+        t.name = name.clone();
+        t.data_type = DataType::INT64 as i32;
+        t.raw_data = value.to_le_bytes().to_vec();
+        self.initializers.push(t);
+        name
+    }
+
     /// A float scalar constant.
     pub fn scalar(&mut self, hint: &str, value: f32) -> String {
         let name = self.fresh(hint);

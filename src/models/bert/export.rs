@@ -3,7 +3,7 @@
 
 use super::load::{ENCODER_NAMES, MLM_HEAD_NAMES};
 use super::mlm::BertMaskedLm;
-use super::{BertClassifier, BertModel};
+use super::{BertClassifier, BertModel, Family};
 use crate::models::hf::tree::{self, Tensors};
 use anyhow::Result;
 
@@ -15,11 +15,24 @@ impl BertModel {
 }
 
 impl BertClassifier {
-    /// `BertForSequenceClassification`'s state dict.
-    pub fn hf_tensors(&self) -> Result<Tensors> {
+    /// The sequence classifier's state dict under `family`'s names
+    /// (`BertForSequenceClassification`, or RoBERTa's: no pooler, its dense layer as
+    /// `classifier.dense` and the output layer as `classifier.out_proj`).
+    pub fn hf_tensors(&self, family: Family) -> Result<Tensors> {
         let mut out = Tensors::new();
-        self.bert.hf_tensors("bert.", &mut out)?;
-        tree::export(&self.classifier, &ENCODER_NAMES, "classifier.", &mut out)?;
+        let prefix = family.encoder_prefix();
+        let (dense, head) = family.head_names();
+        self.bert.hf_tensors(prefix, &mut out)?;
+        let pooler = format!("{prefix}pooler.dense.");
+        if dense != pooler {
+            for (name, t) in std::mem::take(&mut out) {
+                match name.strip_prefix(&pooler) {
+                    Some(rest) => out.insert(format!("{dense}{rest}"), t),
+                    None => out.insert(name, t),
+                };
+            }
+        }
+        tree::export(&self.classifier, &ENCODER_NAMES, head, &mut out)?;
         Ok(out)
     }
 }

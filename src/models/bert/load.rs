@@ -17,10 +17,12 @@ use anyhow::{bail, Result};
 use burn::nn::DropoutConfig;
 use burn::tensor::Device;
 
-/// `bert.` when the checkpoint nests the encoder (task models), else empty (`BertModel`).
-pub fn encoder_prefix(w: &Weights) -> &'static str {
-    if w.names().any(|n| n.starts_with("bert.")) {
-        "bert."
+/// `bert.` (`roberta.`) when the checkpoint nests the encoder (task models), else empty
+/// (`BertModel`, `RobertaModel`).
+pub fn encoder_prefix(c: &BertConfig, w: &Weights) -> &'static str {
+    let prefix = c.family().encoder_prefix();
+    if w.names().any(|n| n.starts_with(prefix)) {
+        prefix
     } else {
         ""
     }
@@ -67,7 +69,8 @@ impl BertModel {
         notes: &mut Vec<String>,
     ) -> Result<Self> {
         let has_pooler = w.contains(&format!("{prefix}pooler.dense.weight"));
-        if !has_pooler {
+        // RoBERTa's classifiers have no pooler: their head says what it reads.
+        if !has_pooler && !c.family().is_roberta() {
             notes.push("the checkpoint has no pooler (pooler.dense): initialized anew".into());
         }
         let keep = |path: &str| !has_pooler && path.starts_with("pooler.");
@@ -123,13 +126,31 @@ impl BertClassifier {
         device: &Device,
     ) -> Result<(Self, Vec<String>)> {
         let mut notes = Vec::new();
-        let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
-        let classifier = match w.shape("classifier.weight") {
+        let family = c.family();
+        let mut bert = BertModel::load(c, w, encoder_prefix(c, w), device, &mut notes)?;
+        let (dense, out) = family.head_names();
+        if family.is_roberta() {
+            // RobertaClassificationHead's dense layer plays the pooler's part; a base
+            // checkpoint's own pooler is not read by it (as in transformers).
+            bert.pooler.dense = if w.contains(&format!("{dense}weight")) {
+                tree::load(
+                    c.skeleton().linear(c.hidden_size, c.hidden_size, device),
+                    w,
+                    &ENCODER_NAMES,
+                    dense,
+                    &|_| false,
+                    device,
+                )?
+            } else {
+                c.linear(c.hidden_size, c.hidden_size, device)
+            };
+        }
+        let classifier = match w.shape(&format!("{out}weight")) {
             Some([n, _]) if *n == labels => tree::load(
                 c.skeleton().linear(c.hidden_size, labels, device),
                 w,
                 &ENCODER_NAMES,
-                "classifier.",
+                out,
                 &|_| false,
                 device,
             )?,
@@ -137,7 +158,7 @@ impl BertClassifier {
                 let n = shape[0];
                 skip_head(
                     w,
-                    "classifier.",
+                    out,
                     &format!("its {n} labels are not the {labels} classes of the recipe; a new head is initialized"),
                     &mut notes,
                 );
@@ -147,6 +168,15 @@ impl BertClassifier {
                 notes.push(format!(
                     "no classifier in the checkpoint: a new {labels}-class head is initialized"
                 ));
+                if family.is_roberta() {
+                    skip_head(
+                        w,
+                        &format!("{}pooler.", encoder_prefix(c, w)),
+                        "RoBERTa's classification head (classifier.dense, classifier.out_proj) \
+                         does not read the pooler",
+                        &mut notes,
+                    );
+                }
                 c.linear(c.hidden_size, labels, device)
             }
         };
@@ -160,8 +190,7 @@ impl BertClassifier {
         Ok((
             Self {
                 bert,
-                dropout: DropoutConfig::new(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob))
-                    .init(),
+                dropout: DropoutConfig::new(c.classifier_dropout()).init(),
                 classifier,
             },
             notes,
@@ -173,8 +202,15 @@ impl BertMaskedLm {
     /// The encoder and its masked-LM head. A checkpoint without `cls.predictions` gets a new head
     /// (noted); the decoder weight, if stored, is the tied word-embedding matrix.
     pub fn load(c: &BertConfig, w: &Weights, device: &Device) -> Result<(Self, Vec<String>)> {
+        if !c.family().has_mlm_head() {
+            bail!(
+                "further pre-training (masked LM) of a {} checkpoint is not supported: its \
+                 lm_head is not read",
+                c.model_type
+            );
+        }
         let mut notes = Vec::new();
-        let bert = BertModel::load(c, w, encoder_prefix(w), device, &mut notes)?;
+        let bert = BertModel::load(c, w, encoder_prefix(c, w), device, &mut notes)?;
         let cls = if w.contains("cls.predictions.transform.dense.weight") {
             let head = tree::load(
                 BertMlmHead::new(&c.skeleton(), device),

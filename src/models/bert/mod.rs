@@ -6,6 +6,7 @@
 //! exact (erf) GELU, additive attention mask, tanh pooler over the first token.
 
 pub mod export;
+pub mod family;
 pub mod load;
 pub mod mlm;
 
@@ -19,6 +20,8 @@ use burn::tensor::activation::{softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use family::Family;
 
 /// The fields of a Hugging Face `BertConfig` (`config.json`) that the model reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +122,27 @@ impl BertConfig {
         self.id2label.len()
     }
 
+    /// BERT, RoBERTa or XLM-RoBERTa (by `model_type`; a config that names another type is
+    /// refused when the checkpoint is opened).
+    pub fn family(&self) -> Family {
+        Family::of(&self.model_type).unwrap_or(Family::Bert)
+    }
+
+    /// The row of the position table the first token reads.
+    pub fn position_offset(&self) -> usize {
+        self.family().position_offset(self.pad_token_id)
+    }
+
+    /// The longest input the position table covers.
+    pub fn max_positions(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset())
+    }
+
+    pub(crate) fn classifier_dropout(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
     pub(crate) fn activation(&self) -> ActivationConfig {
         match self.hidden_act.as_str() {
             "relu" => ActivationConfig::Relu,
@@ -176,6 +200,7 @@ impl BertConfig {
                 token_type_embeddings: self.embedding(self.type_vocab_size, device),
                 layer_norm: self.layer_norm(device),
                 dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
+                position_offset: self.position_offset(),
             },
             encoder: BertEncoder {
                 layer: (0..self.num_hidden_layers)
@@ -184,6 +209,12 @@ impl BertConfig {
             },
             pooler: BertPooler {
                 dense: self.linear(self.hidden_size, self.hidden_size, device),
+                dropout: DropoutConfig::new(if self.family().is_roberta() {
+                    self.classifier_dropout()
+                } else {
+                    0.0
+                })
+                .init(),
             },
         }
     }
@@ -221,10 +252,7 @@ impl BertConfig {
     pub fn init_classifier(&self, device: &Device) -> BertClassifier {
         BertClassifier {
             bert: self.init_model(device),
-            dropout: DropoutConfig::new(
-                self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
-            )
-            .init(),
+            dropout: DropoutConfig::new(self.classifier_dropout()).init(),
             classifier: self.linear(self.hidden_size, self.num_labels(), device),
         }
     }
@@ -238,6 +266,9 @@ pub struct BertEmbeddings {
     /// HF: `LayerNorm`.
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// 0 in BERT: the tokens read positions `0..time`. RoBERTa's `pad_token_id + 1`: the tokens
+    /// read positions from there on and padding tokens row `pad_token_id` ([`Family`]).
+    pub position_offset: usize,
 }
 
 impl BertEmbeddings {
@@ -245,7 +276,15 @@ impl BertEmbeddings {
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, t] = input_ids.dims();
         let device = input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>();
+        let positions = if self.position_offset == 0 {
+            Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>()
+        } else {
+            // transformers' create_position_ids_from_input_ids: the running count of non-padding
+            // tokens, on non-padding tokens only, plus padding_idx.
+            let pad = self.position_offset as i64 - 1;
+            let tokens = input_ids.clone().not_equal_elem(pad).int();
+            tokens.clone().cumsum(1).mul(tokens).add_scalar(pad)
+        };
         let x = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(positions);
@@ -344,6 +383,8 @@ pub struct BertEncoder {
 #[derive(Module, Debug)]
 pub struct BertPooler {
     pub dense: Linear,
+    /// RoBERTa's dropout before `classifier.dense`; none (p = 0) in BERT.
+    pub dropout: Dropout,
 }
 
 impl BertPooler {
@@ -351,7 +392,7 @@ impl BertPooler {
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = hidden.dims();
         let first = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        tanh(self.dense.forward(first))
+        tanh(self.dense.forward(self.dropout.forward(first)))
     }
 }
 

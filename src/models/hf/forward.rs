@@ -153,8 +153,9 @@ pub enum Head {
     None,
 }
 
-pub fn detect_head(w: &Weights) -> Head {
-    if let Some(shape) = w.shape("classifier.weight") {
+pub fn detect_head(config: &BertConfig, w: &Weights) -> Head {
+    let (_, out) = config.family().head_names();
+    if let Some(shape) = w.shape(&format!("{out}weight")) {
         Head::Classifier(shape[0])
     } else if w.contains("cls.predictions.transform.dense.weight") {
         Head::MaskedLm
@@ -189,14 +190,14 @@ pub fn forward(
 ) -> Result<BTreeMap<String, JsonTensor>> {
     let (ids, types, mask) = inputs.tensors(device);
     let [_, t] = ids.dims();
-    if t > config.max_position_embeddings {
+    if t > config.max_positions() {
         bail!(
             "inputs have {t} tokens, the model at most {} (max_position_embeddings)",
-            config.max_position_embeddings
+            config.max_positions()
         );
     }
     let mut out = BTreeMap::new();
-    let (encoder, logits) = match detect_head(weights) {
+    let (encoder, logits) = match detect_head(config, weights) {
         Head::Classifier(labels) => {
             let (model, _) = BertClassifier::load(config, weights, labels, device)?;
             let (logits, enc) = model.forward_all(ids, types, mask);
@@ -209,7 +210,7 @@ pub fn forward(
         }
         Head::None => {
             let mut notes = Vec::new();
-            let prefix = super::super::bert::load::encoder_prefix(weights);
+            let prefix = super::super::bert::load::encoder_prefix(config, weights);
             let model = BertModel::load(config, weights, prefix, device, &mut notes)?;
             let unused = weights.unused();
             if !unused.is_empty() {
