@@ -421,3 +421,61 @@ fn a_full_disk_says_where_and_leaves_the_store_whole() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `kdrun check` reports every problem it can find in one pass, as a compiler does: missing data
+/// files do not hide a bad value, a sweep over a per-sweep key or an unknown key in a sweep, and
+/// unequal zipped lists are reported beside them. Exit 1, no run folder.
+#[test]
+fn check_reports_independent_mistakes_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let data = "[data]\nformat = \"tnews\"\ntrain = \"no/such/train.json\"\ntest = \"no/such/dev.json\"\nclasses = [\"story\", \"sports\"]\n";
+    let cartesian = write(
+        "cartesian.toml",
+        &format!(
+            "{data}\n[student]\nhidden = 0\n\n[sweep]\n\"teacher.epoch\" = [1, 2]\n\"runtime.threads\" = [1, 2]\n"
+        ),
+    );
+    let zip = write(
+        "zip.toml",
+        &format!(
+            "{data}\n[teacher]\nlr = -1.0\n\n[sweep]\nmode = \"zip\"\n\"teacher.epochs\" = [1, 2]\n\"student.epochs\" = [1, 2, 3]\n"
+        ),
+    );
+    for (recipe, expected) in [
+        (
+            &cartesian,
+            &[
+                "`data.train`: expected a training data file",
+                "`student.hidden`: expected an integer ≥ 1, found 0",
+                "`runtime.threads`: a sweep cannot vary runtime.threads",
+                "`teacher.epoch`: unknown key; did you mean `teacher.epochs`?",
+            ][..],
+        ),
+        (
+            &zip,
+            &[
+                "`data.test`: expected a test data file",
+                "`teacher.lr`: expected a positive number, found -1",
+                "`sweep`: sweep mode \"zip\" pairs lists of equal length",
+            ][..],
+        ),
+    ] {
+        let out = kdrun()
+            .arg("check")
+            .arg(recipe)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        for e in expected {
+            assert!(stderr.contains(e), "{e:?} not in:\n{stderr}");
+        }
+        assert!(!tmp.path().join("runs").exists() && !tmp.path().join("reports").exists());
+    }
+}

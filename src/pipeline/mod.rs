@@ -173,6 +173,7 @@ fn check_teacher_checkpoint(
         match (member, rest) {
             (Some(i), rest) => crate::recipe::member_key(i, rest),
             (None, "arch") => "teacher.arch",
+            (None, "pretrain") => "teacher.pretrain",
             (None, _) => "teacher.checkpoint",
         }
     };
@@ -190,9 +191,10 @@ fn check_teacher_checkpoint(
         "tokenizer_config.json",
     ];
     let what = format!(
-        "checkpoint|{member:?}|{}|{}|{}",
+        "checkpoint|{member:?}|{}|{}|{}|{}",
         t.arch.name(),
         r.data.max_len,
+        t.pretrain.enabled(),
         files
             .iter()
             .map(|f| stamp(&dir.join(f)))
@@ -216,6 +218,20 @@ fn check_teacher_checkpoint(
             )];
         }
         let mut found = Vec::new();
+        if let crate::models::TeacherConfig::Bert(b) = &c.config {
+            if t.pretrain.enabled() && !b.family().has_mlm_head() {
+                found.push((
+                    key("pretrain"),
+                    format!(
+                        "{whose}no further pre-training (teacher.pretrain.steps or epochs = 0) for \
+                         the {} checkpoint {}: kdrun does not read or write RoBERTa's masked-LM \
+                         head (lm_head); fine-tune it directly",
+                        b.model_type,
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         match crate::data::HfTokenizer::open(dir) {
             Err(e) => found.push((key("checkpoint"), format!("{whose}{e:#}"))),
             Ok(tok) if tok.layout() != c.config.layout() => found.push((

@@ -124,27 +124,27 @@ pub fn load_checked(
     use_env: bool,
     checks: &[Check],
 ) -> Result<LoadedRecipe, RecipeError> {
+    load_parts(path, sets, use_env, checks).map_err(|(e, _)| e)
+}
+
+/// As [`load_checked`]; a recipe that reads but has problems comes back beside them (a sweep's
+/// own checks still look at its grid, so that every problem is reported in one pass).
+pub(crate) fn load_parts(
+    path: &Path,
+    sets: &[SetArg],
+    use_env: bool,
+    checks: &[Check],
+) -> Result<LoadedRecipe, (RecipeError, Option<Box<Recipe>>)> {
     let shown = path.display().to_string();
+    let single = |message: &str| Err((RecipeError::single(shown.clone(), None, message), None));
     if path.is_dir() {
-        return Err(RecipeError::single(
-            shown,
-            None,
-            "expected a recipe TOML file, found a folder",
-        ));
+        return single("expected a recipe TOML file, found a folder");
     }
     if !path.is_file() {
-        return Err(RecipeError::single(
-            shown,
-            None,
-            "recipe file not found (expected a TOML file)",
-        ));
+        return single("recipe file not found (expected a TOML file)");
     }
     if let Err(e) = std::fs::read(path) {
-        return Err(RecipeError::single(
-            shown,
-            None,
-            format!("recipe file cannot be read: {e}"),
-        ));
+        return single(&format!("recipe file cannot be read: {e}"));
     }
     let path = absolute(path);
     let recipe_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -154,9 +154,12 @@ pub fn load_checked(
     if use_env {
         let unreadable = env_unreadable();
         if !unreadable.is_empty() {
-            return Err(RecipeError {
-                problems: unreadable,
-            });
+            return Err((
+                RecipeError {
+                    problems: unreadable,
+                },
+                None,
+            ));
         }
         // Only SECTION__KEY variables: a stray KDRUN_SOMETHING is not a recipe key.
         figment = figment.merge(
@@ -169,7 +172,9 @@ pub fn load_checked(
         figment = figment.merge(set.clone());
     }
 
-    let mut recipe: Recipe = figment.extract().map_err(|e| from_figment(e, &shown))?;
+    let mut recipe: Recipe = figment
+        .extract()
+        .map_err(|e| (from_figment(e, &shown), None))?;
 
     if recipe.name.is_empty() {
         recipe.name = path
@@ -185,7 +190,7 @@ pub fn load_checked(
         problems.extend(check(&recipe));
     }
     if !problems.is_empty() {
-        return Err(RecipeError {
+        let error = RecipeError {
             problems: problems
                 .into_iter()
                 .map(|(key, message)| Problem {
@@ -194,12 +199,16 @@ pub fn load_checked(
                     message,
                 })
                 .collect(),
-        });
+        };
+        return Err((error, Some(Box::new(recipe))));
     }
 
     recipe.resolve_derived();
     let resolved_toml = toml::to_string_pretty(&recipe).map_err(|e| {
-        RecipeError::single(shown.clone(), None, format!("cannot print recipe: {e}"))
+        (
+            RecipeError::single(shown.clone(), None, format!("cannot print recipe: {e}")),
+            None,
+        )
     })?;
     Ok(LoadedRecipe {
         recipe,
@@ -255,7 +264,46 @@ fn keys_without_effect(figment: &Figment, r: &Recipe) -> Vec<(&'static str, Stri
                     .to_string(),
             ));
         }
-    } else if set("teacher.weight") {
+    } else {
+        // Beside members, [teacher] holds only how they are combined: every other key of a
+        // teacher section is a member's own (members do not inherit it). Every key some layer
+        // other than the defaults wrote under [teacher], down to the leaves of its tables.
+        fn leaves(prefix: String, v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Dict(_, d) => d
+                    .iter()
+                    .for_each(|(k, v)| leaves(format!("{prefix}.{k}"), v, out)),
+                _ => out.push(prefix),
+            }
+        }
+        let mut keys = Vec::new();
+        if let Ok(Value::Dict(_, d)) = figment.find_value("teacher") {
+            for (k, v) in d.iter().filter(|(k, _)| {
+                !matches!(k.as_str(), "members" | "combine" | "calibrate" | "weight")
+            }) {
+                leaves(format!("teacher.{k}"), v, &mut keys);
+            }
+        }
+        for key in keys {
+            let by_user = figment
+                .find_metadata(&key)
+                .is_some_and(|md| !matches!(md.source, Some(Source::Code(_))));
+            if by_user {
+                let key = super::validate::static_key(&key);
+                problems.push((
+                    key,
+                    format!(
+                        "expected `{}` inside each [[teacher.members]] (a member's own setting; \
+                         members do not inherit [teacher]'s), found it on [teacher] beside {} \
+                         member(s), where it has no effect",
+                        &key["teacher.".len()..],
+                        t.members.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if !t.members.is_empty() && set("teacher.weight") {
         problems.push((
             "teacher.weight",
             format!(
@@ -388,7 +436,7 @@ fn resolve_paths(recipe: &mut Recipe, figment: &Figment, recipe_dir: &Path) {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(super) fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         normalize(path)
     } else {

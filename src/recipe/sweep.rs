@@ -4,8 +4,8 @@
 //! the recipe with one value per swept key, loaded (and validated) like any recipe, so a key that
 //! does not exist is an error that names it.
 
-use super::error::RecipeError;
-use super::load::{load_checked, Check, LoadedRecipe, SetArg, SWEEP_SET};
+use super::error::{Problem, RecipeError};
+use super::load::{load_checked, load_parts, Check, LoadedRecipe, SetArg, SWEEP_SET};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -195,10 +195,16 @@ pub fn load_trials(
 ) -> Result<(SweepMode, Vec<(Trial, LoadedRecipe)>), RecipeError> {
     let (single, multi): (Vec<SetArg>, Vec<SetArg>) =
         sets.iter().cloned().partition(|s| s.values.len() == 1);
-    let base = load_checked(path, &single, use_env, checks)?;
-    let mode = base.recipe.sweep.mode;
+    let shown = super::load::absolute(path).display().to_string();
+    // Every problem in one pass: the recipe's own (as its first layers give it), the sweep's,
+    // then each trial's that the recipe did not already have.
+    let (base, mut problems) = match load_parts(path, &single, use_env, checks) {
+        Ok(loaded) => (loaded.recipe.clone(), Vec::new()),
+        Err((e, Some(recipe))) => (*recipe, e.problems),
+        Err((e, None)) => return Err(e),
+    };
+    let mode = base.sweep.mode;
     let mut axes: Vec<(String, Vec<toml::Value>)> = base
-        .recipe
         .sweep
         .grid
         .iter()
@@ -206,30 +212,39 @@ pub fn load_trials(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     axes.extend(multi.iter().map(|m| (m.key.clone(), m.values.clone())));
-    if let Some((k, _)) = axes
-        .iter()
-        .find(|(k, _)| k == "sweep" || k.starts_with("sweep."))
-    {
-        return Err(RecipeError::single(
-            path.display().to_string(),
-            Some(k.clone()),
-            "a sweep cannot sweep the sweep",
-        ));
+    let problem = |key: &str, message: String| Problem {
+        source: shown.clone(),
+        key: Some(key.to_string()),
+        message,
+    };
+    // An axis refused here is left out of the trials, whose other axes are still checked.
+    let mut refused = Vec::new();
+    for (k, _) in &axes {
+        if k == "sweep" || k.starts_with("sweep.") {
+            problems.push(problem(k, "a sweep cannot sweep the sweep".into()));
+            refused.push(k.clone());
+        } else if PER_SWEEP.contains(&k.as_str()) {
+            // What places the sweep (its folders, its name) or chooses its device is the same
+            // for every trial: a grid over it is refused here, where `check` sees it too.
+            problems.push(problem(
+                k,
+                format!(
+                    "a sweep cannot vary {k}: {} are one for the whole sweep (they place it and choose its device); run separate recipes instead",
+                    PER_SWEEP.join(", ")
+                ),
+            ));
+            refused.push(k.clone());
+        }
     }
-    // What places the sweep (its folders, its name) or chooses its device is the same for
-    // every trial: a grid over it is refused here, where `check` sees it too.
-    if let Some((k, _)) = axes.iter().find(|(k, _)| PER_SWEEP.contains(&k.as_str())) {
-        return Err(RecipeError::single(
-            path.display().to_string(),
-            Some(k.clone()),
-            format!(
-                "a sweep cannot vary {k}: {} are one for the whole sweep (they place it and choose its device); run separate recipes instead",
-                PER_SWEEP.join(", ")
-            ),
-        ));
-    }
-    let trials = expand(&axes, mode)
-        .map_err(|e| RecipeError::single(path.display().to_string(), Some("sweep".into()), e))?;
+    axes.retain(|(k, _)| !refused.contains(k));
+    let trials = match expand(&axes, mode) {
+        Ok(trials) => trials,
+        Err(e) => {
+            problems.push(problem("sweep", e));
+            Vec::new()
+        }
+    };
+    let known = problems.clone();
     let mut out = Vec::with_capacity(trials.len());
     for trial in trials {
         let mut trial_sets = single.clone();
@@ -245,13 +260,27 @@ pub fn load_trials(
                 values: vec![v.clone()],
             });
         }
-        let loaded = load_checked(path, &trial_sets, use_env, checks).map_err(|mut e| {
-            for p in &mut e.problems {
-                p.message = format!("{} (trial {})", p.message, trial.label());
+        match load_checked(path, &trial_sets, use_env, checks) {
+            Ok(loaded) => out.push((trial, loaded)),
+            Err(e) => {
+                for mut p in e.problems {
+                    // The recipe's own problems again, or one an earlier trial reported.
+                    let seen = |q: &Problem| {
+                        q.key == p.key
+                            && (q.message == p.message
+                                || q.message.starts_with(&format!("{} (trial ", p.message)))
+                    };
+                    if known.iter().any(seen) || problems.iter().any(seen) {
+                        continue;
+                    }
+                    p.message = format!("{} (trial {})", p.message, trial.label());
+                    problems.push(p);
+                }
             }
-            e
-        })?;
-        out.push((trial, loaded));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(RecipeError { problems });
     }
     Ok((mode, out))
 }

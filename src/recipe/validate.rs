@@ -29,19 +29,23 @@ pub fn folder_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// The dotted key of `rest` in member `index` (0-based, as the array is indexed) of
-/// `[[teacher.members]]`: `teacher.members[1].arch`. Problems name keys as `&'static str`; a
-/// member's keys are made once each and kept (a recipe has few members, each with few keys).
+/// `[[teacher.members]]`: `teacher.members[1].arch`.
 pub fn member_key(index: usize, rest: &str) -> &'static str {
+    static_key(&format!("teacher.members[{index}].{rest}"))
+}
+
+/// `key` as the `&'static str` problems name keys by: made once each and kept (a recipe has few
+/// keys made at run time: its members' and its teacher section's).
+pub fn static_key(key: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::Mutex;
     static KEYS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let key = format!("teacher.members[{index}].{rest}");
     let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
     let keys = keys.get_or_insert_with(HashSet::new);
-    if let Some(k) = keys.get(key.as_str()) {
+    if let Some(k) = keys.get(key) {
         return k;
     }
-    let k: &'static str = Box::leak(key.into_boxed_str());
+    let k: &'static str = Box::leak(key.to_string().into_boxed_str());
     keys.insert(k);
     k
 }

@@ -27,6 +27,7 @@ pub struct Recipe {
     /// Names the report folder (`<report.dir>/<name>/`) and the run folder in the store.
     pub name: String,
     pub data: DataSection,
+    #[serde(serialize_with = "teacher::serialize_in_recipe")]
     pub teacher: TeacherSection,
     pub student: StudentSection,
     pub distill: DistillSection,

@@ -304,6 +304,31 @@ pub struct TeacherSection {
     pub calibrate: bool,
 }
 
+/// `[teacher]` as a recipe prints it (the resolved TOML loads back to the same recipe): whole
+/// for a single teacher; beside `[[teacher.members]]` only the ensemble's own keys, as the others
+/// have no effect there (and are refused when a recipe sets them).
+pub(super) fn serialize_in_recipe<S: serde::Serializer>(
+    t: &TeacherSection,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Ensemble<'a> {
+        combine: Combine,
+        calibrate: bool,
+        members: &'a [TeacherSection],
+    }
+    if t.members.is_empty() {
+        t.serialize(s)
+    } else {
+        Ensemble {
+            combine: t.combine,
+            calibrate: t.calibrate,
+            members: &t.members,
+        }
+        .serialize(s)
+    }
+}
+
 fn is_true(b: &bool) -> bool {
     *b
 }
