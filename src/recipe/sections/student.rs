@@ -3,14 +3,14 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StudentArch {
     Bilstm,
 }
 
 /// How the BiLSTM's states become logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StudentHead {
     /// Tang et al. 2019: final forward and backward states → ReLU FC → logits.
@@ -19,7 +19,7 @@ pub enum StudentHead {
     Seed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StudentTokens {
     /// One token per character.
@@ -29,7 +29,7 @@ pub enum StudentTokens {
 }
 
 /// What the BiLSTM reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StudentInput {
     /// The token embeddings, one step per token.
@@ -40,7 +40,7 @@ pub enum StudentInput {
 }
 
 /// How tokens without a pretrained vector start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OovInit {
     /// Seeded uniform draws with the spread of the pretrained vectors.
@@ -53,10 +53,12 @@ pub enum OovInit {
 }
 
 /// The student: one BiLSTM layer over embedded tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StudentSection {
+    /// The student: `"bilstm"`, one bidirectional LSTM layer (Tang et al. 2019).
     pub arch: StudentArch,
+    /// What the student reads: characters, or jieba-rs words.
     pub tokens: StudentTokens,
     /// Keep at most this many words (the most frequent) with `tokens = "word"`; 0: all.
     pub max_vocab: usize,
@@ -67,17 +69,24 @@ pub struct StudentSection {
     pub oov_init: OovInit,
     /// Keep the embedding matrix fixed during training.
     pub freeze_vectors: bool,
+    /// Width of the token embeddings (the vectors file's dimension when `vectors` is set).
     pub embedding_dim: usize,
     /// Hidden size of each direction.
     pub hidden: usize,
     pub head: StudentHead,
     /// Width of the ReLU layer of the `tang` head.
     pub fc_hidden: usize,
+    /// Dropout probability.
     pub dropout: f64,
+    /// Training epochs; the epoch with the best validation accuracy is kept.
     pub epochs: usize,
+    /// Peak learning rate (AdamW).
     pub lr: f64,
+    /// Examples per optimizer step.
     pub batch_size: usize,
+    /// Fraction of all steps spent warming the learning rate up linearly (then linear decay).
     pub warmup: f64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TeacherArch {
     Bert,
@@ -59,7 +59,9 @@ impl TeacherArch {
 }
 
 /// How an ensemble's members' outputs are combined (weighted mean).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Combine {
     /// Mean of the members' logits.
@@ -80,7 +82,7 @@ impl Combine {
 }
 
 /// What the distillation loss compares, student against teacher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SoftTargets {
     /// The raw logits (divided by the temperature).
@@ -91,7 +93,7 @@ pub enum SoftTargets {
 }
 
 /// How the teacher is further pre-trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PretrainObjective {
     /// Masked-LM (BERT).
@@ -110,7 +112,7 @@ impl PretrainObjective {
 }
 
 /// Which teacher parameters fine-tuning leaves unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Freeze {
     /// Everything trains.
@@ -124,7 +126,7 @@ pub enum Freeze {
 /// Further pre-training of the teacher before fine-tuning (off while `steps` and `epochs` are
 /// both 0): masked-LM for BERT, permutation-LM for XLNet. Keys of the other objective are
 /// errors; left out, each objective's keys take their defaults when the recipe is resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainSection {
     /// `"mlm"` or `"plm"`. Left out: the architecture's (BERT: mlm, XLNet: plm).
@@ -149,9 +151,13 @@ pub struct PretrainSection {
     /// Permutation-LM: the longest span of tokens predicted together. Left out: 5.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_span_length: Option<usize>,
+    /// Peak learning rate of pre-training (AdamW).
     pub lr: f64,
+    /// Sequences per pre-training step.
     pub batch_size: usize,
+    /// Fraction of pre-training steps spent warming the learning rate up.
     pub warmup: f64,
+    /// AdamW weight decay of pre-training.
     pub weight_decay: f64,
     /// Extra corpus files, one sentence per line, beside the training texts.
     pub extra: Vec<PathBuf>,
@@ -260,7 +266,7 @@ impl PretrainSection {
 /// The teacher: a BERT or XLNet encoder trained from scratch or loaded from a Hugging Face
 /// checkpoint, optionally further pre-trained (masked-LM / permutation-LM), then fine-tuned and
 /// selected on validation accuracy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TeacherSection {
     /// `"bert"` or `"xlnet"`.
@@ -273,19 +279,27 @@ pub struct TeacherSection {
     pub pretrain: PretrainSection,
     /// Save the fine-tuned teacher as a Hugging Face folder in the run folder.
     pub export: bool,
+    /// Encoder layers (from scratch; a checkpoint brings its own).
     pub layers: usize,
+    /// Hidden width (from scratch).
     pub hidden: usize,
+    /// Attention heads (from scratch; a divisor of `hidden`).
     pub heads: usize,
     /// Feed-forward width. Left out: 4 × hidden (filled in when the recipe is resolved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intermediate: Option<usize>,
+    /// Dropout probability (from scratch; a checkpoint brings its own).
     pub dropout: f64,
+    /// Fine-tuning epochs; the epoch with the best validation accuracy is kept.
     pub epochs: usize,
+    /// Peak learning rate (AdamW).
     pub lr: f64,
+    /// Examples per optimizer step.
     pub batch_size: usize,
     /// Fraction of all steps spent warming the learning rate up linearly; it then decays
     /// linearly to 0.
     pub warmup: f64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
     /// An ensemble: `[[teacher.members]]`, each a whole teacher section of its own (its keys'
     /// defaults are the built-in ones, not this section's). Empty: the teacher is this section.

@@ -5,7 +5,7 @@
 use super::StudentTokens;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TextGcnSection {
     /// Train TextGCN and show it in the report.
@@ -18,7 +18,9 @@ pub struct TextGcnSection {
     pub stop_words: Vec<String>,
     /// Sliding window (tokens) of the word–word PMI.
     pub window: usize,
+    /// Width of the graph convolution's hidden layer.
     pub hidden: usize,
+    /// Dropout probability.
     pub dropout: f64,
     /// Adam's learning rate.
     pub lr: f64,
