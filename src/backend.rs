@@ -94,7 +94,7 @@ pub fn cpu() -> Compute {
     Compute {
         device: Device::flex(),
         backend: "cpu (burn flex)".into(),
-        adapter: crate::store::machine::Machine::detect().cpu,
+        adapter: crate::runtime::machine::Machine::detect().cpu,
         reason: String::new(),
         is_gpu: false,
     }

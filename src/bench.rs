@@ -24,7 +24,7 @@ use crate::eval::timing::run_batch;
 use crate::models::bilstm::{BiLstmHead, BiLstmInput};
 use crate::models::{BertConfig, BiLstmConfig, Classifier, TeacherConfig};
 use crate::recipe::Recipe;
-use crate::store::machine::Machine;
+use crate::runtime::machine::Machine;
 use crate::train;
 use anyhow::{anyhow, Result};
 use burn::module::Module;

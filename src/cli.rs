@@ -488,7 +488,7 @@ fn failure(e: &anyhow::Error) -> ExitCode {
              stages: an unfinished one's temporary folder is removed)"
         );
     }
-    if e.downcast_ref::<crate::train::interrupt::Interrupted>()
+    if e.downcast_ref::<crate::runtime::interrupt::Interrupted>()
         .is_some()
     {
         ExitCode::from(130)
@@ -544,7 +544,7 @@ fn run(args: &RecipeArgs) -> ExitCode {
             Err(e) => failure(&e),
         };
     }
-    crate::train::interrupt::install();
+    crate::runtime::interrupt::install();
     backend::limit_threads(base.runtime.threads);
     let probe = match std::env::current_exe() {
         Ok(exe) => Probe::ChildProcess(exe),

@@ -5,10 +5,10 @@
 //!
 //! | layer | room |
 //! |---|---|
-//! | [`build_info`], [`files`] | what the binary was built from; files written whole, hashed by content |
+//! | [`build_info`], [`files`], [`runtime`] | what the binary was built from; files written whole, hashed by content; notes, progress, Ctrl-C and the machine's facts |
 //! | [`recipe`] | TOML recipes in layers → one validated, resolved recipe |
 //! | [`data`] | files → classes and splits → tokens → batches; pretrained vectors |
-//! | [`models`] | the BERT teacher and the BiLSTM student, each a `Config` and a `Module` |
+//! | [`models`] | the teachers (BERT/RoBERTa/XLM-R, XLNet, linear, TextGCN) and the BiLSTM student, each a `Config` and a `Module`; Hugging Face checkpoints |
 //! | [`distill`], [`train`] | distillation losses, teacher logits, the transfer set; training loops |
 //! | [`eval`] | scores and inference timing on the test split |
 //! | [`store`] | run folders, content-addressed stages, stored results and their scan |
@@ -31,5 +31,6 @@ pub mod models;
 pub mod pipeline;
 pub mod recipe;
 pub mod report;
+pub mod runtime;
 pub mod store;
 pub mod train;

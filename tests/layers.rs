@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Lowest first. Within a row, a module may use those to its left.
 const LAYERS: &[&[&str]] = &[
-    &["build_info", "files"],
+    &["build_info", "files", "runtime"],
     &["recipe"],
     &["data"],
     &["models"],

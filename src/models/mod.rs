@@ -1,6 +1,6 @@
-//! Models: the teachers behind one seam ([`teacher`]: BERT), the XLNet port (a teacher once it
-//! joins the seam) and the BiLSTM student, each a Config/Module pair; Hugging Face checkpoints by
-//! name ([`hf`]).
+//! Models: the transformer teachers behind one seam ([`teacher`]: BERT and its RoBERTa / XLM-R
+//! layouts, XLNet), the linear model, TextGCN and the BiLSTM student, each a Config/Module pair;
+//! Hugging Face checkpoints by name ([`hf`]).
 
 pub mod bert;
 pub mod bilstm;

@@ -170,13 +170,13 @@ pub fn retry_failed(s: &SweepStatus, exe: &Path) -> Result<Retried> {
             .status()
             .with_context(|| format!("cannot start {}", exe.display()))?;
         if status.code() == Some(130) {
-            bail!(crate::train::interrupt::Interrupted);
+            bail!(crate::runtime::interrupt::Interrupted);
         }
         Ok(status.success())
     };
     let mut failed_again = Vec::new();
     for &t in &trials {
-        crate::train::progress::note(&format!("\n=== retrying trial {t}: {}", s.trials[t - 1].0));
+        crate::runtime::progress::note(&format!("\n=== retrying trial {t}: {}", s.trials[t - 1].0));
         let dir = s.dir.join(format!("trial-{t:03}"));
         if !run(&[
             "--trial".into(),

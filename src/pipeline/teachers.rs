@@ -20,10 +20,10 @@ use crate::distill::TeacherLogits;
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::TeacherConfig;
 use crate::recipe::{Combine, Recipe, TeacherArch};
+use crate::runtime::progress::note;
 use crate::store::stage::Done;
 use crate::store::ModelResult;
 use crate::train::pretrain::PretrainReport;
-use crate::train::progress::note;
 use anyhow::Result;
 
 /// What the teacher side gives the rest of the trial.

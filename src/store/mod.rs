@@ -4,7 +4,6 @@
 //! (`results.json`, `sweep.json`) and the scan that reads the run folders back live here too.
 
 pub mod hashes;
-pub mod machine;
 pub mod results;
 pub mod scan;
 pub mod stage;

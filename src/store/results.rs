@@ -1,9 +1,9 @@
 //! What a run found, as saved in `results.json`: enough to re-render every report without
 //! retraining.
 
-use super::machine::Machine;
 use crate::data::Class;
 use crate::eval::{ClassificationReport, InferenceTiming};
+use crate::runtime::machine::Machine;
 use crate::train::pretrain::PretrainReport;
 use crate::train::EpochRecord;
 use anyhow::{Context, Result};

@@ -447,7 +447,7 @@ impl Stages {
                 return Ok(reused(value));
             }
             Found::Damaged(damage) => {
-                crate::train::progress::note(&format!(
+                crate::runtime::progress::note(&format!(
                     "warning: stage {name}/{key} is damaged, computing it again: {damage}"
                 ));
                 self.set_aside(name, &key)?;
@@ -479,7 +479,7 @@ impl Stages {
                 serde_json::to_string_pretty(&m)?.as_bytes(),
             )
         });
-        crate::train::progress::note(&match recorded {
+        crate::runtime::progress::note(&match recorded {
             Ok(_) => format!(
                 "kdrun: stage {}/{} was written by a kdrun without checksums; recorded them now",
                 m.stage, m.key
@@ -543,12 +543,12 @@ impl Stages {
                 return Ok(lock);
             }
             if !said {
-                crate::train::progress::note(&format!(
+                crate::runtime::progress::note(&format!(
                     "waiting for stage {stage}/{key} (being computed by another kdrun)"
                 ));
                 said = true;
             }
-            crate::train::interrupt::check()?;
+            crate::runtime::interrupt::check()?;
             std::thread::sleep(Duration::from_millis(200));
         }
     }

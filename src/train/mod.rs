@@ -3,7 +3,6 @@
 
 pub mod plm;
 pub mod pretrain;
-pub mod progress;
 pub mod schedule;
 pub mod student;
 pub mod teacher;
@@ -11,12 +10,13 @@ pub mod textgcn;
 
 use crate::data::batch::{train_order, Batcher, Encoded, TokenBatch};
 use crate::models::{accuracy, predict, Classifier};
+use crate::runtime::interrupt;
+use crate::runtime::progress::Progress;
 use anyhow::{bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use progress::Progress;
 use rand::SeedableRng;
 use schedule::LinearSchedule;
 use serde::{Deserialize, Serialize};
@@ -113,36 +113,6 @@ impl<M> Fitted<M> {
             best_valid_accuracy: self.best_valid_accuracy,
             history: self.history.clone(),
             seconds: self.seconds,
-        }
-    }
-}
-
-/// Ctrl-C: the handler sets a flag; training loops stop at the next step with [`Interrupted`].
-pub mod interrupt {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static REQUESTED: AtomicBool = AtomicBool::new(false);
-
-    /// The error of a run stopped by Ctrl-C.
-    #[derive(Debug, thiserror::Error)]
-    #[error("interrupted (Ctrl-C): finished stages are kept; run the same command to resume")]
-    pub struct Interrupted;
-
-    /// Catch Ctrl-C (and SIGTERM) from now on.
-    pub fn install() {
-        let _ = ctrlc::set_handler(|| REQUESTED.store(true, Ordering::SeqCst));
-    }
-
-    pub fn requested() -> bool {
-        REQUESTED.load(Ordering::SeqCst)
-    }
-
-    /// `Err(Interrupted)` once Ctrl-C was pressed.
-    pub fn check() -> Result<(), Interrupted> {
-        if requested() {
-            Err(Interrupted)
-        } else {
-            Ok(())
         }
     }
 }

@@ -11,7 +11,6 @@
 //! One loop serves both: the objective turns sampled sequences into logits and targets.
 
 use super::plm::{PlmBatcher, PlmSettings};
-use super::progress::Progress;
 use super::schedule::LinearSchedule;
 use crate::data::batch::train_order;
 use crate::data::MlmSequence;
@@ -20,6 +19,7 @@ use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::PretrainModel;
 use crate::recipe::{PretrainObjective, PretrainSection, Recipe};
+use crate::runtime::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
@@ -350,9 +350,9 @@ pub fn pretrain(
             order = train_order(&lengths, p.batch_size, &mut rng);
             order.reverse();
         }
-        if super::interrupt::requested() {
+        if crate::runtime::interrupt::requested() {
             progress.finish();
-            return Err(super::interrupt::Interrupted.into());
+            return Err(crate::runtime::interrupt::Interrupted.into());
         }
         let idx = order.pop().expect("refilled above");
         let seqs: Vec<&MlmSequence> = idx.iter().map(|&i| &corpus[i]).collect();
@@ -464,7 +464,7 @@ pub fn further_pretrain(
             },
         }),
     };
-    super::progress::note(&format!(
+    crate::runtime::progress::note(&format!(
         "pretrain: {} sequences ({} held out), {}{}",
         corpus.len(),
         heldout.len(),

@@ -122,7 +122,7 @@ fn embeddings(
         r.student.oov_init,
         r.runtime.seed,
     );
-    super::progress::note(&format!(
+    crate::runtime::progress::note(&format!(
         "student: vectors for {}, from {}",
         coverage.describe(vocab.unit()),
         path.display()

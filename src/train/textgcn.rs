@@ -7,12 +7,12 @@
 //! seeds on TNEWS-5 at epochs 11–12, in the first epochs' plateau where the small Glorot weights
 //! of 32,000 nodes keep every logit near 0 and the accuracy flat while the loss already falls.)
 
-use super::interrupt;
-use super::progress::Progress;
 use super::{optimizer_step, EpochRecord, Fitted};
 use crate::distill::DistillLoss;
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::TextGcn;
+use crate::runtime::interrupt;
+use crate::runtime::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;

@@ -6,9 +6,9 @@
 use super::super::context::Context;
 use super::{load_record, read_json, save_model};
 use crate::models::{PretrainModel, TeacherModel};
+use crate::runtime::progress::note;
 use crate::store::stage::{stage_key, Stage, StageWriter};
 use crate::train::pretrain::{further_pretrain, PretrainReport};
-use crate::train::progress::note;
 use crate::train::{teacher, FitInfo};
 use anyhow::Result;
 use burn::module::Module;
