@@ -6,27 +6,18 @@
 
 mod common;
 
-use common::{kdrun, quick_cmd};
+use common::{kdrun, python_can_import, python_json, quick_cmd, run_folder};
 use kdrun::deploy::{ModelChoice, Run};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Whether Python's onnxruntime, tokenizers and numpy can be imported; under
 /// KDRUN_REQUIRE_ONNXRUNTIME=1 (CI) their absence fails the test.
 fn python_clients() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import onnxruntime, tokenizers, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("KDRUN_REQUIRE_ONNXRUNTIME").as_deref() != Ok("1"),
-            "KDRUN_REQUIRE_ONNXRUNTIME=1 but python3 cannot import onnxruntime, tokenizers and numpy: pip install onnxruntime tokenizers numpy"
-        );
-        eprintln!("skipped: python3 cannot import onnxruntime, tokenizers and numpy (pip install onnxruntime tokenizers numpy)");
-    }
-    ok
+    python_can_import(
+        "onnxruntime, tokenizers, numpy",
+        "KDRUN_REQUIRE_ONNXRUNTIME",
+    )
 }
 
 /// The quick recipe's run folder, with `[export]` of the distilled student and the teacher.
@@ -45,12 +36,7 @@ fn quick_run(tmp: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let base = tmp.join("runs/quick");
-    std::fs::read_dir(&base)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("results.json").is_file())
-        .unwrap()
+    run_folder(tmp, "quick")
 }
 
 /// Compare an exported folder with kdrun on `texts`: the tokenizer's ids, onnxruntime's logits.
@@ -104,19 +90,7 @@ fn check_export(run: &Run, which: ModelChoice, folder: &Path, tmp: &Path) -> Val
     std::fs::write(&expected, json!({ "rows": rows }).to_string()).unwrap();
     let script = tmp.join("check.py");
     std::fs::write(&script, CHECK).unwrap();
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(folder)
-        .arg(&expected)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let v = python_json(CHECK, &[folder, expected.as_path()]);
     eprintln!("{} export vs kdrun: {v}", which.name());
     v
 }
@@ -201,11 +175,7 @@ fn a_roberta_checkpoint_teacher_is_fine_tuned_and_exported() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let run_dir = std::fs::read_dir(tmp.path().join("runs/quick"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("results.json").is_file())
-        .unwrap();
+    let run_dir = run_folder(tmp.path(), "quick");
     let run = Run::open(&run_dir).unwrap();
     let teacher = run_dir.join("export/teacher-onnx");
     let config: Value =
@@ -236,16 +206,7 @@ fn a_roberta_checkpoint_teacher_is_fine_tuned_and_exported() {
 /// logits for every test sentence (skipped without torch and transformers, unless
 /// KDRUN_REQUIRE_TRANSFORMERS=1).
 fn transformers_agrees(run: &Run, folder: &Path, tmp: &Path) {
-    let ok = Command::new("python3")
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("KDRUN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
-            "KDRUN_REQUIRE_TRANSFORMERS=1 but python3 cannot import torch and transformers"
-        );
-        eprintln!("skipped: python3 cannot import torch and transformers");
+    if !python_can_import("torch, transformers", "KDRUN_REQUIRE_TRANSFORMERS") {
         return;
     }
     let device = burn::tensor::Device::flex();
@@ -274,19 +235,7 @@ with torch.inference_mode():
         mismatch += int((got.argmax(1) != ours.argmax(1)).sum())
 print(json.dumps({"max_abs_diff": worst, "argmax_mismatch": mismatch, "class": type(model).__name__}))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(folder)
-        .arg(&expected)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let v = python_json(script, &[folder, expected.as_path()]);
     eprintln!("transformers vs kdrun: {v}");
     assert_eq!(v["class"], "RobertaForSequenceClassification");
     assert_eq!(v["argmax_mismatch"], 0, "{v}");

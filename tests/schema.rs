@@ -8,10 +8,9 @@
 //! KDRUN_REQUIRE_ONNXRUNTIME=1 (CI installs it with onnxruntime; then it fails).
 
 mod common;
-use common::kdrun;
+use common::{kdrun, python_can_import, python_json};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,45 +41,22 @@ v = Draft202012Validator(schema)
 out = {}
 for name, doc in json.load(open(sys.argv[2])).items():
     out[name] = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(doc)]
-json.dump(out, open(sys.argv[3], "w"))
+print(json.dumps(out))
 "#;
 
 /// Each document's validation errors (Python's jsonschema), or None where it cannot be imported.
 fn validate(docs: &Value) -> Option<serde_json::Map<String, Value>> {
-    let ok = Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("KDRUN_REQUIRE_ONNXRUNTIME").as_deref() != Ok("1"),
-            "python3 cannot import jsonschema (pip install jsonschema)"
-        );
-        eprintln!("skipped: python3 cannot import jsonschema (pip install jsonschema)");
+    if !python_can_import("jsonschema", "KDRUN_REQUIRE_ONNXRUNTIME") {
         return None;
     }
     let tmp = tempfile::tempdir().unwrap();
     let schema = kdrun().arg("schema").output().unwrap();
     assert!(schema.status.success());
     let _: Value = serde_json::from_slice(&schema.stdout).expect("kdrun schema prints JSON");
-    let (s, d, o) = (
-        tmp.path().join("schema.json"),
-        tmp.path().join("docs.json"),
-        tmp.path().join("out.json"),
-    );
+    let (s, d) = (tmp.path().join("schema.json"), tmp.path().join("docs.json"));
     std::fs::write(&s, &schema.stdout).unwrap();
     std::fs::write(&d, docs.to_string()).unwrap();
-    let out = Command::new("python3")
-        .args(["-c", VALIDATE])
-        .args([&s, &d, &o])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&o).unwrap()).unwrap();
+    let v = python_json(VALIDATE, &[&s, &d]);
     Some(v.as_object().unwrap().clone())
 }
 

@@ -148,3 +148,53 @@ pub fn folder_with(
     std::fs::write(dir.path().join("model.safetensors"), data).unwrap();
     dir
 }
+
+/// Whether python3 can import `modules` (comma-separated, as in an `import` line). Where it
+/// cannot, the caller skips its comparison with a message naming the pip packages, unless the
+/// environment variable `require` is "1" (CI), where this fails.
+#[allow(dead_code)]
+pub fn python_can_import(modules: &str, require: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = format!(
+            "python3 cannot import {modules} (pip install {})",
+            modules.replace(',', "")
+        );
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "{require}=1 but {msg}"
+        );
+        eprintln!("skipped: {msg}");
+    }
+    ok
+}
+
+/// Run a Python script (`python3 -c script args…`); its last line of output as JSON.
+#[allow(dead_code)]
+pub fn python_json<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
+}
+
+/// The finished run folder of recipe `name` in the store `tmp/runs`.
+#[allow(dead_code)]
+pub fn run_folder(tmp: &Path, name: &str) -> std::path::PathBuf {
+    std::fs::read_dir(tmp.join("runs").join(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("results.json").is_file())
+        .unwrap()
+}
