@@ -89,8 +89,25 @@ impl Checks {
 /// Every out-of-range value, as (dotted key, what was expected and what was found).
 pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     let mut c = Checks::default();
-    let unit_open = |x: f64| (0.0..1.0).contains(&x);
+    for section in [
+        name_and_data,
+        teacher,
+        pretrain,
+        student,
+        distill,
+        baseline,
+        report_and_runtime,
+        textgcn,
+    ] {
+        section(r, &mut c);
+    }
+    c.problems.extend(teachers(r));
+    export(r, &mut c);
+    c.problems
+}
 
+/// The recipe's name and `[data]`.
+fn name_and_data(r: &Recipe, c: &mut Checks) {
     let name_problem = folder_name_problem(&r.name);
     c.check(
         "name",
@@ -153,7 +170,11 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "distinct class names or codes",
         format!("\"{}\" twice", shown(dup.map(String::as_str).unwrap_or(""))),
     );
+}
 
+/// `[teacher]`'s own sizes and optimiser settings.
+fn teacher(r: &Recipe, c: &mut Checks) {
+    let unit_open = |x: f64| (0.0..1.0).contains(&x);
     let t = &r.teacher;
     c.at_least_one("teacher.layers", t.layers);
     c.at_least_one("teacher.hidden", t.hidden);
@@ -201,6 +222,12 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             format!("K = {k}"),
         );
     }
+}
+
+/// `[teacher.pretrain]`: the keys of the teacher's objective, their ranges, the extra text.
+fn pretrain(r: &Recipe, c: &mut Checks) {
+    let unit_open = |x: f64| (0.0..1.0).contains(&x);
+    let t = &r.teacher;
     let p = &t.pretrain;
     let objective = p.objective(t.arch);
     c.check(
@@ -299,7 +326,11 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             format!("{} ({})", f.display(), missing_file(f)),
         );
     }
+}
 
+/// `[student]`.
+fn student(r: &Recipe, c: &mut Checks) {
+    let unit_open = |x: f64| (0.0..1.0).contains(&x);
     let s = &r.student;
     c.at_least_one("student.embedding_dim", s.embedding_dim);
     c.at_least_one("student.hidden", s.hidden);
@@ -334,7 +365,10 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             format!("{} ({})", s.vectors.display(), missing_file(&s.vectors)),
         );
     }
+}
 
+/// `[distill]` and its transfer set.
+fn distill(r: &Recipe, c: &mut Checks) {
     let k = &r.distill;
     let a = &k.augment;
     for (key, p) in [
@@ -382,7 +416,10 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "alpha or soft_weight above 0 (the distilled student needs a loss)",
         format!("alpha {} and soft weight {}", k.alpha, k.soft_weight()),
     );
+}
 
+/// `[baseline]`.
+fn baseline(r: &Recipe, c: &mut Checks) {
     let b = &r.baseline;
     let range_ok = |v: &[usize]| v.is_empty() || (v.len() == 2 && v[0] >= 1 && v[0] <= v[1]);
     for (key, v) in [
@@ -409,7 +446,10 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "a non-empty list of positive numbers",
         format!("{:?}", b.c),
     );
+}
 
+/// `[report]` and `[runtime]` (Slurm included).
+fn report_and_runtime(r: &Recipe, c: &mut Checks) {
     let rep = &r.report;
     c.at_least_one("report.timing_batch", rep.timing_batch);
     c.at_least_one("report.timing_repeats", rep.timing_repeats);
@@ -453,6 +493,11 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
     for (key, problem) in slurm_problems(&r.runtime.slurm) {
         c.check(key, false, &problem.0, problem.1);
     }
+}
+
+/// `[textgcn]` (the comparison row or the teacher).
+fn textgcn(r: &Recipe, c: &mut Checks) {
+    let unit_open = |x: f64| (0.0..1.0).contains(&x);
     let g = &r.textgcn;
     let gcn_teacher = r.teacher.arch == TeacherArch::Textgcn
         || r.teacher
@@ -484,7 +529,10 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
             g.weight_decay.to_string(),
         );
     }
-    c.problems.extend(teachers(r));
+}
+
+/// `[export]`.
+fn export(r: &Recipe, c: &mut Checks) {
     let e = &r.export;
     let teacher = e.models.contains(&crate::recipe::ExportModel::Teacher);
     c.check(
@@ -506,7 +554,6 @@ pub fn validate(r: &Recipe) -> Vec<(&'static str, String)> {
         "at least one format (\"onnx\") when export.models names a model",
         "[]".to_string(),
     );
-    c.problems
 }
 
 /// The teacher's kind and an ensemble's members: the linear and BiLSTM teachers are never
