@@ -284,11 +284,22 @@ fn keys_without_effect(figment: &Figment, r: &Recipe) -> Vec<(&'static str, Stri
                 leaves(format!("teacher.{k}"), v, &mut keys);
             }
         }
+        // The layer a key came from: the defaults, the recipe file, the environment, --set. A key
+        // is refused where the layer that wrote it is the members' or a later one; one the file
+        // wrote for a single teacher that --set (or the environment) then made an ensemble is
+        // overridden, not slipped.
+        let rank = |key: &str| {
+            figment.find_metadata(key).map_or(0, |md| match &md.source {
+                Some(Source::Code(_)) => 0,
+                Some(Source::File(_)) => 1,
+                _ if md.name.contains("environment") => 2,
+                _ => 3,
+            })
+        };
+        let members = rank("teacher.members");
         for key in keys {
-            let by_user = figment
-                .find_metadata(&key)
-                .is_some_and(|md| !matches!(md.source, Some(Source::Code(_))));
-            if by_user {
+            let layer = rank(&key);
+            if layer > 0 && layer >= members {
                 let key = super::validate::static_key(&key);
                 problems.push((
                     key,
