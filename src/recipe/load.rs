@@ -265,54 +265,7 @@ fn keys_without_effect(figment: &Figment, r: &Recipe) -> Vec<(&'static str, Stri
             ));
         }
     } else {
-        // Beside members, [teacher] holds only how they are combined: every other key of a
-        // teacher section is a member's own (members do not inherit it). Every key some layer
-        // other than the defaults wrote under [teacher], down to the leaves of its tables.
-        fn leaves(prefix: String, v: &Value, out: &mut Vec<String>) {
-            match v {
-                Value::Dict(_, d) => d
-                    .iter()
-                    .for_each(|(k, v)| leaves(format!("{prefix}.{k}"), v, out)),
-                _ => out.push(prefix),
-            }
-        }
-        let mut keys = Vec::new();
-        if let Ok(Value::Dict(_, d)) = figment.find_value("teacher") {
-            for (k, v) in d.iter().filter(|(k, _)| {
-                !matches!(k.as_str(), "members" | "combine" | "calibrate" | "weight")
-            }) {
-                leaves(format!("teacher.{k}"), v, &mut keys);
-            }
-        }
-        // The layer a key came from: the defaults, the recipe file, the environment, --set. A key
-        // is refused where the layer that wrote it is the members' or a later one; one the file
-        // wrote for a single teacher that --set (or the environment) then made an ensemble is
-        // overridden, not slipped.
-        let rank = |key: &str| {
-            figment.find_metadata(key).map_or(0, |md| match &md.source {
-                Some(Source::Code(_)) => 0,
-                Some(Source::File(_)) => 1,
-                _ if md.name.contains("environment") => 2,
-                _ => 3,
-            })
-        };
-        let members = rank("teacher.members");
-        for key in keys {
-            let layer = rank(&key);
-            if layer > 0 && layer >= members {
-                let key = super::validate::static_key(&key);
-                problems.push((
-                    key,
-                    format!(
-                        "expected `{}` inside each [[teacher.members]] (a member's own setting; \
-                         members do not inherit [teacher]'s), found it on [teacher] beside {} \
-                         member(s), where it has no effect",
-                        &key["teacher.".len()..],
-                        t.members.len()
-                    ),
-                ));
-            }
-        }
+        problems.extend(keys_beside_members(figment, t.members.len()));
     }
     if !t.members.is_empty() && set("teacher.weight") {
         problems.push((
@@ -340,6 +293,60 @@ fn keys_without_effect(figment: &Figment, r: &Recipe) -> Vec<(&'static str, Stri
                     ));
                 }
             }
+        }
+    }
+    problems
+}
+
+/// `[teacher]` keys beside `[[teacher.members]]` (`members` of them): every key of a teacher
+/// section but the ensemble's own is a member's, and members do not inherit [teacher]'s. A key is
+/// refused where the layer that wrote it is the members' or a later one; one the file wrote for a
+/// single teacher that `--set` (or the environment) then made an ensemble is overridden, not
+/// slipped.
+fn keys_beside_members(figment: &Figment, members: usize) -> Vec<(&'static str, String)> {
+    // Every key written under [teacher], down to the leaves of its tables.
+    fn leaves(prefix: String, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Dict(_, d) => d
+                .iter()
+                .for_each(|(k, v)| leaves(format!("{prefix}.{k}"), v, out)),
+            _ => out.push(prefix),
+        }
+    }
+    let mut keys = Vec::new();
+    if let Ok(Value::Dict(_, d)) = figment.find_value("teacher") {
+        for (k, v) in d
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "members" | "combine" | "calibrate" | "weight"))
+        {
+            leaves(format!("teacher.{k}"), v, &mut keys);
+        }
+    }
+    // The layer a key came from: the defaults, the recipe file, the environment, --set.
+    let rank = |key: &str| {
+        figment.find_metadata(key).map_or(0, |md| match &md.source {
+            Some(Source::Code(_)) => 0,
+            Some(Source::File(_)) => 1,
+            _ if md.name.contains("environment") => 2,
+            _ => 3,
+        })
+    };
+    let members_layer = rank("teacher.members");
+    let mut problems = Vec::new();
+    for key in keys {
+        let layer = rank(&key);
+        if layer > 0 && layer >= members_layer {
+            let key = super::validate::static_key(&key);
+            problems.push((
+                key,
+                format!(
+                    "expected `{}` inside each [[teacher.members]] (a member's own setting; \
+                     members do not inherit [teacher]'s), found it on [teacher] beside {} \
+                     member(s), where it has no effect",
+                    &key["teacher.".len()..],
+                    members
+                ),
+            ));
         }
     }
     problems

@@ -58,9 +58,8 @@ pub fn reference_markdown() -> String {
          `#:schema ./recipe.schema.json` gets completion and checks in editors that read it \
          (taplo, Even Better TOML). How the keys work together: [recipes.md](recipes.md).\n",
     );
-    let top = schema.clone();
     let mut sections = Vec::new();
-    section(&top, "", &defs, &order, &mut sections);
+    section(&schema, "", &defs, &order, &mut sections);
     for (title, body) in sections {
         out.push_str(&format!("\n## {title}\n\n{body}"));
     }

@@ -127,7 +127,8 @@ impl BertClassifier {
     ) -> Result<(Self, Vec<String>)> {
         let mut notes = Vec::new();
         let family = c.family();
-        let mut bert = BertModel::load(c, w, encoder_prefix(c, w), device, &mut notes)?;
+        let prefix = encoder_prefix(c, w);
+        let mut bert = BertModel::load(c, w, prefix, device, &mut notes)?;
         let (dense, out) = family.head_names();
         if family.is_roberta() {
             // RobertaClassificationHead's dense layer plays the pooler's part; a base
@@ -171,7 +172,7 @@ impl BertClassifier {
                 if family.is_roberta() {
                     skip_head(
                         w,
-                        &format!("{}pooler.", encoder_prefix(c, w)),
+                        &format!("{prefix}pooler."),
                         "RoBERTa's classification head (classifier.dense, classifier.out_proj) \
                          does not read the pooler",
                         &mut notes,
