@@ -76,6 +76,20 @@ fn relative_paths_resolve_against_the_recipe_folder() {
         r.data.test,
         std::env::current_dir().unwrap().join("x/y.json")
     );
+    // `~/` is the home folder, from the file or from --set; `~name` is an ordinary name.
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap());
+    let p = write(
+        &dir.path().join("recipes"),
+        "home.toml",
+        "[data]
+train = \"~/kd/t.json\"\ntest = \"~x/d.json\"\n",
+    );
+    let r = load_with_env(&p, &sets(&["runtime.store=~/kd-store"]), false)
+        .unwrap()
+        .recipe;
+    assert_eq!(r.data.train, home.join("kd/t.json"));
+    assert_eq!(r.data.test, dir.path().join("recipes/~x/d.json"));
+    assert_eq!(r.runtime.store, home.join("kd-store"));
 }
 
 #[test]
