@@ -1,17 +1,12 @@
 //! Stage `logits`: a teacher's logits on the transfer set — the training split and, with
 //! `distill.augment`, Tang et al.'s synthetic sentences (kept with the teacher's labels as
 //! `transfer_set.csv`). Stored as safetensors (`teacher_logits.safetensors`), bit-exact. Any
-//! kind of teacher labels it ([`Labeller`]: a transformer, the linear model, a BiLSTM); an
+//! kind of teacher labels it (a [`Labeller`]: a transformer, the linear model, a BiLSTM, TextGCN); an
 //! ensemble's member also keeps its logits on the validation and test splits, which the
 //! ensemble's stage (`ensemble`) combines like the transfer set's.
 
 use super::super::context::Context;
-use super::baseline::Baseline;
-use super::student::Student;
-use super::teacher::Teacher;
-use super::textgcn::TextGcnOutput;
 use super::{read_json, SYNTHETIC_IDS};
-use crate::data::batch::Encoded;
 use crate::distill::augment::{self, AugmentRates, PosPool, Synthetic};
 use crate::distill::TeacherLogits;
 use crate::recipe::Combine;
@@ -39,142 +34,35 @@ pub struct EvalLogits {
     pub test: TeacherLogits,
 }
 
-/// The model that labels the transfer set.
-#[derive(Clone, Copy)]
-pub enum Labeller<'t> {
-    Transformer(&'t Teacher),
-    Linear(&'t Baseline),
-    Bilstm(&'t Student),
-    /// TextGCN's stored document logits (transductive: no synthetic sentences).
-    TextGcn(&'t TextGcnOutput),
+/// A teacher as the logits stage sees it: it labels the training split and the synthetic
+/// sentences of the transfer set, and the validation and test splits (an ensemble's member).
+/// Each teacher family implements it for its fitted model (`pipeline::teachers`).
+pub trait Labeller {
+    /// Logits on the training split, then on `synthetic` (ids from [`SYNTHETIC_IDS`] on, in
+    /// order).
+    fn label(&self, cx: &Context, synthetic: &[Synthetic]) -> Result<TeacherLogits>;
+
+    /// Logits on the validation and test splits.
+    fn label_eval(&self, cx: &Context) -> Result<EvalLogits>;
+
+    /// Transductive (TextGCN): it labels the documents of its graph only, so the stage draws
+    /// no synthetic sentences for it (an ensemble's other members label them).
+    fn transductive(&self) -> bool {
+        false
+    }
 }
 
 pub struct LogitsStage<'t> {
     pub data_key: String,
     pub teacher_key: String,
-    pub teacher: Labeller<'t>,
+    pub teacher: &'t dyn Labeller,
     /// Also the validation and test splits' logits (an ensemble's member).
     pub eval: bool,
 }
 
-/// Texts of the synthetic sentences as the linear model reads them: the masked words left out
-/// (it has no mask token).
-fn plain_text(s: &Synthetic) -> String {
-    s.pieces
-        .iter()
-        .filter_map(|p| match p {
-            augment::Piece::Word(w) => Some(w.as_str()),
-            augment::Piece::Mask => None,
-        })
-        .collect()
-}
-
-/// The linear model's logits on (id, text) pairs.
-fn linear_logits<'a>(
-    b: &Baseline,
-    items: impl Iterator<Item = (u32, &'a str)>,
-    classes: usize,
-) -> TeacherLogits {
-    let (ids, texts): (Vec<u32>, Vec<&str>) = items.unzip();
-    TeacherLogits::from_rows(classes, ids.into_iter().zip(b.model.logits(&texts)))
-}
-
-impl LogitsStage<'_> {
-    /// The labeller's logits on the training split, then on the synthetic sentences.
-    fn label(&self, cx: &Context, synthetic: &[Synthetic]) -> Result<TeacherLogits> {
-        let r = cx.r;
-        let device = &cx.compute.device;
-        let synthetic_ids = (0..synthetic.len()).map(|i| SYNTHETIC_IDS + i as u32);
-        Ok(match self.teacher {
-            Labeller::Transformer(t) => {
-                let inputs = cx.teacher_inputs()?;
-                let mut logits =
-                    TeacherLogits::compute(&t.model, &inputs.batcher, &inputs.train, 256, device)?;
-                if !synthetic.is_empty() {
-                    let tokenizer = &cx.setup()?.tokenizer;
-                    let items = synthetic
-                        .iter()
-                        .zip(synthetic_ids)
-                        .map(|(s, id)| {
-                            Ok(Encoded {
-                                id,
-                                tokens: tokenizer.encode_pieces(&s.pieces, r.data.max_len)?,
-                                label: 0,
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    logits.extend(TeacherLogits::compute(
-                        &t.model,
-                        &inputs.batcher,
-                        &items,
-                        256,
-                        device,
-                    )?);
-                }
-                logits
-            }
-            Labeller::Linear(b) => {
-                let data = cx.data()?;
-                let plain: Vec<String> = synthetic.iter().map(plain_text).collect();
-                let train = data.train.iter().map(|e| (e.id, e.text.as_str()));
-                let made = synthetic_ids.zip(plain.iter().map(String::as_str));
-                linear_logits(b, train.chain(made), data.classes.len())
-            }
-            Labeller::Bilstm(s) => {
-                let inputs = cx.student_inputs()?;
-                let vocab = cx.student_vocab()?;
-                let mut items = inputs.train.clone();
-                items.extend(synthetic.iter().zip(synthetic_ids).map(|(p, id)| Encoded {
-                    id,
-                    tokens: vocab.encode_pieces(&p.pieces, r.data.max_len),
-                    label: 0,
-                }));
-                TeacherLogits::compute(&s.model, &inputs.batcher, &items, 256, device)?
-            }
-            // Transductive: the training documents only (an ensemble's other members label the
-            // synthetic sentences; a lone TextGCN teacher with them is refused by validation).
-            Labeller::TextGcn(g) => g.logits.train.clone(),
-        })
-    }
-
-    /// The labeller's logits on the validation and test splits.
-    fn eval_logits(&self, cx: &Context) -> Result<EvalLogits> {
-        let device = &cx.compute.device;
-        let data = cx.data()?;
-        Ok(match self.teacher {
-            Labeller::Transformer(t) => {
-                let i = cx.teacher_inputs()?;
-                EvalLogits {
-                    valid: TeacherLogits::compute(&t.model, &i.batcher, &i.valid, 256, device)?,
-                    test: TeacherLogits::compute(&t.model, &i.batcher, &i.test, 256, device)?,
-                }
-            }
-            Labeller::Linear(b) => {
-                let split = |v: &[crate::data::Example]| {
-                    linear_logits(
-                        b,
-                        v.iter().map(|e| (e.id, e.text.as_str())),
-                        data.classes.len(),
-                    )
-                };
-                EvalLogits {
-                    valid: split(&data.valid),
-                    test: split(&data.test),
-                }
-            }
-            Labeller::Bilstm(s) => {
-                let i = cx.student_inputs()?;
-                EvalLogits {
-                    valid: TeacherLogits::compute(&s.model, &i.batcher, &i.valid, 256, device)?,
-                    test: TeacherLogits::compute(&s.model, &i.batcher, &i.test, 256, device)?,
-                }
-            }
-            Labeller::TextGcn(g) => EvalLogits {
-                valid: g.logits.valid.clone(),
-                test: g.logits.test.clone(),
-            },
-        })
-    }
+/// The ids of `synthetic`'s sentences, in order.
+pub fn synthetic_ids(synthetic: &[Synthetic]) -> impl Iterator<Item = u32> {
+    (0..synthetic.len()).map(|i| SYNTHETIC_IDS + i as u32)
 }
 
 /// Tang et al.'s synthetic sentences for the recipe (none without `distill.augment`): drawn from
@@ -261,15 +149,16 @@ impl Stage<Context<'_>> for LogitsStage<'_> {
     }
 
     fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Logits> {
-        let synthetic = match self.teacher {
-            Labeller::TextGcn(_) => Vec::new(),
-            _ => synthetic(cx)?,
+        let synthetic = if self.teacher.transductive() {
+            Vec::new()
+        } else {
+            synthetic(cx)?
         };
         let logits = Logits {
-            logits: self.label(cx, &synthetic)?,
+            logits: self.teacher.label(cx, &synthetic)?,
             synthetic,
             eval: if self.eval {
-                Some(self.eval_logits(cx)?)
+                Some(self.teacher.label_eval(cx)?)
             } else {
                 None
             },
@@ -387,9 +276,7 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
 /// The synthetic sentences with the teacher's labels, for a reader of the stage folder.
 fn write_transfer_set(synthetic: &[Synthetic], logits: &TeacherLogits, path: &Path) -> Result<()> {
     use polars::prelude::{CsvWriter, SerWriter};
-    let ids: Vec<u32> = (0..synthetic.len())
-        .map(|i| SYNTHETIC_IDS + i as u32)
-        .collect();
+    let ids: Vec<u32> = synthetic_ids(synthetic).collect();
     let mut table = polars::df!(
         "id" => &ids,
         "source" => synthetic.iter().map(|s| s.source).collect::<Vec<_>>(),
