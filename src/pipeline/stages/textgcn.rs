@@ -11,7 +11,7 @@ use super::{read_json, save_model};
 use crate::distill::{DistillLoss, TeacherLogits};
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::textgcn::spmm::SparseAdj;
-use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens};
+use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens, TextGcn};
 use crate::recipe::{Recipe, StudentTokens};
 use crate::runtime::progress::note;
 use crate::store::stage::{Stage, StageWriter};
@@ -143,36 +143,8 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             .iter()
             .flat_map(|s| s.iter().map(|e| e.text.as_str()))
             .collect();
-        let config = GraphConfig {
-            tokens: match g.tokens {
-                StudentTokens::Word => GraphTokens::Word,
-                StudentTokens::Char => GraphTokens::Char,
-            },
-            min_count: g.min_count,
-            window: g.window,
-            stop_words: g.stop_words.clone(),
-            lowercase: r.data.lowercase,
-        };
-        reset_peak_rss();
-        let start = Instant::now();
-        let graph = build_graph(&texts, &config);
-        let build_seconds = start.elapsed().as_secs_f64();
-        let build_peak_rss_mib = peak_rss_mib();
-        let size = graph.size;
-        let nodes = graph.nodes();
+        let (adj, mut graph) = build(r, &texts);
         drop(texts);
-        let adj = SparseAdj::new(graph.adj);
-        note(&format!(
-            "textgcn: graph of {nodes} nodes ({} documents, {} words), {} document–word and {} \
-             word–word edges ({} stored entries of Â), built in {build_seconds:.1} s, peak RSS {}",
-            size.docs,
-            size.words,
-            size.doc_word_edges,
-            size.word_word_edges,
-            size.nnz,
-            mib(build_peak_rss_mib)
-        ));
-
         let (n_train, n_valid) = (data.train.len(), data.valid.len());
         let labelled = |offset: usize, split: &[crate::data::Example]| Labelled {
             nodes: (offset..offset + split.len()).collect(),
@@ -211,30 +183,8 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
         let predictions = predict_nodes(&model, &adj, &test.nodes)?;
         let report = ClassificationReport::new(&test.labels, &predictions, data.classes.len());
 
-        // Inference time: TextGCN classifies by one forward pass over the whole graph (every
-        // document and word node at once), so each timed pass is that forward pass plus reading
-        // the test documents' predictions back; samples/s = test documents / seconds of the
-        // fastest pass (after one untimed pass).
-        predict_nodes(&model, &adj, &test.nodes)?;
-        let repeats = r.report.timing_repeats.max(1);
-        let mut seconds = f64::INFINITY;
-        for _ in 0..repeats {
-            let t = Instant::now();
-            predict_nodes(&model, &adj, &test.nodes)?;
-            seconds = seconds.min(t.elapsed().as_secs_f64());
-        }
-        let train_peak_rss_mib = peak_rss_mib();
-        let samples = test.nodes.len();
-        let timing = InferenceTiming {
-            batch_size: samples,
-            samples,
-            batches: 1,
-            repeats,
-            seconds,
-            samples_per_sec: samples as f64 / seconds,
-            batch_latency_ms: seconds * 1e3,
-            max_batch_latency_ms: seconds * 1e3,
-        };
+        let timing = time_inference(&model, &adj, &test.nodes, r.report.timing_repeats)?;
+        graph.train_peak_rss_mib = peak_rss_mib();
         let label = if self.teacher.is_some() {
             format!("{} distilled", textgcn_label(r))
         } else {
@@ -250,7 +200,7 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             fitted.best_valid_accuracy,
             fitted.seconds,
             timing.samples_per_sec,
-            mib(train_peak_rss_mib)
+            mib(graph.train_peak_rss_mib)
         ));
         let params = model.num_params();
         let result = ModelResult {
@@ -266,27 +216,7 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             history: fitted.history.clone(),
             predictions,
         };
-        let graph = GraphReport {
-            size,
-            nodes,
-            build_seconds,
-            build_peak_rss_mib,
-            train_peak_rss_mib,
-        };
-        let classes = data.classes.len();
-        // Every document's logits from one forward pass: nodes are the training, validation and
-        // test documents in this order.
-        let docs: Vec<usize> = (0..n_train + n_valid + data.test.len()).collect();
-        let mut rows = node_logits(&model, &adj, &docs)?.into_iter();
-        let mut split_logits = |split: &[crate::data::Example]| {
-            let part: Vec<Vec<f32>> = rows.by_ref().take(split.len()).collect();
-            TeacherLogits::from_rows(classes, split.iter().map(|e| e.id).zip(part))
-        };
-        let logits = DocLogits {
-            train: split_logits(&data.train),
-            valid: split_logits(&data.valid),
-            test: split_logits(&data.test),
-        };
+        let logits = doc_logits(&model, &adj, data)?;
         for (l, file) in [&logits.train, &logits.valid, &logits.test]
             .into_iter()
             .zip(SPLIT_FILES)
@@ -316,6 +246,100 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             },
         })
     }
+}
+
+/// The graph of `texts` (the documents, then their words, as nodes) and what building it cost
+/// (its training's peak memory left for later).
+fn build(r: &Recipe, texts: &[&str]) -> (std::sync::Arc<SparseAdj>, GraphReport) {
+    let g = &r.textgcn;
+    let config = GraphConfig {
+        tokens: match g.tokens {
+            StudentTokens::Word => GraphTokens::Word,
+            StudentTokens::Char => GraphTokens::Char,
+        },
+        min_count: g.min_count,
+        window: g.window,
+        stop_words: g.stop_words.clone(),
+        lowercase: r.data.lowercase,
+    };
+    reset_peak_rss();
+    let start = Instant::now();
+    let graph = build_graph(texts, &config);
+    let build_seconds = start.elapsed().as_secs_f64();
+    let build_peak_rss_mib = peak_rss_mib();
+    let size = graph.size;
+    let nodes = graph.nodes();
+    let adj = SparseAdj::new(graph.adj);
+    note(&format!(
+        "textgcn: graph of {nodes} nodes ({} documents, {} words), {} document–word and {} \
+         word–word edges ({} stored entries of Â), built in {build_seconds:.1} s, peak RSS {}",
+        size.docs,
+        size.words,
+        size.doc_word_edges,
+        size.word_word_edges,
+        size.nnz,
+        mib(build_peak_rss_mib)
+    ));
+    let report = GraphReport {
+        size,
+        nodes,
+        build_seconds,
+        build_peak_rss_mib,
+        train_peak_rss_mib: None,
+    };
+    (adj, report)
+}
+
+/// Inference time: TextGCN classifies by one forward pass over the whole graph (every document
+/// and word node at once), so each timed pass is that forward pass plus reading the test
+/// documents' predictions back; samples/s = test documents / seconds of the fastest pass (after
+/// one untimed pass).
+fn time_inference(
+    model: &TextGcn,
+    adj: &std::sync::Arc<SparseAdj>,
+    test: &[usize],
+    repeats: usize,
+) -> Result<InferenceTiming> {
+    predict_nodes(model, adj, test)?;
+    let repeats = repeats.max(1);
+    let mut seconds = f64::INFINITY;
+    for _ in 0..repeats {
+        let t = Instant::now();
+        predict_nodes(model, adj, test)?;
+        seconds = seconds.min(t.elapsed().as_secs_f64());
+    }
+    let samples = test.len();
+    Ok(InferenceTiming {
+        batch_size: samples,
+        samples,
+        batches: 1,
+        repeats,
+        seconds,
+        samples_per_sec: samples as f64 / seconds,
+        batch_latency_ms: seconds * 1e3,
+        max_batch_latency_ms: seconds * 1e3,
+    })
+}
+
+/// Every document's logits from one forward pass: nodes are the training, validation and test
+/// documents in this order.
+fn doc_logits(
+    model: &TextGcn,
+    adj: &std::sync::Arc<SparseAdj>,
+    data: &crate::data::Dataset,
+) -> Result<DocLogits> {
+    let classes = data.classes.len();
+    let docs: Vec<usize> = (0..data.train.len() + data.valid.len() + data.test.len()).collect();
+    let mut rows = node_logits(model, adj, &docs)?.into_iter();
+    let mut split_logits = |split: &[crate::data::Example]| {
+        let part: Vec<Vec<f32>> = rows.by_ref().take(split.len()).collect();
+        TeacherLogits::from_rows(classes, split.iter().map(|e| e.id).zip(part))
+    };
+    Ok(DocLogits {
+        train: split_logits(&data.train),
+        valid: split_logits(&data.valid),
+        test: split_logits(&data.test),
+    })
 }
 
 /// TextGCN's row of the report: the stage run or reused, its graph and costs in the run's notes.
