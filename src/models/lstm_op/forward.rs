@@ -107,12 +107,7 @@ fn forward_task(
                 );
             }
         }
-        // c slots: save: slot s + 1 after step s (slot 0: zero); else alternating 0 and 1.
-        let (c_prev_slot, c_slot) = if save {
-            (s, s + 1)
-        } else {
-            (s % 2, (s + 1) % 2)
-        };
+        let (c_prev_slot, c_slot) = c_slots(save, s);
         let (c_prev, c_new) = two_slots(&mut c_all, nb * h, c_prev_slot, c_slot);
         let tanh_new = &mut tanh_all[slot * nb * h..(slot + 1) * nb * h];
         for k in 0..nb {
@@ -140,17 +135,39 @@ fn forward_task(
         }
     }
     if keep == Keep::Last {
-        for k in 0..nb {
-            // SAFETY: this task's rows and direction of `out`.
-            let last = unsafe { out.slice((r0 + k) * 2 * h + dir * h, h) };
-            last.copy_from_slice(&local[((t - 1) % 2 * nb + k) * h..][..h]);
-        }
+        write_final_states(dims, task, &local, out);
     }
     TaskSaved {
         task,
         acts,
         c: c_all,
         tanh_c: tanh_all,
+    }
+}
+
+/// The slots of `c` holding the cell state before and after step `s`: with `save`, slot s + 1
+/// after step s (slot 0: zero); else alternating 0 and 1.
+fn c_slots(save: bool, s: usize) -> (usize, usize) {
+    if save {
+        (s, s + 1)
+    } else {
+        (s % 2, (s + 1) % 2)
+    }
+}
+
+/// With [`Keep::Last`]: the task's final states, from the slot of `local` its last step wrote,
+/// into its rows and direction of `out` (`[b, 1, 2H]`).
+fn write_final_states(dims: Dims, task: Task, local: &[f32], out: Shared) {
+    let Dims { t, h, .. } = dims;
+    let Task {
+        dir,
+        rows: (r0, r1),
+    } = task;
+    let nb = r1 - r0;
+    for k in 0..nb {
+        // SAFETY: this task's rows and direction of `out`.
+        let last = unsafe { out.slice((r0 + k) * 2 * h + dir * h, h) };
+        last.copy_from_slice(&local[((t - 1) % 2 * nb + k) * h..][..h]);
     }
 }
 
