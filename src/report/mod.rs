@@ -240,6 +240,72 @@ fn headline(results: &RunResults) -> Vec<String> {
         .collect()
 }
 
+/// Each model's part of the page: its figures, its per-class and confusion tables (from
+/// `frames`), its confusion heatmap and its error analysis.
+fn model_pages(results: &RunResults, frames: &Frames, names: &[String]) -> Result<Vec<ModelPage>> {
+    results
+        .models
+        .iter()
+        .zip(frames.per_class.iter().zip(&frames.confusion))
+        .map(|(m, ((_, pc), (_, cm)))| -> Result<ModelPage> {
+            Ok(ModelPage {
+                key: m.key.clone(),
+                label: m.label.clone(),
+                params: table::thousands(m.params as u64),
+                trainable_params: table::thousands(m.trainable_params as u64),
+                best_epoch: m.best_epoch,
+                best_valid_accuracy: format!("{:.4}", m.best_valid_accuracy),
+                train_seconds: format!("{:.1}", m.train_seconds),
+                timing: m.timing.clone(),
+                per_class: Table::from_df(pc),
+                confusion: Table::from_df(cm),
+                heatmap: Some(Plot {
+                    title: format!("confusion matrix: {}", m.label),
+                    svg: plot::confusion_heatmap(&m.label, names, &m.report.confusion)?,
+                    file: format!("confusion-{}.svg", m.key),
+                }),
+                errors: frames
+                    .errors
+                    .iter()
+                    .find(|(k, _)| *k == m.key)
+                    .map(|(_, df)| Table::from_df(df)),
+            })
+        })
+        .collect()
+}
+
+/// How inference was timed, with what the baseline's and TextGCN's times include where the run
+/// has them (empty without models).
+fn timing_note(results: &RunResults) -> String {
+    let timing = results.models.first().map(|m| &m.timing);
+    let mut timing_note = match timing {
+        Some(t) => format!(
+            "Inference time: the {} test examples in batches of {} (sorted by length, padded per batch, \
+             already on the device), {} timed pass(es) after one untimed warm-up pass — on a GPU the \
+             warm-up holds kernel compilation and autotuning; the fastest pass is reported. \
+             Speed-up = samples/s of a model ÷ samples/s of the teacher, same backend, same machine.",
+            t.samples, t.batch_size, t.repeats
+        ),
+        None => String::new(),
+    };
+    if results.model("baseline").is_some() {
+        timing_note.push_str(
+            " The linear baseline (TF-IDF n-grams, C chosen on the validation split) runs on the \
+             CPU from the raw text, in test order: its time includes n-gram extraction and \
+             TF-IDF weighting; its parameters are its weights and biases.",
+        );
+    }
+    if results.model("textgcn").is_some() {
+        timing_note.push_str(
+            " TextGCN classifies by one forward pass over its whole graph (every document and \
+             word node, on the CPU operation for the sparse product): its time is that pass, its \
+             samples/s the test documents ÷ that time; most of its parameters are the first \
+             layer's row per node.",
+        );
+    }
+    timing_note
+}
+
 impl Report {
     /// The report of `results`, rendered with the templates its recipe names (or kdrun's);
     /// `nav` links the pages back up when they are part of a site.
@@ -247,65 +313,12 @@ impl Report {
         let env = templates::environment(results.templates_dir().as_deref())?;
         let frames = Frames::build(results)?;
         let names: Vec<String> = results.classes.iter().map(|c| c.name.clone()).collect();
-        let models = results
-            .models
-            .iter()
-            .zip(frames.per_class.iter().zip(&frames.confusion))
-            .map(|(m, ((_, pc), (_, cm)))| -> Result<ModelPage> {
-                Ok(ModelPage {
-                    key: m.key.clone(),
-                    label: m.label.clone(),
-                    params: table::thousands(m.params as u64),
-                    trainable_params: table::thousands(m.trainable_params as u64),
-                    best_epoch: m.best_epoch,
-                    best_valid_accuracy: format!("{:.4}", m.best_valid_accuracy),
-                    train_seconds: format!("{:.1}", m.train_seconds),
-                    timing: m.timing.clone(),
-                    per_class: Table::from_df(pc),
-                    confusion: Table::from_df(cm),
-                    heatmap: Some(Plot {
-                        title: format!("confusion matrix: {}", m.label),
-                        svg: plot::confusion_heatmap(&m.label, &names, &m.report.confusion)?,
-                        file: format!("confusion-{}.svg", m.key),
-                    }),
-                    errors: frames
-                        .errors
-                        .iter()
-                        .find(|(k, _)| *k == m.key)
-                        .map(|(_, df)| Table::from_df(df)),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let models = model_pages(results, &frames, &names)?;
         let mut plots = training_plots(results)?;
         if !results.models.is_empty() {
             plots.push(pareto(results)?);
         }
-        let timing = results.models.first().map(|m| &m.timing);
-        let mut timing_note = match timing {
-            Some(t) => format!(
-                "Inference time: the {} test examples in batches of {} (sorted by length, padded per batch, \
-                 already on the device), {} timed pass(es) after one untimed warm-up pass — on a GPU the \
-                 warm-up holds kernel compilation and autotuning; the fastest pass is reported. \
-                 Speed-up = samples/s of a model ÷ samples/s of the teacher, same backend, same machine.",
-                t.samples, t.batch_size, t.repeats
-            ),
-            None => String::new(),
-        };
-        if results.model("baseline").is_some() {
-            timing_note.push_str(
-                " The linear baseline (TF-IDF n-grams, C chosen on the validation split) runs on the \
-                 CPU from the raw text, in test order: its time includes n-gram extraction and \
-                 TF-IDF weighting; its parameters are its weights and biases.",
-            );
-        }
-        if results.model("textgcn").is_some() {
-            timing_note.push_str(
-                " TextGCN classifies by one forward pass over its whole graph (every document and \
-                 word node, on the CPU operation for the sparse product): its time is that pass, its \
-                 samples/s the test documents ÷ that time; most of its parameters are the first \
-                 layer's row per node.",
-            );
-        }
+        let timing_note = timing_note(results);
         let page = Page {
             title: results.title.clone(),
             recipe_name: results.recipe_name.clone(),

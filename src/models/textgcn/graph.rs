@@ -169,6 +169,36 @@ pub fn build_from_tokens(
     stop_words: &[String],
 ) -> TextGraph {
     assert!(window >= 1, "a window of at least one token");
+    let (vocab, ids) = vocabulary(docs, min_count, stop_words);
+    let n_docs = docs.len();
+    let v = vocab.len();
+    let n = n_docs + v;
+    let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
+    let doc_word_edges = tf_idf_edges(&ids, v, &mut triplets);
+    let word_word_edges = pmi_edges(&ids, v, window, n_docs, &mut triplets);
+    let adj = normalized_adjacency(n, triplets);
+    let size = GraphSize {
+        docs: n_docs,
+        words: v,
+        doc_word_edges,
+        word_word_edges,
+        nnz: adj.nnz(),
+    };
+    TextGraph {
+        docs: n_docs,
+        vocab,
+        adj,
+        size,
+    }
+}
+
+/// The vocabulary (tokens found at least `min_count` times, stop words left out; by descending
+/// count, ties by the token) and each document as the vocabulary ids of the tokens it keeps.
+fn vocabulary(
+    docs: &[Vec<String>],
+    min_count: usize,
+    stop_words: &[String],
+) -> (Vec<String>, Vec<Vec<u32>>) {
     let stop: HashSet<&str> = stop_words.iter().map(String::as_str).collect();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for d in docs {
@@ -197,16 +227,16 @@ pub fn build_from_tokens(
                 .collect()
         })
         .collect();
+    (vocab, ids)
+}
 
-    let n_docs = docs.len();
-    let v = vocab.len();
-    let n = n_docs + v;
-    let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
-
-    // Document–word: TF-IDF.
+/// Document–word edges, TF-IDF, pushed both ways onto `triplets` (documents are nodes
+/// `0..ids.len()`, word `w` node `ids.len() + w`); returns how many (each counted once).
+fn tf_idf_edges(ids: &[Vec<u32>], v: usize, triplets: &mut Vec<(u32, u32, f32)>) -> usize {
+    let n_docs = ids.len();
     let mut df = vec![0usize; v];
     let mut tfs: Vec<Vec<(u32, usize)>> = Vec::with_capacity(n_docs);
-    for d in &ids {
+    for d in ids {
         let mut tf: HashMap<u32, usize> = HashMap::new();
         for &w in d {
             *tf.entry(w).or_default() += 1;
@@ -230,13 +260,23 @@ pub fn build_from_tokens(
             }
         }
     }
+    doc_word_edges
+}
 
-    // Word–word: positive PMI over sliding windows.
+/// Word–word edges, positive PMI over sliding windows of `window` tokens, pushed both ways onto
+/// `triplets` (word `w` is node `n_docs + w`); returns how many (each counted once).
+fn pmi_edges(
+    ids: &[Vec<u32>],
+    v: usize,
+    window: usize,
+    n_docs: usize,
+    triplets: &mut Vec<(u32, u32, f32)>,
+) -> usize {
     let mut windows = 0usize;
     let mut in_windows = vec![0usize; v];
     let mut pairs: HashMap<(u32, u32), usize> = HashMap::new();
     let mut distinct: Vec<u32> = Vec::with_capacity(window);
-    for d in &ids {
+    for d in ids {
         if d.is_empty() {
             continue;
         }
@@ -273,8 +313,12 @@ pub fn build_from_tokens(
             word_word_edges += 1;
         }
     }
+    word_word_edges
+}
 
-    // Self-loops and D^-1/2 (A + I) D^-1/2.
+/// `D^-1/2 (A + I) D^-1/2` of the `n × n` matrix `A` given by `triplets`, `D` the row sums of
+/// `A + I`.
+fn normalized_adjacency(n: usize, mut triplets: Vec<(u32, u32, f32)>) -> Csr {
     triplets.extend((0..n as u32).map(|i| (i, i, 1.0)));
     let mut adj = Csr::from_triplets(n, triplets);
     let mut degree = vec![0f64; n];
@@ -291,19 +335,7 @@ pub fn build_from_tokens(
             adj.values[k] = (adj.values[k] as f64 * scale[i] * scale[j]) as f32;
         }
     }
-    let size = GraphSize {
-        docs: n_docs,
-        words: v,
-        doc_word_edges,
-        word_word_edges,
-        nnz: adj.nnz(),
-    };
-    TextGraph {
-        docs: n_docs,
-        vocab,
-        adj,
-        size,
-    }
+    adj
 }
 
 #[cfg(test)]

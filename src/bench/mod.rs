@@ -16,22 +16,22 @@
 //! are timed one by one and reported apart; then iterations are timed one by one until enough are
 //! taken ([`Policy`]) and the median is reported.
 
+mod output;
+mod timing;
+
+pub use output::{table, BenchReport, WorkloadResult};
+pub use timing::{measure, median, run_workload, Policy};
+
 use crate::backend::Compute;
 use crate::build_info;
-use crate::data::batch::{Batcher, Encoded, InputKind, TokenBatch};
-use crate::distill::DistillLoss;
-use crate::eval::timing::run_batch;
 use crate::models::bilstm::{BiLstmHead, BiLstmInput};
-use crate::models::{BertConfig, BiLstmConfig, Classifier, TeacherConfig};
+use crate::models::{BertConfig, BiLstmConfig, TeacherConfig};
 use crate::recipe::Recipe;
 use crate::runtime::machine::Machine;
 use crate::train;
 use anyhow::{anyhow, Result};
-use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor};
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 /// burn's version, as pinned in Cargo.toml (`tests/bench.rs` checks the pin).
 pub const BURN_VERSION: &str = "0.22.1";
@@ -234,242 +234,6 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         .collect()
 }
 
-/// How many iterations are timed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Policy {
-    /// Warm-up iterations: at least `warmup_min`; more (up to `warmup_max`) until one is within
-    /// 10% of the one before.
-    pub warmup_min: usize,
-    pub warmup_max: usize,
-    /// Timed iterations: at least `min_iters`, then more until `budget_s` seconds of timed
-    /// iterations or `max_iters`.
-    pub min_iters: usize,
-    pub max_iters: usize,
-    pub budget_s: f64,
-}
-
-impl Policy {
-    pub fn new(gpu: bool, quick: bool) -> Self {
-        match (quick, gpu) {
-            (true, _) => Self {
-                warmup_min: 1,
-                warmup_max: 1,
-                min_iters: 1,
-                max_iters: 1,
-                budget_s: 0.0,
-            },
-            (false, false) => Self {
-                warmup_min: 1,
-                warmup_max: 1,
-                min_iters: 3,
-                max_iters: 20,
-                budget_s: 15.0,
-            },
-            (false, true) => Self {
-                warmup_min: 3,
-                warmup_max: 15,
-                min_iters: 10,
-                max_iters: 50,
-                budget_s: 15.0,
-            },
-        }
-    }
-}
-
-/// Milliseconds of one call of `f`.
-fn time_ms(f: &mut impl FnMut() -> Result<()>) -> Result<f64> {
-    let t = Instant::now();
-    f()?;
-    Ok(t.elapsed().as_secs_f64() * 1e3)
-}
-
-/// Warm-up and timed iterations of `f`, each in milliseconds.
-pub fn measure(policy: &Policy, mut f: impl FnMut() -> Result<()>) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut warmup: Vec<f64> = Vec::new();
-    while warmup.len() < policy.warmup_max {
-        warmup.push(time_ms(&mut f)?);
-        let n = warmup.len();
-        if n >= policy.warmup_min.max(2)
-            && (warmup[n - 1] - warmup[n - 2]).abs() <= 0.1 * warmup[n - 2]
-        {
-            break;
-        }
-    }
-    let budget = Duration::from_secs_f64(policy.budget_s);
-    let start = Instant::now();
-    let mut timed: Vec<f64> = Vec::new();
-    while timed.len() < policy.max_iters.max(1) {
-        timed.push(time_ms(&mut f)?);
-        if timed.len() >= policy.min_iters && start.elapsed() >= budget {
-            break;
-        }
-    }
-    Ok((warmup, timed))
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// One workload's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkloadResult {
-    pub name: String,
-    pub model: String,
-    pub task: Task,
-    pub batch: usize,
-    pub tokens: usize,
-    pub shape: String,
-    pub params: usize,
-    /// What one iteration runs.
-    pub step: String,
-    pub warmup_ms: Vec<f64>,
-    pub iterations_ms: Vec<f64>,
-    pub median_ms: f64,
-    /// `batch` / median seconds.
-    pub samples_per_s: f64,
-}
-
-/// What `kdrun bench` writes (`--out`); `bench/pytorch_bench.py` writes the same layout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchReport {
-    /// `kdrun` (or `pytorch` for the twin).
-    pub tool: String,
-    pub version: String,
-    pub commit: Option<String>,
-    /// The tensor library: `burn 0.22.1`.
-    pub framework: String,
-    /// UTC, RFC 3339.
-    pub date: String,
-    pub machine: Machine,
-    pub backend: String,
-    pub adapter: String,
-    /// CPU threads the backend may use (`RAYON_NUM_THREADS`, else every core).
-    pub threads: usize,
-    pub quick: bool,
-    pub inputs: String,
-    pub policy: Policy,
-    pub workloads: Vec<WorkloadResult>,
-}
-
-/// Token batch of `w` on `device`: seeded random ids in `1..vocab`, full-length rows.
-fn batch(w: &Workload, vocab: usize, kind: InputKind, device: &Device) -> TokenBatch {
-    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(SEED);
-    let items: Vec<Encoded> = (0..w.batch)
-        .map(|i| Encoded {
-            id: i as u32,
-            tokens: (0..w.tokens)
-                .map(|_| rng.random_range(1..vocab as u32))
-                .collect(),
-            label: rng.random_range(0..CLASSES),
-        })
-        .collect();
-    let refs: Vec<&Encoded> = items.iter().collect();
-    Batcher::new(kind, w.tokens, 0).batch(&refs, device)
-}
-
-fn sync(device: &Device) -> Result<()> {
-    device
-        .sync()
-        .map_err(|e| anyhow!("the device failed: {e:?}"))
-}
-
-/// Time one workload on `compute`.
-pub fn run_workload(
-    w: &Workload,
-    recipe: &Recipe,
-    compute: &Compute,
-    policy: &Policy,
-) -> Result<WorkloadResult> {
-    let device = match w.task {
-        Task::Train => compute.device.clone().autodiff(),
-        Task::Infer => compute.device.clone(),
-    };
-    device.seed(SEED);
-    let (params, (warmup, timed)) = match (&w.model, w.task) {
-        (Model::Teacher(config), Task::Train) => {
-            let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
-            let settings = train::teacher::fit_settings(recipe, "bench");
-            let mut optim = train::optimizer(&settings);
-            let mut model = Some(config.init_classifier(&device));
-            let params = model.as_ref().map_or(0, |m| m.num_params());
-            let times = measure(policy, || {
-                let m = model.take().expect("the model is put back after each step");
-                let loss = train::teacher::fine_tune_loss(&m, &b);
-                model = Some(train::optimizer_step(m, &mut optim, loss, settings.lr));
-                sync(&device)
-            })?;
-            (params, times)
-        }
-        (Model::Student(config), Task::Train) => {
-            let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
-            let settings = train::student::fit_settings(recipe, "bench");
-            let loss = DistillLoss::from_recipe(recipe);
-            let teacher_logits =
-                Tensor::<2>::random([w.batch, CLASSES], Distribution::Normal(0.0, 1.0), &device);
-            let mut optim = train::optimizer(&settings);
-            let mut model = Some(config.init(&device));
-            let params = model.as_ref().map_or(0, |m| m.num_params());
-            let times = measure(policy, || {
-                let m = model.take().expect("the model is put back after each step");
-                let value =
-                    loss.forward(m.logits(&b), b.labels.clone(), Some(teacher_logits.clone()));
-                model = Some(train::optimizer_step(m, &mut optim, value, settings.lr));
-                sync(&device)
-            })?;
-            (params, times)
-        }
-        (Model::Teacher(config), Task::Infer) => {
-            let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
-            let model = config.init_classifier(&device).valid();
-            (
-                model.num_params(),
-                measure(policy, || run_batch(&model, &b))?,
-            )
-        }
-        (Model::Student(config), Task::Infer) => {
-            let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
-            let model = config.init(&device).valid();
-            (
-                model.num_params(),
-                measure(policy, || run_batch(&model, &b))?,
-            )
-        }
-    };
-    let median_ms = median(&timed);
-    Ok(WorkloadResult {
-        name: w.name.clone(),
-        model: w.model_name.clone(),
-        task: w.task,
-        batch: w.batch,
-        tokens: w.tokens,
-        shape: w.shape(),
-        params,
-        step: w.step(recipe),
-        warmup_ms: warmup,
-        iterations_ms: timed,
-        median_ms,
-        samples_per_s: w.batch as f64 / (median_ms / 1e3),
-    })
-}
-
-fn vocab_of(model: &Model) -> usize {
-    match model {
-        Model::Teacher(t) => match t.as_ref() {
-            TeacherConfig::Bert(c) => c.vocab_size,
-            TeacherConfig::Xlnet(c) => c.vocab_size,
-        },
-        Model::Student(c) => c.vocab_size,
-    }
-}
-
 /// CPU threads the CPU backend may use.
 pub fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
@@ -545,73 +309,9 @@ pub fn run(compute: &Compute, options: &BenchOptions) -> Result<BenchReport> {
     })
 }
 
-/// The results as a plain-text table.
-pub fn table(report: &BenchReport) -> String {
-    let mut out = format!(
-        "kdrun {} ({}) on {} — {}, {} threads{}\n",
-        report.version,
-        report.commit.as_deref().unwrap_or("unknown commit"),
-        report.backend,
-        report.adapter,
-        report.threads,
-        if report.quick {
-            "; --quick: smoke test, not a measurement"
-        } else {
-            ""
-        }
-    );
-    out.push_str(&format!(
-        "{:<22} {:>10} {:>14} {:>12} {:>6} {:>12}\n",
-        "workload", "shape", "warm-up ms", "median ms", "iters", "samples/s"
-    ));
-    for w in &report.workloads {
-        let warm = match w.warmup_ms.as_slice() {
-            [] => "-".to_string(),
-            [one] => format!("{one:.1}"),
-            [first, rest @ ..] => format!("{first:.1} (+{})", rest.len()),
-        };
-        out.push_str(&format!(
-            "{:<22} {:>10} {:>14} {:>12.1} {:>6} {:>12.1}\n",
-            w.name,
-            w.shape,
-            warm,
-            w.median_ms,
-            w.iterations_ms.len(),
-            w.samples_per_s
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-    }
-
-    #[test]
-    fn warm_up_stops_once_steady_and_timing_takes_the_minimum() {
-        let policy = Policy {
-            warmup_min: 2,
-            warmup_max: 10,
-            min_iters: 4,
-            max_iters: 50,
-            budget_s: 0.0,
-        };
-        let mut calls = 0;
-        let (warm, timed) = measure(&policy, || {
-            calls += 1;
-            Ok(())
-        })
-        .unwrap();
-        assert!(warm.len() >= 2 && warm.len() <= 10);
-        assert_eq!(timed.len(), 4);
-        assert_eq!(calls, warm.len() + 4);
-    }
 
     #[test]
     fn every_family_has_a_training_and_an_inference_workload() {
