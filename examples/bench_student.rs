@@ -70,7 +70,13 @@ fn main() -> Result<()> {
     let train = batcher.encode(&vocab, &data.train)?;
     let valid = batcher.encode(&vocab, &data.valid)?;
     let test = batcher.encode(&vocab, &data.test)?;
-    let (init, _) = student_init(&r, &vocab, &train, data.classes.len())?;
+    let (init, _) = student_init(
+        &r.student,
+        r.runtime.seed,
+        &vocab,
+        &train,
+        data.classes.len(),
+    )?;
     println!(
         "student {:?} head, emb {}, hidden {}, batch {}; {} train / {} valid / {} test; threads {}",
         r.student.head,
@@ -87,15 +93,15 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let mut model = init.model(&r, &device);
+    let mut model = init.model(&r.student, &device);
     if only != "infer" {
         let mut walls = Vec::new();
         let mut cpus = Vec::new();
         for run in 0..runs {
             let (c0, t0) = (cpu_seconds(), Instant::now());
             let fitted = train_student(
-                &r,
-                "student",
+                &r.student,
+                &kdrun::train::student::fit_settings("student", r.student.optim(), r.runtime.seed),
                 &init,
                 &batcher,
                 &train,

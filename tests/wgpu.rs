@@ -336,7 +336,8 @@ fn teacher_and_students_train_as_on_the_cpu_backend() {
         .config
         .init_classifier(&gpu_ad)
         .load_record(start.clone().into_record());
-    let settings = kdrun::train::teacher::fit_settings(&r, "teacher");
+    let settings =
+        kdrun::train::teacher::fit_settings("teacher", r.teacher.optim(), r.runtime.seed);
     let ce = |m: &kdrun::models::TeacherModel, b: &kdrun::data::TokenBatch| {
         kdrun::distill::cross_entropy(m.logits(b), b.labels.clone())
     };
@@ -363,13 +364,13 @@ fn teacher_and_students_train_as_on_the_cpu_backend() {
     let (init, _) = cx.student_init().unwrap();
     for (name, loss) in [
         ("student", DistillLoss::hard_only()),
-        ("distilled", DistillLoss::from_recipe(&r)),
+        ("distilled", DistillLoss::new(&r.distill, r.soft_targets())),
     ] {
-        let settings = kdrun::train::student::fit_settings(&r, name);
+        let settings = kdrun::train::student::fit_settings(name, r.student.optim(), r.runtime.seed);
         cpu_ad.seed(r.runtime.seed.wrapping_add(1));
-        let start = init.model(&r, &cpu_ad);
+        let start = init.model(&r.student, &cpu_ad);
         let on_gpu = init
-            .model(&r, &gpu_ad)
+            .model(&r.student, &gpu_ad)
             .load_record(start.clone().into_record());
         let mut runs = Vec::new();
         for (model, device) in [(start, &cpu_ad), (on_gpu, &gpu_ad)] {

@@ -86,7 +86,7 @@ impl Workload {
     fn step(&self, recipe: &Recipe) -> String {
         match (&self.model, self.task) {
             (Model::Teacher(_), Task::Train) => {
-                let s = train::teacher::fit_settings(recipe, "bench");
+                let s = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
                 format!(
                     "forward (dropout {}) + cross-entropy + backward + AdamW (weight decay {}, grad-norm clip {} per tensor)",
                     recipe.teacher.dropout,
@@ -95,7 +95,7 @@ impl Workload {
                 )
             }
             (Model::Student(_), Task::Train) => {
-                let s = train::student::fit_settings(recipe, "bench");
+                let s = train::student::fit_settings("bench", recipe.student.optim(), SEED);
                 format!(
                     "forward (dropout {}) + MSE to teacher logits + backward + AdamW (weight decay {}, grad-norm clip {} per tensor)",
                     recipe.student.dropout,
@@ -134,7 +134,7 @@ pub fn default_teacher(recipe: &Recipe) -> TeacherConfig {
     if !r.teacher.arch.is_transformer() {
         r.teacher.arch = crate::recipe::TeacherArch::Bert;
     }
-    train::teacher::scratch_config(&r, DEFAULT_VOCAB, &labels())
+    train::teacher::scratch_config(&r.teacher, r.data.max_len, DEFAULT_VOCAB, &labels())
         .expect("a BERT or XLNet teacher always has a scratch configuration")
 }
 

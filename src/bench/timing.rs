@@ -137,7 +137,7 @@ pub fn run_workload(
     let (params, (warmup, timed)) = match (&w.model, w.task) {
         (Model::Teacher(config), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
-            let settings = train::teacher::fit_settings(recipe, "bench");
+            let settings = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
             let mut optim = train::optimizer(&settings);
             let mut model = Some(config.init_classifier(&device));
             let params = model.as_ref().map_or(0, |m| m.num_params());
@@ -151,8 +151,8 @@ pub fn run_workload(
         }
         (Model::Student(config), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
-            let settings = train::student::fit_settings(recipe, "bench");
-            let loss = DistillLoss::from_recipe(recipe);
+            let settings = train::student::fit_settings("bench", recipe.student.optim(), SEED);
+            let loss = DistillLoss::new(&recipe.distill, recipe.soft_targets());
             let teacher_logits =
                 Tensor::<2>::random([w.batch, CLASSES], Distribution::Normal(0.0, 1.0), &device);
             let mut optim = train::optimizer(&settings);

@@ -5,7 +5,7 @@
 //! - `kl`: `T² · KL(softmax(t/T) ‖ softmax(s/T))`, summed over classes and averaged over the batch
 //!   (Hinton et al. 2015; PyTorch's `kl_div(..., reduction="batchmean")` times T²).
 
-use crate::recipe::{Recipe, SoftLoss, SoftTargets};
+use crate::recipe::{DistillSection, SoftLoss, SoftTargets};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
@@ -76,14 +76,15 @@ impl DistillLoss {
         }
     }
 
-    pub fn from_recipe(r: &Recipe) -> Self {
-        let d = &r.distill;
+    /// The loss `[distill]` describes, on the soft targets the recipe resolved
+    /// (`Recipe::soft_targets`: `distill.targets`, else the teacher's default).
+    pub fn new(d: &DistillSection, targets: SoftTargets) -> Self {
         Self {
             alpha: d.alpha,
             soft_weight: d.soft_weight(),
             kind: d.soft_loss,
             temperature: d.temperature,
-            log_probs: r.soft_targets() == SoftTargets::LogProbs,
+            log_probs: targets == SoftTargets::LogProbs,
         }
     }
 

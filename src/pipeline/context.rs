@@ -157,8 +157,15 @@ impl<'a> Context<'a> {
 
     /// The teacher's tokenizer, configuration and checkpoint.
     pub fn setup(&self) -> Result<&TeacherSetup> {
-        self.setup
-            .get_or_try_init(|| teacher::setup(self.r, self.vocab()?, &self.data()?.class_names()))
+        self.setup.get_or_try_init(|| {
+            let r = self.r;
+            teacher::setup(
+                &r.teacher,
+                r.data.max_len,
+                self.vocab()?,
+                &self.data()?.class_names(),
+            )
+        })
     }
 
     /// The splits as the teacher reads them.
@@ -201,7 +208,8 @@ impl<'a> Context<'a> {
     pub fn student_init(&self) -> Result<&(StudentInit, Option<Coverage>)> {
         self.student_init.get_or_try_init(|| {
             student_init(
-                self.r,
+                &self.r.student,
+                self.r.runtime.seed,
                 self.student_vocab()?,
                 &self.student_inputs()?.train,
                 self.data()?.classes.len(),

@@ -38,6 +38,27 @@ pub struct FitSettings {
     pub seed: u64,
 }
 
+impl FitSettings {
+    /// The settings of a model trained with `optim`, named `stage` in progress lines.
+    pub fn new(
+        stage: &str,
+        optim: crate::recipe::Optim,
+        grad_clip: Option<f64>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            stage: stage.into(),
+            epochs: optim.epochs,
+            lr: optim.lr,
+            batch_size: optim.batch_size,
+            warmup: optim.warmup,
+            weight_decay: optim.weight_decay,
+            grad_clip,
+            seed,
+        }
+    }
+}
+
 /// Watches a training loop's loss as it is read: the last finite value, and an error that stops
 /// the trial when the loss is NaN or infinite, naming the step, the learning rate there and the
 /// last finite loss.

@@ -18,7 +18,7 @@ use crate::data::{TeacherTokenizer, TextEncoder};
 use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::PretrainModel;
-use crate::recipe::{PretrainObjective, PretrainSection, Recipe};
+use crate::recipe::{PretrainObjective, PretrainSection, TeacherSection};
 use crate::runtime::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use burn::grad_clipping::GradientClippingConfig;
@@ -412,7 +412,9 @@ pub fn pretrain(
 /// training file's texts: all classes, validation split excluded) and the recipe's extra files,
 /// one sentence per line; a seeded share is held out to measure the loss before and after.
 pub fn further_pretrain(
-    r: &Recipe,
+    t: &TeacherSection,
+    max_len: usize,
+    seed: u64,
     tokenizer: &TeacherTokenizer,
     texts: &[String],
     model: PretrainModel,
@@ -420,7 +422,7 @@ pub fn further_pretrain(
 ) -> Result<(PretrainModel, PretrainReport)> {
     use anyhow::Context as _;
     use rand::seq::SliceRandom;
-    let p = &r.teacher.pretrain;
+    let p = &t.pretrain;
     let mut texts: Vec<String> = texts.to_vec();
     for f in &p.extra {
         let text = std::fs::read_to_string(f)
@@ -432,14 +434,14 @@ pub fn further_pretrain(
                 .map(String::from),
         );
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x00ff_00ff);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00ff_00ff);
     texts.shuffle(&mut rng);
-    let objective = p.objective(r.teacher.arch);
+    let objective = p.objective(t.arch);
     let whole_word = objective == PretrainObjective::Mlm && p.whole_word();
     let jieba = whole_word.then(jieba_rs::Jieba::new);
     let sequences = texts
         .iter()
-        .map(|t| tokenizer.mlm_sequence(t, r.data.max_len, jieba.as_ref()))
+        .map(|t| tokenizer.mlm_sequence(t, max_len, jieba.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     let n_held =
         ((sequences.len() as f64 * p.holdout).round() as usize).clamp(1, sequences.len() / 2);
@@ -475,15 +477,7 @@ pub fn further_pretrain(
             Objective::Plm(_) => "",
         }
     ));
-    pretrain(
-        model,
-        corpus,
-        heldout,
-        &objective,
-        p,
-        r.runtime.seed,
-        device,
-    )
+    pretrain(model, corpus, heldout, &objective, p, seed, device)
 }
 
 #[cfg(test)]

@@ -7,22 +7,14 @@ use crate::data::StudentVocab;
 use crate::distill::{DistillLoss, TeacherLogits};
 use crate::models::bilstm::{BiLstmHead, BiLstmInput};
 use crate::models::{BiLstmClassifier, BiLstmConfig, Classifier};
-use crate::recipe::{Recipe, StudentHead, StudentInput, StudentSection};
+use crate::recipe::{Optim, StudentHead, StudentInput, StudentSection};
 use anyhow::{anyhow, bail, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
-    let s = &recipe.student;
-    FitSettings {
-        stage: stage.into(),
-        epochs: s.epochs,
-        lr: s.lr,
-        batch_size: s.batch_size,
-        warmup: s.warmup,
-        weight_decay: s.weight_decay,
-        grad_clip: Some(5.0),
-        seed: recipe.runtime.seed.wrapping_add(1),
-    }
+/// How a student is trained: `optim`, the global gradient norm clipped to 5, its initialization
+/// and batches drawn from the run's `seed` + 1.
+pub fn fit_settings(stage: &str, optim: Optim, seed: u64) -> FitSettings {
+    FitSettings::new(stage, optim, Some(5.0), seed.wrapping_add(1))
 }
 
 /// What a student starts from: its sizes and, with pretrained vectors, its embedding matrix.
@@ -56,11 +48,11 @@ pub fn bilstm_config(s: &StudentSection, vocab_size: usize, classes: usize) -> B
 }
 
 impl StudentInit {
-    pub fn model(&self, recipe: &Recipe, device: &Device) -> BiLstmClassifier {
-        let model = bilstm_config(&recipe.student, self.vocab_size, self.classes).init(device);
+    pub fn model(&self, s: &StudentSection, device: &Device) -> BiLstmClassifier {
+        let model = bilstm_config(s, self.vocab_size, self.classes).init(device);
         match &self.embeddings {
             Some(m) => {
-                let d = recipe.student.embedding_dim;
+                let d = s.embedding_dim;
                 let t = Tensor::from_data(TensorData::new(m.clone(), [self.vocab_size, d]), device);
                 model.with_embeddings(t, self.freeze_embeddings)
             }
@@ -70,42 +62,44 @@ impl StudentInit {
 }
 
 /// What a recipe's students start from: sizes and, with `student.vectors`, the embedding matrix
-/// and how much of the vocabulary it covers. `train` (the encoded training split) gives the token
-/// counts the coverage is weighted by.
+/// (vectors the file lacks drawn from `seed`) and how much of the vocabulary it covers. `train`
+/// (the encoded training split) gives the token counts the coverage is weighted by.
 pub fn student_init(
-    r: &Recipe,
+    s: &StudentSection,
+    seed: u64,
     vocab: &StudentVocab,
     train: &[Encoded],
     classes: usize,
 ) -> Result<(StudentInit, Option<Coverage>)> {
-    let (embeddings, coverage) = embeddings(r, vocab, train)?;
+    let (embeddings, coverage) = embeddings(s, seed, vocab, train)?;
     let init = StudentInit {
         vocab_size: vocab.len(),
         classes,
         embeddings,
-        freeze_embeddings: r.student.freeze_vectors,
+        freeze_embeddings: s.freeze_vectors,
     };
     Ok((init, coverage))
 }
 
 /// The students' embedding matrix from `student.vectors`, and its coverage.
 fn embeddings(
-    r: &Recipe,
+    s: &StudentSection,
+    seed: u64,
     vocab: &StudentVocab,
     train: &[Encoded],
 ) -> Result<(Option<Vec<f32>>, Option<Coverage>)> {
-    let path = &r.student.vectors;
+    let path = &s.vectors;
     if path.as_os_str().is_empty() {
         return Ok((None, None));
     }
-    let wanted = wanted_tokens(vocab.tokens(), r.student.oov_init);
+    let wanted = wanted_tokens(vocab.tokens(), s.oov_init);
     let vectors = Vectors::load(path, Some(&wanted))?;
-    if vectors.dim != r.student.embedding_dim {
+    if vectors.dim != s.embedding_dim {
         bail!(
             "student.vectors: {} has {}-d vectors but student.embedding_dim = {} (set it to {})",
             path.display(),
             vectors.dim,
-            r.student.embedding_dim,
+            s.embedding_dim,
             vectors.dim
         );
     }
@@ -115,13 +109,7 @@ fn embeddings(
             counts[t as usize] += 1;
         }
     }
-    let (matrix, coverage) = embedding_matrix(
-        vocab.tokens(),
-        &counts,
-        &vectors,
-        r.student.oov_init,
-        r.runtime.seed,
-    );
+    let (matrix, coverage) = embedding_matrix(vocab.tokens(), &counts, &vectors, s.oov_init, seed);
     crate::runtime::progress::note(&format!(
         "student: vectors for {}, from {}",
         coverage.describe(vocab.unit()),
@@ -130,12 +118,13 @@ fn embeddings(
     Ok((Some(matrix), Some(coverage)))
 }
 
-/// Train one student. Both students of a run start from the same seeded initialization and see
-/// the same batch order, so they differ only in what they learn from.
+/// Train one student of `[student]` as `settings` say. Both students of a run start from the same
+/// seeded initialization (`settings.seed`) and see the same batch order, so they differ only in
+/// what they learn from.
 #[allow(clippy::too_many_arguments)]
 pub fn train_student(
-    recipe: &Recipe,
-    stage: &str,
+    s: &StudentSection,
+    settings: &FitSettings,
     init: &StudentInit,
     batcher: &Batcher,
     train: &[Encoded],
@@ -145,24 +134,19 @@ pub fn train_student(
     teacher: Option<&TeacherLogits>,
 ) -> Result<Fitted<BiLstmClassifier>> {
     if loss.needs_teacher() && teacher.is_none() {
-        return Err(anyhow!("{stage}: the soft loss needs teacher logits"));
+        return Err(anyhow!(
+            "{}: the soft loss needs teacher logits",
+            settings.stage
+        ));
     }
-    device.seed(recipe.runtime.seed.wrapping_add(1));
-    let model = init.model(recipe, device);
-    fit(
-        model,
-        batcher,
-        train,
-        valid,
-        device,
-        &fit_settings(recipe, stage),
-        |m, b| {
-            let student = m.logits(b);
-            let soft_targets = match (loss.needs_teacher(), teacher) {
-                (true, Some(t)) => Some(t.batch(&b.ids, device)?),
-                _ => None,
-            };
-            Ok(loss.forward(student, b.labels.clone(), soft_targets))
-        },
-    )
+    device.seed(settings.seed);
+    let model = init.model(s, device);
+    fit(model, batcher, train, valid, device, settings, |m, b| {
+        let student = m.logits(b);
+        let soft_targets = match (loss.needs_teacher(), teacher) {
+            (true, Some(t)) => Some(t.batch(&b.ids, device)?),
+            _ => None,
+        };
+        Ok(loss.forward(student, b.labels.clone(), soft_targets))
+    })
 }

@@ -11,7 +11,7 @@ use crate::models::xlnet::XlnetConfig;
 use crate::models::{
     BertConfig, Classifier, FreezePlan, PretrainModel, TeacherConfig, TeacherModel,
 };
-use crate::recipe::{Freeze, Recipe, TeacherArch};
+use crate::recipe::{Freeze, Optim, TeacherArch, TeacherSection};
 use anyhow::{bail, Result};
 use burn::tensor::{Device, Tensor};
 
@@ -25,11 +25,11 @@ pub struct TeacherSetup {
 /// The configuration a recipe describes for a teacher from scratch, for a vocabulary and a list
 /// of class names.
 pub fn scratch_config(
-    recipe: &Recipe,
+    t: &TeacherSection,
+    max_len: usize,
     vocab_size: usize,
     class_names: &[String],
 ) -> Result<TeacherConfig> {
-    let t = &recipe.teacher;
     Ok(match t.arch {
         TeacherArch::Bert => TeacherConfig::Bert(BertConfig::new(
             vocab_size,
@@ -37,7 +37,7 @@ pub fn scratch_config(
             t.layers,
             t.heads,
             t.intermediate(),
-            recipe.data.max_len,
+            max_len,
             t.dropout,
             class_names,
         )),
@@ -62,12 +62,17 @@ pub fn scratch_config(
     })
 }
 
-/// Open the checkpoint (if the recipe names one) or describe a teacher from scratch over the
-/// character vocabulary.
-pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Result<TeacherSetup> {
-    let dir = &recipe.teacher.checkpoint;
+/// Open the checkpoint (if the teacher section names one) or describe a teacher from scratch
+/// over the character vocabulary; inputs of `max_len` tokens.
+pub fn setup(
+    t: &TeacherSection,
+    max_len: usize,
+    vocab: &CharVocab,
+    class_names: &[String],
+) -> Result<TeacherSetup> {
+    let dir = &t.checkpoint;
     if dir.as_os_str().is_empty() {
-        let config = scratch_config(recipe, vocab.len(), class_names)?;
+        let config = scratch_config(t, max_len, vocab.len(), class_names)?;
         return Ok(TeacherSetup {
             tokenizer: TeacherTokenizer::Chars(vocab.clone(), config.layout()),
             config,
@@ -76,10 +81,10 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
     }
     let checkpoint = Checkpoint::open(dir)?;
     let arch = arch_of(&checkpoint.config);
-    if arch != recipe.teacher.arch {
+    if arch != t.arch {
         bail!(
             "teacher.arch = {:?} but the checkpoint {} is {} (set teacher.arch = {:?})",
-            recipe.teacher.arch.name(),
+            t.arch.name(),
             dir.display(),
             checkpoint.config.arch_name(),
             arch.name()
@@ -96,10 +101,10 @@ pub fn setup(recipe: &Recipe, vocab: &CharVocab, class_names: &[String]) -> Resu
         );
     }
     let mut config = checkpoint.config.clone();
-    if recipe.data.max_len > config.max_positions() {
+    if max_len > config.max_positions() {
         bail!(
             "data.max_len = {} but the checkpoint {} takes at most {} positions",
-            recipe.data.max_len,
+            max_len,
             dir.display(),
             config.max_positions()
         );
@@ -156,39 +161,24 @@ pub fn apply_freeze(model: TeacherModel, freeze: Freeze) -> Result<(TeacherModel
     })
 }
 
-pub fn fit_settings(recipe: &Recipe, stage: &str) -> FitSettings {
-    let t = &recipe.teacher;
-    FitSettings {
-        stage: stage.into(),
-        epochs: t.epochs,
-        lr: t.lr,
-        batch_size: t.batch_size,
-        warmup: t.warmup,
-        weight_decay: t.weight_decay,
-        grad_clip: Some(1.0),
-        seed: recipe.runtime.seed,
-    }
+/// How a teacher is fine-tuned: `optim`, the global gradient norm clipped to 1 (as BERT's
+/// recipe does), batches drawn from `seed`.
+pub fn fit_settings(stage: &str, optim: Optim, seed: u64) -> FitSettings {
+    FitSettings::new(stage, optim, Some(1.0), seed)
 }
 
 /// Fine-tune `model` with cross-entropy on `train`, selecting on `valid`.
 pub fn fine_tune(
-    recipe: &Recipe,
-    stage: &str,
+    settings: &FitSettings,
     model: TeacherModel,
     batcher: &Batcher,
     train: &[Encoded],
     valid: &[Encoded],
     device: &Device,
 ) -> Result<Fitted<TeacherModel>> {
-    fit(
-        model,
-        batcher,
-        train,
-        valid,
-        device,
-        &fit_settings(recipe, stage),
-        |m, b| Ok(fine_tune_loss(m, b)),
-    )
+    fit(model, batcher, train, valid, device, settings, |m, b| {
+        Ok(fine_tune_loss(m, b))
+    })
 }
 
 /// The loss a teacher is fine-tuned on: cross-entropy of its logits against the batch's labels.

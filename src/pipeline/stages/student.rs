@@ -10,7 +10,7 @@ use crate::data::vectors::Coverage;
 use crate::distill::DistillLoss;
 use crate::models::BiLstmClassifier;
 use crate::store::stage::{Stage, StageWriter};
-use crate::train::student::{bilstm_config, train_student};
+use crate::train::student::{bilstm_config, fit_settings, train_student};
 use crate::train::FitInfo;
 use anyhow::Result;
 use burn::module::Module;
@@ -102,13 +102,16 @@ impl Stage<Context<'_>> for StudentStage<'_> {
     fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Student> {
         let (init, coverage) = cx.student_init()?;
         let (loss, logits) = match &self.teacher {
-            Some((l, _)) => (DistillLoss::from_recipe(cx.r), Some(&l.logits)),
+            Some((l, _)) => (
+                DistillLoss::new(&cx.r.distill, cx.r.soft_targets()),
+                Some(&l.logits),
+            ),
             None => (DistillLoss::hard_only(), None),
         };
         let inputs = cx.student_inputs()?;
         let fitted = train_student(
-            cx.r,
-            self.name(),
+            &cx.r.student,
+            &fit_settings(self.name(), cx.r.student.optim(), cx.r.runtime.seed),
             init,
             &inputs.batcher,
             &self.transfer_set(cx)?,

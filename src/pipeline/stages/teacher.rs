@@ -85,8 +85,15 @@ impl Stage<Context<'_>> for PretrainStage {
             note(&format!("pretrain: {n}"));
             cx.add_note(format!("pretrain: {n}"));
         }
-        let (model, report) =
-            further_pretrain(r, &setup.tokenizer, &cx.data()?.unlabeled, model, &cx.ad)?;
+        let (model, report) = further_pretrain(
+            &r.teacher,
+            r.data.max_len,
+            r.runtime.seed,
+            &setup.tokenizer,
+            &cx.data()?.unlabeled,
+            model,
+            &cx.ad,
+        )?;
         save_model(&model, &out.file("pretrained.bpk"))?;
         out.write_json("pretrain.json", &report)?;
         Ok((model, report))
@@ -196,8 +203,7 @@ impl Stage<Context<'_>> for TeacherStage {
         };
         let inputs = cx.teacher_inputs()?;
         let fitted = teacher::fine_tune(
-            r,
-            stage_name,
+            &teacher::fit_settings(stage_name, t.optim(), r.runtime.seed),
             start,
             &inputs.batcher,
             &inputs.train,

@@ -166,7 +166,10 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
         let distill = match &self.teacher {
             Some((l, _)) => {
                 let ids: Vec<u32> = data.train.iter().map(|e| e.id).collect();
-                Some((DistillLoss::from_recipe(r), l.logits.batch(&ids, &cx.ad)?))
+                Some((
+                    DistillLoss::new(&r.distill, r.soft_targets()),
+                    l.logits.batch(&ids, &cx.ad)?,
+                ))
             }
             None => None,
         };

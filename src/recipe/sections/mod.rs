@@ -4,6 +4,7 @@
 mod baseline;
 mod data;
 mod distill;
+mod optim;
 mod run;
 mod student;
 mod teacher;
@@ -12,6 +13,7 @@ mod textgcn;
 pub use baseline::*;
 pub use data::*;
 pub use distill::*;
+pub use optim::*;
 pub use run::*;
 pub use student::*;
 pub use teacher::*;
