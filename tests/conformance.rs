@@ -5,8 +5,9 @@
 mod common;
 use burn::tensor::Device;
 use kdrun::models::bert::mlm::BertMaskedLm;
-use kdrun::models::hf::forward::{forward, Inputs, JsonTensor};
-use kdrun::models::hf::{Checkpoint, RawTensor, Weights};
+use kdrun::models::forward::{forward, Inputs, JsonTensor};
+use kdrun::models::hf::{RawTensor, Weights};
+use kdrun::models::Checkpoint;
 use kdrun::models::{BertClassifier, BertConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

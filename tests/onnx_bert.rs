@@ -9,9 +9,9 @@
 use burn::tensor::Device;
 use kdrun::deploy::onnx::bert::bert_classifier;
 use kdrun::deploy::onnx::graph::save;
-use kdrun::models::hf::forward::{Inputs, JsonTensor};
+use kdrun::models::forward::{Inputs, JsonTensor};
 use kdrun::models::hf::tree::Tensors;
-use kdrun::models::hf::Checkpoint;
+use kdrun::models::Checkpoint;
 use kdrun::models::{BertConfig, TeacherConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};

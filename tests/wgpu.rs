@@ -21,7 +21,7 @@ use kdrun::backend::{self, Probe};
 use kdrun::data::batch::Encoded;
 use kdrun::distill::{DistillLoss, TeacherLogits};
 use kdrun::models::bilstm::{BiLstmConfig, BiLstmHead, BiLstmInput};
-use kdrun::models::hf::forward::{forward, Inputs};
+use kdrun::models::forward::{forward, Inputs};
 use kdrun::models::hf::Weights;
 use kdrun::models::{accuracy, predict, BertConfig, Classifier};
 use kdrun::pipeline::context::Context;

@@ -6,7 +6,7 @@
 
 mod common;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kdrun::models::hf::forward::{Inputs, JsonTensor};
+use kdrun::models::forward::{Inputs, JsonTensor};
 use kdrun::models::hf::{RawTensor, Weights};
 use kdrun::models::xlnet::{
     open_folder, save_folder, XlnetConfig, XlnetForSequenceClassification, XlnetLmHeadModel,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 pub(super) fn forward(args: &ForwardArgs) -> ExitCode {
     let device = burn::tensor::Device::flex();
-    let result = crate::models::hf::forward::forward_folder(&args.checkpoint, &args.input, &device)
+    let result = crate::models::forward::forward_folder(&args.checkpoint, &args.input, &device)
         .and_then(|json| match &args.output {
             Some(path) => crate::store::write_atomic(path, json.as_bytes()).map(|_| ()),
             None => {

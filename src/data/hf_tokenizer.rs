@@ -145,11 +145,11 @@ impl HfTokenizer {
     }
 
     /// Where the post-processor puts the special tokens.
-    pub fn layout(&self) -> super::tokenizer::Layout {
+    pub fn layout(&self) -> super::layout::Layout {
         if self.cls_last {
-            super::tokenizer::Layout::ClsLast
+            super::layout::Layout::ClsLast
         } else {
-            super::tokenizer::Layout::ClsFirst
+            super::layout::Layout::ClsFirst
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod hf_tokenizer;
+pub mod layout;
 pub mod piece;
 pub mod read;
 pub mod select;

@@ -1,9 +1,12 @@
 //! Models: the transformer teachers behind one seam ([`teacher`]: BERT and its RoBERTa / XLM-R
 //! layouts, XLNet), the linear model, TextGCN and the BiLSTM student, each a Config/Module pair;
-//! Hugging Face checkpoints by name ([`hf`]).
+//! Hugging Face folders read and written by name whatever the architecture ([`hf`]), a checkpoint
+//! folder opened as a teacher architecture ([`checkpoint`]), and `kdrun forward` ([`forward`]).
 
 pub mod bert;
 pub mod bilstm;
+pub mod checkpoint;
+pub mod forward;
 pub mod hf;
 pub mod linear;
 pub mod lstm_op;
@@ -20,6 +23,7 @@ use burn::tensor::{Device, Tensor};
 
 pub use bert::{BertClassifier, BertConfig};
 pub use bilstm::{BiLstmClassifier, BiLstmConfig};
+pub use checkpoint::Checkpoint;
 pub use teacher::{FreezePlan, PretrainModel, TeacherConfig, TeacherModel};
 
 /// A model that turns a padded batch into class logits.

@@ -187,7 +187,7 @@ fn check_teacher_checkpoint(
             .join("|")
     );
     cached(what, || {
-        let c = match crate::models::hf::Checkpoint::open(dir) {
+        let c = match crate::models::Checkpoint::open(dir) {
             Err(e) => return vec![(key("checkpoint"), format!("{whose}{e:#}"))],
             Ok(c) => c,
         };

@@ -4,6 +4,7 @@
 pub mod plm;
 pub mod pretrain;
 pub mod schedule;
+pub mod scores;
 pub mod student;
 pub mod teacher;
 pub mod textgcn;

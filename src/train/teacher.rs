@@ -6,8 +6,8 @@ use super::{fit, FitSettings, Fitted};
 use crate::data::batch::{Batcher, Encoded, TokenBatch};
 use crate::data::{CharVocab, HfTokenizer, TeacherTokenizer};
 use crate::distill::cross_entropy;
-use crate::models::hf::Checkpoint;
 use crate::models::xlnet::XlnetConfig;
+use crate::models::Checkpoint;
 use crate::models::{
     BertConfig, Classifier, FreezePlan, PretrainModel, TeacherConfig, TeacherModel,
 };

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use kdrun::models::hf::forward::JsonTensor;
+use kdrun::models::forward::JsonTensor;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

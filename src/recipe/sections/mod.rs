@@ -7,6 +7,7 @@ mod distill;
 mod optim;
 mod run;
 mod student;
+mod sweep;
 mod teacher;
 mod textgcn;
 
@@ -16,6 +17,7 @@ pub use distill::*;
 pub use optim::*;
 pub use run::*;
 pub use student::*;
+pub use sweep::*;
 pub use teacher::*;
 pub use textgcn::*;
 
@@ -41,7 +43,7 @@ pub struct Recipe {
     #[serde(skip_serializing_if = "ExportSection::is_empty")]
     pub export: ExportSection,
     /// A grid of trials over dotted keys (see `recipe::sweep`).
-    pub sweep: super::sweep::SweepSection,
+    pub sweep: SweepSection,
 }
 
 /// A recipe key's path value(s), for resolution against the folder of the layer that set it.

@@ -1,12 +1,15 @@
 //! Value ranges that serde's types cannot express.
 
-use super::error::shown;
+mod checks;
 mod sections;
 mod teacher;
 
-use super::sections::{Optim, Recipe};
+use super::error::shown;
+use super::sections::{Recipe, TeacherArch};
+use checks::Checks;
+pub use checks::{member_key, static_key};
 use sections::{baseline, distill, export, report_and_runtime, student, textgcn};
-use teacher::{pretrain, teacher, teachers};
+use teacher::{pretrain, teacher};
 
 /// The longest run or recipe name, in bytes (folder names are at most 255 bytes on common file
 /// systems; a sweep's trial folders add a suffix).
@@ -30,89 +33,6 @@ pub fn folder_name_problem(name: &str) -> Option<&'static str> {
         Some("it is longer than 120 bytes")
     } else {
         None
-    }
-}
-
-/// The dotted key of `rest` in member `index` (0-based, as the array is indexed) of
-/// `[[teacher.members]]`: `teacher.members[1].arch`.
-pub fn member_key(index: usize, rest: &str) -> &'static str {
-    static_key(&format!("teacher.members[{index}].{rest}"))
-}
-
-/// `key` as the `&'static str` problems name keys by: made once each and kept (a recipe has few
-/// keys made at run time: its members' and its teacher section's).
-pub fn static_key(key: &str) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static KEYS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
-    let keys = keys.get_or_insert_with(HashSet::new);
-    if let Some(k) = keys.get(key) {
-        return k;
-    }
-    let k: &'static str = Box::leak(key.to_string().into_boxed_str());
-    keys.insert(k);
-    k
-}
-
-/// The problems found so far, as (dotted key, "expected …, found …").
-#[derive(Default)]
-struct Checks {
-    problems: Vec<(&'static str, String)>,
-}
-
-impl Checks {
-    /// A problem at `key` unless `ok`.
-    fn check(&mut self, key: &'static str, ok: bool, expected: &str, found: String) {
-        if !ok {
-            self.problems
-                .push((key, format!("expected {expected}, found {found}")));
-        }
-    }
-
-    /// A count that must be at least 1.
-    fn at_least_one<T: PartialOrd + From<u8> + std::fmt::Display>(
-        &mut self,
-        key: &'static str,
-        n: T,
-    ) {
-        let ok = n >= T::from(1);
-        self.check(key, ok, "an integer ≥ 1", n.to_string());
-    }
-
-    /// The optimiser settings of `section` (`teacher`, `student`, `teacher.pretrain`): at least
-    /// one epoch (where the section counts epochs: pre-training may count steps instead), a
-    /// positive learning rate, batches of at least one example, a warm-up fraction in [0, 1),
-    /// a weight decay ≥ 0.
-    fn optim(&mut self, section: &str, o: Optim, counts_epochs: bool) {
-        let key = |rest: &str| static_key(&format!("{section}.{rest}"));
-        if counts_epochs {
-            self.at_least_one(key("epochs"), o.epochs);
-        }
-        self.positive(key("lr"), o.lr);
-        self.at_least_one(key("batch_size"), o.batch_size);
-        self.check(
-            key("warmup"),
-            (0.0..1.0).contains(&o.warmup),
-            "a fraction in [0, 1)",
-            o.warmup.to_string(),
-        );
-        self.check(
-            key("weight_decay"),
-            o.weight_decay >= 0.0 && o.weight_decay.is_finite(),
-            "a number ≥ 0",
-            o.weight_decay.to_string(),
-        );
-    }
-
-    /// A finite number above 0.
-    fn positive(&mut self, key: &'static str, x: f64) {
-        self.check(
-            key,
-            x > 0.0 && x.is_finite(),
-            "a positive number",
-            x.to_string(),
-        );
     }
 }
 
@@ -202,116 +122,95 @@ fn name_and_data(r: &Recipe, c: &mut Checks) {
     );
 }
 
-/// Why a path that should be a file is not one: a folder, or not there.
-fn missing_file(path: &std::path::Path) -> &'static str {
-    if path.is_dir() {
-        "a folder, not a file"
+/// The teacher's kind and an ensemble's members: the linear and BiLSTM teachers are never
+/// further pre-trained, the linear one needs n-grams, and every member is a valid teacher
+/// section of its own (its problems named by member number).
+fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
+    let t = &r.teacher;
+    let mut problems = Vec::new();
+    if !t.arch.is_transformer() && t.pretrain.enabled() {
+        problems.push((
+            "teacher.pretrain.epochs",
+            format!(
+                "no further pre-training (steps = 0 and epochs = 0) for a {} teacher: only \
+                 bert and xlnet teachers are further pre-trained",
+                t.arch.name()
+            ),
+        ));
+    }
+    // TextGCN labels only the documents of its graph: the synthetic sentences need another
+    // teacher (an ensemble's other members label them).
+    let only_gcn = if t.members.is_empty() {
+        t.arch == TeacherArch::Textgcn
     } else {
-        "not found"
-    }
-}
-
-/// Whether `t` is a Slurm time limit: `minutes`, `minutes:seconds`, `hours:minutes:seconds`,
-/// `days-hours`, `days-hours:minutes`, `days-hours:minutes:seconds`, or `UNLIMITED`/`infinite`.
-pub fn slurm_time_ok(t: &str) -> bool {
-    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
-        return true;
-    }
-    let number = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    let (days, rest) = match t.split_once('-') {
-        Some((d, rest)) => (Some(d), rest),
-        None => (None, t),
+        t.members.iter().all(|m| m.arch == TeacherArch::Textgcn)
     };
-    let parts: Vec<&str> = rest.split(':').collect();
-    days.is_none_or(number) && parts.iter().all(|p| number(p)) && parts.len() <= 3
-}
-
-/// Options kdrun writes into every sbatch script itself.
-const SLURM_OWN_OPTIONS: [&str; 9] = [
-    "--array",
-    "--dependency",
-    "--output",
-    "--job-name",
-    "--parsable",
-    "-a",
-    "-d",
-    "-o",
-    "-J",
-];
-
-/// Every problem of a `[runtime.slurm]` table (also after `--time` and the other flags), as
-/// (dotted key, (what was expected, what was found)).
-pub fn slurm_problems(s: &super::sections::SlurmSection) -> Vec<(&'static str, (String, String))> {
-    let mut out = Vec::new();
-    let one_word = |v: &str| {
-        v.chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '\'' && c != '"')
-    };
-    for (key, value) in [
-        ("runtime.slurm.partition", &s.partition),
-        ("runtime.slurm.account", &s.account),
-    ] {
-        if !one_word(value) {
-            out.push((
-                key,
-                (
-                    "a name without white space or quotes (leave it out for the cluster's default)"
-                        .into(),
-                    format!("\"{}\"", shown(value)),
+    if only_gcn && r.distill.augment.n_iter > 0 {
+        problems.push((
+            "distill.augment.n_iter",
+            format!(
+                "0 with a TextGCN teacher alone (it only has logits for the documents in its \
+                 graph, so it cannot label synthetic sentences; an ensemble's other members \
+                 can), found {}",
+                r.distill.augment.n_iter
+            ),
+        ));
+    }
+    if r.textgcn.distill && !r.textgcn.enabled {
+        problems.push((
+            "textgcn.distill",
+            "textgcn.enabled = true as well (the distilled TextGCN is shown beside TextGCN)"
+                .to_string(),
+        ));
+    }
+    let b = &r.baseline;
+    let uses_linear =
+        t.arch == TeacherArch::Linear || t.members.iter().any(|m| m.arch == TeacherArch::Linear);
+    if uses_linear && b.char_ngrams.is_empty() && b.word_ngrams.is_empty() {
+        problems.push((
+            "baseline.char_ngrams",
+            "character or word n-grams for the linear teacher (both are [])".to_string(),
+        ));
+    }
+    if t.weight != 1.0 && t.members.is_empty() {
+        problems.push((
+            "teacher.weight",
+            format!(
+                "teacher.weight only inside [[teacher.members]] (an ensemble's member), found \
+                 {} on the teacher itself",
+                t.weight
+            ),
+        ));
+    }
+    for (i, m) in t.members.iter().enumerate() {
+        let n = i + 1;
+        if !m.members.is_empty() {
+            problems.push((
+                "teacher.members",
+                format!(
+                    "member {n}: a member with no members of its own, found {}",
+                    m.members.len()
                 ),
             ));
+            continue;
         }
-    }
-    if !s.time.is_empty() && !slurm_time_ok(&s.time) {
-        out.push((
-            "runtime.slurm.time",
-            (
-                "a Slurm time limit such as \"90\" (minutes), \"2:00:00\" or \"1-12:00:00\"".into(),
-                format!("\"{}\"", shown(&s.time)),
-            ),
-        ));
-    }
-    let mem_ok = |m: &str| {
-        let digits = m.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
-        !digits.is_empty()
-            && m.len() - digits.len() <= 1
-            && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !s.mem.is_empty() && !mem_ok(&s.mem) {
-        out.push((
-            "runtime.slurm.mem",
-            (
-                "a memory size such as \"16G\" or \"4000M\" (a whole number, then K, M, G or T)"
-                    .into(),
-                format!("\"{}\"", shown(&s.mem)),
-            ),
-        ));
-    }
-    for o in &s.sbatch_options {
-        let name = o.split(['=', ' ']).next().unwrap_or("");
-        let problem = if !o.starts_with('-') || o.chars().any(char::is_control) {
-            Some("sbatch options such as \"--qos=high\", one line each")
-        } else if SLURM_OWN_OPTIONS.contains(&name) {
-            Some("options other than --array, --dependency, --output and --job-name (kdrun sets those)")
-        } else {
-            None
-        };
-        if let Some(expected) = problem {
-            out.push((
-                "runtime.slurm.sbatch_options",
-                (expected.into(), format!("\"{}\"", shown(o))),
+        if !(m.weight > 0.0 && m.weight.is_finite()) {
+            problems.push((
+                "teacher.members",
+                format!("member {n}: weight a positive number, found {}", m.weight),
             ));
-            break;
+        }
+        let mut alone = r.clone();
+        alone.teacher = m.clone();
+        alone.teacher.weight = 1.0;
+        for (key, message) in validate(&alone) {
+            if let Some(rest) = key.strip_prefix("teacher.") {
+                problems.push((
+                    "teacher.members",
+                    format!("member {n} ({}): {rest}: {message}", m.arch.name()),
+                ));
+            }
         }
     }
-    if let Some(line) = s.setup.iter().find(|l| l.chars().any(char::is_control)) {
-        out.push((
-            "runtime.slurm.setup",
-            (
-                "shell lines, one per list item (no line breaks or control characters)".into(),
-                format!("\"{}\"", shown(line)),
-            ),
-        ));
-    }
-    out
+    problems
 }

@@ -1,7 +1,8 @@
 //! The sections beside the teacher: `[student]`, `[distill]`, `[baseline]`, `[report]` and
 //! `[runtime]`, `[textgcn]`, `[export]`.
 
-use super::{missing_file, slurm_problems, Checks};
+use super::checks::{missing_file, Checks};
+use super::shown;
 use crate::recipe::sections::{Recipe, TeacherArch};
 
 /// `[student]`.
@@ -216,4 +217,109 @@ pub(super) fn export(r: &Recipe, c: &mut Checks) {
         "at least one format (\"onnx\") when export.models names a model",
         "[]".to_string(),
     );
+}
+
+/// Whether `t` is a Slurm time limit: `minutes`, `minutes:seconds`, `hours:minutes:seconds`,
+/// `days-hours`, `days-hours:minutes`, `days-hours:minutes:seconds`, or `UNLIMITED`/`infinite`.
+fn slurm_time_ok(t: &str) -> bool {
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
+        return true;
+    }
+    let number = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    let (days, rest) = match t.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, t),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    days.is_none_or(number) && parts.iter().all(|p| number(p)) && parts.len() <= 3
+}
+
+/// Options kdrun writes into every sbatch script itself.
+const SLURM_OWN_OPTIONS: [&str; 9] = [
+    "--array",
+    "--dependency",
+    "--output",
+    "--job-name",
+    "--parsable",
+    "-a",
+    "-d",
+    "-o",
+    "-J",
+];
+
+/// Every problem of a `[runtime.slurm]` table (also after `--time` and the other flags), as
+/// (dotted key, (what was expected, what was found)).
+fn slurm_problems(s: &crate::recipe::SlurmSection) -> Vec<(&'static str, (String, String))> {
+    let mut out = Vec::new();
+    let one_word = |v: &str| {
+        v.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '\'' && c != '"')
+    };
+    for (key, value) in [
+        ("runtime.slurm.partition", &s.partition),
+        ("runtime.slurm.account", &s.account),
+    ] {
+        if !one_word(value) {
+            out.push((
+                key,
+                (
+                    "a name without white space or quotes (leave it out for the cluster's default)"
+                        .into(),
+                    format!("\"{}\"", shown(value)),
+                ),
+            ));
+        }
+    }
+    if !s.time.is_empty() && !slurm_time_ok(&s.time) {
+        out.push((
+            "runtime.slurm.time",
+            (
+                "a Slurm time limit such as \"90\" (minutes), \"2:00:00\" or \"1-12:00:00\"".into(),
+                format!("\"{}\"", shown(&s.time)),
+            ),
+        ));
+    }
+    let mem_ok = |m: &str| {
+        let digits = m.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+        !digits.is_empty()
+            && m.len() - digits.len() <= 1
+            && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !s.mem.is_empty() && !mem_ok(&s.mem) {
+        out.push((
+            "runtime.slurm.mem",
+            (
+                "a memory size such as \"16G\" or \"4000M\" (a whole number, then K, M, G or T)"
+                    .into(),
+                format!("\"{}\"", shown(&s.mem)),
+            ),
+        ));
+    }
+    for o in &s.sbatch_options {
+        let name = o.split(['=', ' ']).next().unwrap_or("");
+        let problem = if !o.starts_with('-') || o.chars().any(char::is_control) {
+            Some("sbatch options such as \"--qos=high\", one line each")
+        } else if SLURM_OWN_OPTIONS.contains(&name) {
+            Some("options other than --array, --dependency, --output and --job-name (kdrun sets those)")
+        } else {
+            None
+        };
+        if let Some(expected) = problem {
+            out.push((
+                "runtime.slurm.sbatch_options",
+                (expected.into(), format!("\"{}\"", shown(o))),
+            ));
+            break;
+        }
+    }
+    if let Some(line) = s.setup.iter().find(|l| l.chars().any(char::is_control)) {
+        out.push((
+            "runtime.slurm.setup",
+            (
+                "shell lines, one per list item (no line breaks or control characters)".into(),
+                format!("\"{}\"", shown(line)),
+            ),
+        ));
+    }
+    out
 }

@@ -1,7 +1,7 @@
 //! `[teacher]`: its sizes and optimiser, `[teacher.pretrain]`, and an ensemble's members.
 
-use super::{missing_file, validate, Checks};
-use crate::recipe::sections::{PretrainObjective, Recipe, TeacherArch, MLM_KEYS, PLM_KEYS};
+use super::checks::{missing_file, Checks};
+use crate::recipe::sections::{PretrainObjective, Recipe, MLM_KEYS, PLM_KEYS};
 
 /// `[teacher]`'s own sizes and optimiser settings.
 pub(super) fn teacher(r: &Recipe, c: &mut Checks) {
@@ -129,97 +129,4 @@ pub(super) fn pretrain(r: &Recipe, c: &mut Checks) {
             format!("{} ({})", f.display(), missing_file(f)),
         );
     }
-}
-
-/// The teacher's kind and an ensemble's members: the linear and BiLSTM teachers are never
-/// further pre-trained, the linear one needs n-grams, and every member is a valid teacher
-/// section of its own (its problems named by member number).
-pub(super) fn teachers(r: &Recipe) -> Vec<(&'static str, String)> {
-    let t = &r.teacher;
-    let mut problems = Vec::new();
-    if !t.arch.is_transformer() && t.pretrain.enabled() {
-        problems.push((
-            "teacher.pretrain.epochs",
-            format!(
-                "no further pre-training (steps = 0 and epochs = 0) for a {} teacher: only \
-                 bert and xlnet teachers are further pre-trained",
-                t.arch.name()
-            ),
-        ));
-    }
-    // TextGCN labels only the documents of its graph: the synthetic sentences need another
-    // teacher (an ensemble's other members label them).
-    let only_gcn = if t.members.is_empty() {
-        t.arch == TeacherArch::Textgcn
-    } else {
-        t.members.iter().all(|m| m.arch == TeacherArch::Textgcn)
-    };
-    if only_gcn && r.distill.augment.n_iter > 0 {
-        problems.push((
-            "distill.augment.n_iter",
-            format!(
-                "0 with a TextGCN teacher alone (it only has logits for the documents in its \
-                 graph, so it cannot label synthetic sentences; an ensemble's other members \
-                 can), found {}",
-                r.distill.augment.n_iter
-            ),
-        ));
-    }
-    if r.textgcn.distill && !r.textgcn.enabled {
-        problems.push((
-            "textgcn.distill",
-            "textgcn.enabled = true as well (the distilled TextGCN is shown beside TextGCN)"
-                .to_string(),
-        ));
-    }
-    let b = &r.baseline;
-    let uses_linear =
-        t.arch == TeacherArch::Linear || t.members.iter().any(|m| m.arch == TeacherArch::Linear);
-    if uses_linear && b.char_ngrams.is_empty() && b.word_ngrams.is_empty() {
-        problems.push((
-            "baseline.char_ngrams",
-            "character or word n-grams for the linear teacher (both are [])".to_string(),
-        ));
-    }
-    if t.weight != 1.0 && t.members.is_empty() {
-        problems.push((
-            "teacher.weight",
-            format!(
-                "teacher.weight only inside [[teacher.members]] (an ensemble's member), found \
-                 {} on the teacher itself",
-                t.weight
-            ),
-        ));
-    }
-    for (i, m) in t.members.iter().enumerate() {
-        let n = i + 1;
-        if !m.members.is_empty() {
-            problems.push((
-                "teacher.members",
-                format!(
-                    "member {n}: a member with no members of its own, found {}",
-                    m.members.len()
-                ),
-            ));
-            continue;
-        }
-        if !(m.weight > 0.0 && m.weight.is_finite()) {
-            problems.push((
-                "teacher.members",
-                format!("member {n}: weight a positive number, found {}", m.weight),
-            ));
-        }
-        let mut alone = r.clone();
-        alone.teacher = m.clone();
-        alone.teacher.weight = 1.0;
-        for (key, message) in validate(&alone) {
-            if let Some(rest) = key.strip_prefix("teacher.") {
-                problems.push((
-                    "teacher.members",
-                    format!("member {n} ({}): {rest}: {message}", m.arch.name()),
-                ));
-            }
-        }
-    }
-    problems
 }

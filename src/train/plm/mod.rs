@@ -17,7 +17,7 @@
 //! two layers or more a target sees its own input. Here special tokens and padding get −1 as
 //! context does (they see no predicted token), which closes that path at any depth.
 
-use super::pretrain::{MlmScores, ScoreSum};
+use super::scores::{MlmScores, ScoreSum};
 use crate::models::xlnet::XlnetLmHeadModel;
 use anyhow::{bail, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};

@@ -7,7 +7,8 @@
 //! object alone) where `T = {"shape": [batch, time], "data": [row-major numbers]}`;
 //! `attention_mask` defaults to ones and `token_type_ids` to zeros.
 
-use super::{Checkpoint, Weights};
+use super::hf::Weights;
+use super::Checkpoint;
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::bert::{BertClassifier, BertConfig, BertModel};
 use crate::models::xlnet::{
@@ -210,7 +211,7 @@ pub fn forward(
         }
         Head::None => {
             let mut notes = Vec::new();
-            let prefix = super::super::bert::load::encoder_prefix(config, weights);
+            let prefix = crate::models::bert::load::encoder_prefix(config, weights);
             let model = BertModel::load(config, weights, prefix, device, &mut notes)?;
             let unused = weights.unused();
             if !unused.is_empty() {
