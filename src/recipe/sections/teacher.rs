@@ -43,8 +43,8 @@ impl TeacherArch {
     /// others are never further pre-trained, which validation enforces).
     pub fn objective(self) -> PretrainObjective {
         match self {
-            Self::Bert | Self::Linear | Self::Bilstm | Self::Textgcn => PretrainObjective::Mlm,
             Self::Xlnet => PretrainObjective::Plm,
+            _ => PretrainObjective::Mlm,
         }
     }
 
