@@ -1,13 +1,13 @@
 //! The BiLSTM family: the student's model with `[student]`'s settings trained on the hard
 //! labels (stage `student`, the same fit as the "student alone" row).
 
-use super::{Family, Member, Slot};
+use super::{fit_and_label, Family, Member, Slot};
 use crate::data::batch::Encoded;
 use crate::distill::augment::Synthetic;
 use crate::distill::TeacherLogits;
 use crate::pipeline::context::Context;
 use crate::pipeline::stages::eval::{EvalStage, Reads};
-use crate::pipeline::stages::logits::{synthetic_ids, EvalLogits, Labeller, LogitsStage};
+use crate::pipeline::stages::logits::{synthetic_ids, EvalLogits, Labeller};
 use crate::pipeline::stages::student::{Student, StudentStage};
 use anyhow::Result;
 
@@ -16,16 +16,11 @@ pub struct Bilstm;
 impl Family for Bilstm {
     fn member(&self, cx: &Context, data_key: &str, slot: &Slot) -> Result<Member> {
         let r = cx.r;
-        let fitted = cx.run(&StudentStage {
+        let stage = StudentStage {
             data_key: data_key.to_string(),
             teacher: None,
-        })?;
-        let logits = cx.run(&LogitsStage {
-            data_key: data_key.to_string(),
-            teacher_key: fitted.key.clone(),
-            teacher: &fitted.value,
-            eval: slot.eval(),
-        })?;
+        };
+        let (fitted, logits) = fit_and_label(cx, data_key, &stage, slot)?;
         let kind = if r.student.vectors.as_os_str().is_empty() {
             "BiLSTM"
         } else {

@@ -2,27 +2,22 @@
 //! the same fit as the baseline row). It reads text, so the synthetic sentences reach it with
 //! their masked words left out (it has no mask token).
 
-use super::{Family, Member, Slot};
+use super::{fit_and_label, Family, Member, Slot};
 use crate::distill::augment::{self, Synthetic};
 use crate::distill::TeacherLogits;
 use crate::pipeline::context::Context;
 use crate::pipeline::stages::baseline::{linear_name, Baseline, BaselineEvalStage, BaselineStage};
-use crate::pipeline::stages::logits::{synthetic_ids, EvalLogits, Labeller, LogitsStage};
+use crate::pipeline::stages::logits::{synthetic_ids, EvalLogits, Labeller};
 use anyhow::Result;
 
 pub struct Linear;
 
 impl Family for Linear {
     fn member(&self, cx: &Context, data_key: &str, slot: &Slot) -> Result<Member> {
-        let fitted = cx.run(&BaselineStage {
+        let stage = BaselineStage {
             data_key: data_key.to_string(),
-        })?;
-        let logits = cx.run(&LogitsStage {
-            data_key: data_key.to_string(),
-            teacher_key: fitted.key.clone(),
-            teacher: &fitted.value,
-            eval: slot.eval(),
-        })?;
+        };
+        let (fitted, logits) = fit_and_label(cx, data_key, &stage, slot)?;
         let row = cx
             .run(&BaselineEvalStage {
                 model_key: fitted.key.clone(),

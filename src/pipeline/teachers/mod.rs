@@ -15,10 +15,10 @@ mod textgcn;
 mod transformer;
 
 use super::context::Context;
-use super::stages::logits::{EnsembleStage, Logits};
+use super::stages::logits::{EnsembleStage, Labeller, Logits, LogitsStage};
 use crate::recipe::{Combine, Recipe, TeacherArch};
 use crate::runtime::progress::note;
-use crate::store::stage::Done;
+use crate::store::stage::{Done, Stage};
 use crate::store::ModelResult;
 use crate::train::pretrain::PretrainReport;
 use anyhow::Result;
@@ -152,11 +152,33 @@ fn family(arch: TeacherArch) -> &'static dyn Family {
 }
 
 /// A family of teachers: trains (or reuses) its stages, labels the transfer set through the
-/// logits stage (its fitted model is a [`Labeller`](super::stages::logits::Labeller)) and
+/// logits stage (its fitted model is a [`Labeller`]) and
 /// evaluates itself into the report's rows. Adding a kind of teacher is one variant of
 /// `recipe::TeacherArch`, its arm in [`family`] and one module here.
 trait Family {
     fn member(&self, cx: &Context, data_key: &str, slot: &Slot) -> Result<Member>;
+}
+
+/// Fit (or reuse) a teacher's `stage`, then label the transfer set with what it fitted (and,
+/// as an ensemble's member, the validation and test splits).
+fn fit_and_label<'a, S>(
+    cx: &Context<'a>,
+    data_key: &str,
+    stage: &S,
+    slot: &Slot,
+) -> Result<(Done<S::Output>, Done<Logits>)>
+where
+    S: Stage<Context<'a>>,
+    S::Output: Labeller,
+{
+    let fitted = cx.run(stage)?;
+    let logits = cx.run(&LogitsStage {
+        data_key: data_key.to_string(),
+        teacher_key: fitted.key.clone(),
+        teacher: &fitted.value,
+        eval: slot.eval(),
+    })?;
+    Ok((fitted, logits))
 }
 
 /// Where a teacher sits: alone (`index` None) or as member `index` (from 1) of an ensemble.

@@ -3,11 +3,11 @@
 //! synthetic sentence (a lone TextGCN teacher with an augmented transfer set is refused by
 //! validation; in an ensemble the other members label them).
 
-use super::{Family, Member, Slot};
+use super::{fit_and_label, Family, Member, Slot};
 use crate::distill::augment::Synthetic;
 use crate::distill::TeacherLogits;
 use crate::pipeline::context::Context;
-use crate::pipeline::stages::logits::{EvalLogits, Labeller, LogitsStage};
+use crate::pipeline::stages::logits::{EvalLogits, Labeller};
 use crate::pipeline::stages::textgcn::{textgcn_label, TextGcnOutput, TextGcnStage};
 use anyhow::Result;
 
@@ -15,16 +15,11 @@ pub struct TextGcn;
 
 impl Family for TextGcn {
     fn member(&self, cx: &Context, data_key: &str, slot: &Slot) -> Result<Member> {
-        let fitted = cx.run(&TextGcnStage {
+        let stage = TextGcnStage {
             data_key: data_key.to_string(),
             teacher: None,
-        })?;
-        let logits = cx.run(&LogitsStage {
-            data_key: data_key.to_string(),
-            teacher_key: fitted.key.clone(),
-            teacher: &fitted.value,
-            eval: slot.eval(),
-        })?;
+        };
+        let (fitted, logits) = fit_and_label(cx, data_key, &stage, slot)?;
         let mut row = fitted.value.result.clone();
         row.key = slot.key();
         row.label = slot.label(&textgcn_label(cx.r));

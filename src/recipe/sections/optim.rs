@@ -23,41 +23,26 @@ pub struct Optim {
     pub weight_decay: f64,
 }
 
-impl TeacherSection {
-    /// The teacher's fine-tuning.
-    pub fn optim(&self) -> Optim {
-        Optim {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            warmup: self.warmup,
-            weight_decay: self.weight_decay,
+/// `optim()` of a section that holds the five keys under their own names.
+macro_rules! optim_of {
+    ($($section:ty => $what:literal),* $(,)?) => {$(
+        impl $section {
+            #[doc = concat!("The optimiser settings of ", $what, ".")]
+            pub fn optim(&self) -> Optim {
+                Optim {
+                    epochs: self.epochs,
+                    lr: self.lr,
+                    batch_size: self.batch_size,
+                    warmup: self.warmup,
+                    weight_decay: self.weight_decay,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl PretrainSection {
-    /// The teacher's further pre-training.
-    pub fn optim(&self) -> Optim {
-        Optim {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            warmup: self.warmup,
-            weight_decay: self.weight_decay,
-        }
-    }
-}
-
-impl StudentSection {
-    /// Both students' training.
-    pub fn optim(&self) -> Optim {
-        Optim {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            warmup: self.warmup,
-            weight_decay: self.weight_decay,
-        }
-    }
+optim_of! {
+    TeacherSection => "the teacher's fine-tuning",
+    PretrainSection => "the teacher's further pre-training",
+    StudentSection => "both students' training",
 }
