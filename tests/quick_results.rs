@@ -155,3 +155,15 @@ fn quick_recipe_with_a_checkpoint_teacher_gives_the_committed_numbers() {
     ]);
     compare(got, "quick-checkpoint-results.json");
 }
+
+/// TextGCN beside the students, alone and distilled from the teacher: the graph, its training
+/// with early stopping and the distilled twin give the committed numbers (made with the build at
+/// 50249a5, checked equal field by field; kept by the training loops sharing their epoch records).
+#[test]
+fn quick_recipe_with_textgcn_gives_the_committed_numbers() {
+    let got = run_quick(&[
+        "textgcn.enabled=true".into(),
+        "textgcn.distill=true".into(),
+    ]);
+    compare(got, "quick-textgcn-results.json");
+}

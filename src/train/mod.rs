@@ -128,6 +128,54 @@ pub struct Fitted<M> {
     pub seconds: f64,
 }
 
+/// A training loop's epochs so far and the best one's model: what every loop (the classifiers',
+/// TextGCN's) turns into its [`Fitted`].
+pub struct Epochs<M> {
+    best: Option<(M, usize, f64)>,
+    history: Vec<EpochRecord>,
+    start: Instant,
+}
+
+impl<M: Clone> Epochs<M> {
+    /// The clock of the whole fit starts now.
+    pub fn start() -> Self {
+        Self {
+            best: None,
+            history: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Whether `valid_accuracy` beats every epoch so far (the first epoch always does).
+    pub fn improves(&self, valid_accuracy: f64) -> bool {
+        self.best
+            .as_ref()
+            .is_none_or(|(_, _, best)| valid_accuracy > *best)
+    }
+
+    /// Record an epoch, keeping `model` as the best one if it `improved`.
+    pub fn push(&mut self, record: EpochRecord, model: &M, improved: bool) {
+        if improved {
+            self.best = Some((model.clone(), record.epoch, record.valid_accuracy));
+        }
+        self.history.push(record);
+    }
+
+    /// The best epoch's model with the history and the time since [`Epochs::start`].
+    pub fn finish(self) -> Result<Fitted<M>> {
+        let (model, best_epoch, best_valid_accuracy) = self
+            .best
+            .ok_or_else(|| anyhow::anyhow!("no epoch was trained"))?;
+        Ok(Fitted {
+            model,
+            best_epoch,
+            best_valid_accuracy,
+            history: self.history,
+            seconds: self.start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
 impl<M> Fitted<M> {
     pub fn info(&self) -> FitInfo {
         FitInfo {
@@ -183,7 +231,7 @@ where
     M: Classifier,
     L: Fn(&M, &TokenBatch) -> Result<Tensor<1>>,
 {
-    let start = Instant::now();
+    let mut epochs = Epochs::start();
     let inner = device.clone().inner();
     let lengths: Vec<usize> = train.iter().map(|e| e.tokens.len()).collect();
     let steps_per_epoch = train.len().div_ceil(settings.batch_size);
@@ -196,8 +244,6 @@ where
     let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(settings.seed);
     let progress = Progress::new(&settings.stage, settings.epochs, steps_per_epoch);
 
-    let mut best: Option<(M, usize, f64)> = None;
-    let mut history = Vec::with_capacity(settings.epochs);
     let mut step = 0usize;
     let lr_key = if settings.stage.starts_with("teacher") {
         "teacher.lr"
@@ -248,9 +294,7 @@ where
             valid_accuracy,
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
-        let improved = best
-            .as_ref()
-            .is_none_or(|(_, _, acc)| valid_accuracy > *acc);
+        let improved = epochs.improves(valid_accuracy);
         progress.epoch(&format!(
             "epoch {}/{}: train loss {:.4}, valid accuracy {:.4}{} ({:.1} s)",
             record.epoch,
@@ -260,20 +304,10 @@ where
             if improved { " *" } else { "" },
             record.seconds
         ));
-        if improved {
-            best = Some((model.clone(), record.epoch, valid_accuracy));
-        }
-        history.push(record);
+        epochs.push(record, &model, improved);
     }
     progress.finish();
-    let (model, best_epoch, best_valid_accuracy) = best.expect("at least one epoch");
-    Ok(Fitted {
-        model,
-        best_epoch,
-        best_valid_accuracy,
-        history,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    epochs.finish()
 }
 
 #[cfg(test)]

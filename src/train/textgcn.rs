@@ -7,7 +7,7 @@
 //! seeds on TNEWS-5 at epochs 11–12, in the first epochs' plateau where the small Glorot weights
 //! of 32,000 nodes keep every logit near 0 and the accuracy flat while the loss already falls.)
 
-use super::{optimizer_step, EpochRecord, Fitted};
+use super::{optimizer_step, EpochRecord, Epochs, Fitted};
 use crate::distill::DistillLoss;
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::TextGcn;
@@ -163,7 +163,7 @@ pub fn train_textgcn(
     s: &GcnSettings,
     distill: Option<(DistillLoss, Tensor<2>)>,
 ) -> Result<Fitted<TextGcn>> {
-    let start = Instant::now();
+    let mut epochs = Epochs::start();
     device.seed(s.seed);
     let mut model = TextGcn::new(adj.a.n, s.hidden, classes, s.dropout, device);
     let mut optim = AdamConfig::new()
@@ -175,8 +175,6 @@ pub fn train_textgcn(
     let train_nodes = ints(&train.nodes, device);
     let train_labels = ints(&train.labels, device);
     let progress = Progress::new("textgcn", s.epochs, 1);
-    let mut best: Option<(TextGcn, usize, f64)> = None;
-    let mut history = Vec::new();
     let mut early = EarlyStop::new(s.patience);
     for epoch in 0..s.epochs {
         if interrupt::requested() {
@@ -219,23 +217,13 @@ pub fn train_textgcn(
             if improved { " *" } else { "" },
             record.seconds
         ));
-        history.push(record);
-        if improved {
-            best = Some((model.clone(), epoch + 1, valid_accuracy));
-        }
+        epochs.push(record, &model, improved);
         if stop {
             break;
         }
     }
     progress.finish();
-    let (model, best_epoch, best_valid_accuracy) = best.expect("at least one epoch");
-    Ok(Fitted {
-        model,
-        best_epoch,
-        best_valid_accuracy,
-        history,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    epochs.finish()
 }
 
 #[cfg(test)]
