@@ -39,6 +39,7 @@ import torch.nn.functional as F
 CLASSES = 5
 SEED = 0
 DEFAULT_VOCAB = 4000
+E5_VOCAB = 250037  # multilingual-e5-small (XLM-R pieces and specials)
 INPUTS = ("random token ids (uniform over 1..vocab, seed 0), every row full length "
           "(all-ones attention masks, no padding); random labels; for the student "
           "random N(0,1) teacher logits")
@@ -105,6 +106,16 @@ class BiLstm(nn.Module):
         return self.out(self.drop(F.relu(self.fc(torch.cat([h[0], h[1]], 1)))))
 
 
+def frozen_embeddings(model):
+    """The embeddings (word, position, token type, their LayerNorm) frozen, as kdrun's
+    `teacher.freeze = "embeddings"` does for a pretrained teacher."""
+    emb = model.m.bert.embeddings if isinstance(model, HfBert) else \
+        nn.ModuleList([model.tok, model.pos, model.seg, model.ln])
+    for p in emb.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 # ---------------------------------------------------------------- workloads
 def workloads(gpu, quick, bert_cls):
     bert_infer, lstm_infer = (512, 1024) if gpu else (256, 256)
@@ -116,6 +127,10 @@ def workloads(gpu, quick, bert_cls):
          "teacher", lambda: bert_cls(21128, 768, 12, 12, 3072), 21128, 32, 64, bert_infer),
         ("bert-small", "BERT-small: 4 layers, 256 hidden, 4 heads, FFN 1024, vocab 21128",
          "teacher", lambda: bert_cls(21128, 256, 4, 4, 1024), 21128, 32, 64, bert_infer),
+        ("e5-small", "multilingual-e5-small's shape: BERT 12 layers, 384 hidden, 12 heads, "
+         "FFN 1536, vocab 250037, embeddings frozen", "teacher",
+         lambda: frozen_embeddings(bert_cls(E5_VOCAB, 384, 12, 12, 1536)), E5_VOCAB, 32, 32,
+         bert_infer),
         ("bilstm-ref", "BiLSTM (Tang): 300-d embedding, vocab 50000, 150 hidden ×2, ReLU 200",
          "student", lambda: BiLstm(50000, 300, 150, 200), 50000, 32, 64, lstm_infer),
         ("default-bert", f"default recipe's BERT: {d['layers']} layers, {d['hidden']} hidden, "

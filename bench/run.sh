@@ -6,7 +6,8 @@
 # gpu: `kdrun bench --backend wgpu` and bench/pytorch_bench.py --device cuda.
 # Writes $BENCH_OUT (default bench/out)/{kdrun,pytorch,compare}-MODE.{json,txt}.
 # BENCH_LOCK=FILE runs the build and each timing run under `flock FILE` (a machine shared with
-# others: take timings only while nobody else holds it).
+# others: take timings only while nobody else holds it). The kdrun binary is the one cargo builds
+# (under $CARGO_TARGET_DIR where that is set).
 set -euo pipefail
 mode="${1:-cpu}"
 shift || true
@@ -24,7 +25,7 @@ case "$mode" in
 esac
 mkdir -p "$out"
 ${lock[@]+"${lock[@]}"} cargo build --release
-${lock[@]+"${lock[@]}"} target/release/kdrun bench --backend "$kdrun_backend" --threads "$threads" \
+${lock[@]+"${lock[@]}"} "${CARGO_TARGET_DIR:-target}/release/kdrun" bench --backend "$kdrun_backend" --threads "$threads" \
   --out "$out/kdrun-$mode.json" ${quick[@]+"${quick[@]}"}
 ${lock[@]+"${lock[@]}"} python3 bench/pytorch_bench.py --device "$torch_device" --threads "$threads" \
   --out "$out/pytorch-$mode.json" ${quick[@]+"${quick[@]}"}

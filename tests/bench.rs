@@ -33,6 +33,7 @@ fn quick_bench_writes_every_workload() {
     for family in [
         "bert-base",
         "bert-small",
+        "e5-small",
         "bilstm-ref",
         "default-bert",
         "default-bilstm",

@@ -25,7 +25,7 @@ pub use timing::{measure, median, run_workload, Policy};
 use crate::backend::Compute;
 use crate::build_info;
 use crate::models::bilstm::{BiLstmHead, BiLstmInput};
-use crate::models::{BertConfig, BiLstmConfig, TeacherConfig};
+use crate::models::{BertConfig, BiLstmConfig, FreezePlan, TeacherConfig};
 use crate::recipe::Recipe;
 use crate::runtime::machine::Machine;
 use crate::train;
@@ -41,6 +41,9 @@ pub const CLASSES: usize = 5;
 pub const SEED: u64 = 0;
 /// Vocabulary of the default recipe's workloads: about the TNEWS-5 character vocabulary's size.
 pub const DEFAULT_VOCAB: usize = 4000;
+
+/// multilingual-e5-small's vocabulary (XLM-R's SentencePiece pieces and its specials).
+pub const E5_VOCAB: usize = 250_037;
 /// What every workload feeds its model.
 pub const INPUTS: &str = "random token ids (uniform over 1..vocab, seed 0), every row full length \
                           (all-ones attention masks, no padding); random labels; for the student \
@@ -75,6 +78,8 @@ pub struct Workload {
     pub batch: usize,
     /// Tokens per row.
     pub tokens: usize,
+    /// What a training iteration leaves frozen (the embeddings of a pretrained teacher).
+    pub freeze: FreezePlan,
 }
 
 impl Workload {
@@ -114,8 +119,19 @@ fn labels() -> Vec<String> {
 
 /// BERT of the given sizes (vocab 21128 as bert-base-chinese, 512 positions, dropout 0.1).
 fn bert(hidden: usize, layers: usize, heads: usize, ffn: usize) -> TeacherConfig {
+    bert_vocab(21128, hidden, layers, heads, ffn)
+}
+
+/// BERT of the given sizes over `vocab` tokens (512 positions, dropout 0.1).
+fn bert_vocab(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    ffn: usize,
+) -> TeacherConfig {
     TeacherConfig::Bert(BertConfig::new(
-        21128,
+        vocab,
         hidden,
         layers,
         heads,
@@ -179,6 +195,14 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
             bert_infer,
         ),
         (
+            "e5-small",
+            "multilingual-e5-small's shape: BERT 12 layers, 384 hidden, 12 heads, FFN 1536, vocab 250037, embeddings frozen".into(),
+            Model::Teacher(Box::new(bert_vocab(E5_VOCAB, 384, 12, 12, 1536))),
+            32,
+            32,
+            bert_infer,
+        ),
+        (
             "bilstm-ref",
             "BiLSTM (Tang): 300-d embedding, vocab 50000, 150 hidden ×2, ReLU 200".into(),
             Model::Student(tang),
@@ -229,6 +253,11 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
                 task,
                 batch: cut(batch),
                 tokens,
+                freeze: if family == "e5-small" {
+                    FreezePlan::Embeddings
+                } else {
+                    FreezePlan::None
+                },
             })
         })
         .collect()

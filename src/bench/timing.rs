@@ -139,7 +139,8 @@ pub fn run_workload(
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
             let settings = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
             let mut optim = train::optimizer(&settings);
-            let mut model = Some(config.init_classifier(&device));
+            let (start, _) = config.init_classifier(&device).freeze(w.freeze)?;
+            let mut model = Some(start);
             let params = model.as_ref().map_or(0, |m| m.num_params());
             let times = measure(policy, || {
                 let m = model.take().expect("the model is put back after each step");
