@@ -161,9 +161,6 @@ fn quick_recipe_with_a_checkpoint_teacher_gives_the_committed_numbers() {
 /// checked equal, field by field, to what the build at 50249a5 computes).
 #[test]
 fn quick_recipe_with_textgcn_gives_the_committed_numbers() {
-    let got = run_quick(&[
-        "textgcn.enabled=true".into(),
-        "textgcn.distill=true".into(),
-    ]);
+    let got = run_quick(&["textgcn.enabled=true".into(), "textgcn.distill=true".into()]);
     compare(got, "quick-textgcn-results.json");
 }
