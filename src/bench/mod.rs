@@ -346,12 +346,20 @@ mod tests {
     fn every_family_has_a_training_and_an_inference_workload() {
         let r = Recipe::default();
         let cpu = workloads(&r, false, false);
-        assert_eq!(cpu.len(), 10);
+        assert_eq!(cpu.len(), 12);
         let find = |ws: &[Workload], n: &str| ws.iter().find(|w| w.name == n).unwrap().shape();
         assert_eq!(find(&cpu, "bert-base/train"), "64 × 32");
         assert_eq!(find(&cpu, "bert-base/infer"), "256 × 32");
         assert_eq!(find(&cpu, "bilstm-ref/infer"), "256 × 32");
         assert_eq!(find(&cpu, "default-bert/train"), "64 × 48");
+        assert_eq!(find(&cpu, "e5-small/train"), "32 × 32");
+        // Only the pretrained teacher's shape trains with its embeddings frozen.
+        let frozen: Vec<&str> = cpu
+            .iter()
+            .filter(|w| w.freeze == FreezePlan::Embeddings)
+            .map(|w| w.name.as_str())
+            .collect();
+        assert_eq!(frozen, ["e5-small/train", "e5-small/infer"]);
         let gpu = workloads(&r, true, false);
         assert_eq!(find(&gpu, "bert-base/infer"), "512 × 32");
         assert_eq!(find(&gpu, "bilstm-ref/infer"), "1024 × 32");
