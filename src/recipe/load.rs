@@ -48,6 +48,9 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
         ));
     }
     let value = value.trim();
+    if let Some(swept) = key.strip_prefix("sweep.").filter(|k| *k != "mode") {
+        return Err(sweep_from_set(raw, swept, value));
+    }
     let values = match toml_or_string(value) {
         Some(v) => vec![v],
         None if value.contains(',') => value
@@ -64,6 +67,30 @@ pub fn parse_set(raw: &str) -> Result<SetArg, String> {
         key: key.to_string(),
         values,
     })
+}
+
+/// What `--set sweep.KEY=[…]` should have been: on the command line a key is swept by its
+/// values comma-separated (`--set KEY=v1,v2`); the `[sweep]` table is the recipe file's.
+fn sweep_from_set(raw: &str, swept: &str, value: &str) -> String {
+    let key = swept.replace('"', "");
+    let values = match toml_or_string(value) {
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => value.to_string(),
+    };
+    format!(
+        "`--set {}`: the [sweep] table belongs in the recipe file; to sweep a key from the \
+         command line, give its values comma-separated: --set {}={}",
+        shown(raw),
+        shown(&key),
+        shown(&values)
+    )
 }
 
 impl Provider for SetArg {
@@ -577,6 +604,16 @@ mod tests {
         assert_eq!(s.values, vec!["tang".into(), "seed".into()]);
         assert!(parse_set("noequals").is_err());
         assert!(parse_set("a..b=1").is_err());
+    }
+
+    #[test]
+    fn a_sweep_key_on_the_command_line_is_refused_with_the_way_to_sweep() {
+        let e = parse_set(r#"sweep."runtime.seed"=[42,43,44]"#).unwrap_err();
+        assert!(e.ends_with("--set runtime.seed=42,43,44"), "{e}");
+        let e = parse_set(r#"sweep.student.head=["tang","seed"]"#).unwrap_err();
+        assert!(e.ends_with("--set student.head=tang,seed"), "{e}");
+        // The sweep's mode is one value, not a swept key.
+        assert!(parse_set("sweep.mode=zip").is_ok());
     }
 
     #[test]
