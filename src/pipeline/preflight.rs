@@ -9,6 +9,7 @@ use crate::backend::Compute;
 use crate::recipe::Recipe;
 use crate::report;
 use crate::store::stage::{Stages, STAGES_DIR};
+use crate::train::teacher::Unfit;
 use anyhow::{Context as _, Result};
 
 /// Checks of a recipe that need the later layers (run by `kdrun check` and before any run, so
@@ -191,65 +192,30 @@ fn check_teacher_checkpoint(
             Err(e) => return vec![(key("checkpoint"), format!("{whose}{e:#}"))],
             Ok(c) => c,
         };
-        if !c.config.arch_name().eq_ignore_ascii_case(t.arch.name()) {
-            return vec![(
-                key("arch"),
-                format!(
-                    "{whose}expected \"{}\" (the architecture of the checkpoint {}), found \"{}\"",
-                    c.config.arch_name().to_lowercase(),
-                    dir.display(),
-                    t.arch.name()
-                ),
-            )];
-        }
-        let mut found = Vec::new();
-        if let crate::models::TeacherConfig::Bert(b) = &c.config {
-            if t.pretrain.enabled() && !b.family().has_mlm_head() {
-                found.push((
-                    key("pretrain"),
+        let (unfit, _) = crate::train::teacher::unfit(t, r.data.max_len, &c);
+        unfit
+            .iter()
+            .map(|u| match (u, member) {
+                (Unfit::Positions(n), Some(i)) => (
+                    "data.max_len",
                     format!(
-                        "{whose}no further pre-training (teacher.pretrain.steps or epochs = 0) for \
-                         the {} checkpoint {}: kdrun does not read or write RoBERTa's masked-LM \
-                         head (lm_head); fine-tune it directly",
-                        b.model_type,
-                        dir.display()
-                    ),
-                ));
-            }
-        }
-        match crate::data::HfTokenizer::open(dir) {
-            Err(e) => found.push((key("checkpoint"), format!("{whose}{e:#}"))),
-            Ok(tok) if tok.layout() != c.config.layout() => found.push((
-                key("checkpoint"),
-                format!(
-                    "{whose}{}: the tokenizer puts its classification token {} but {} reads it {}",
-                    dir.display(),
-                    if tok.cls_last { "last" } else { "first" },
-                    c.config.arch_name(),
-                    if tok.cls_last { "first" } else { "last" },
-                ),
-            )),
-            Ok(_) => {}
-        }
-        let positions = c.config.max_positions();
-        if positions > 0 && r.data.max_len > positions {
-            found.push((
-                "data.max_len",
-                match member {
-                    None => format!(
-                        "at most {positions} (the checkpoint's positions), found {}",
-                        r.data.max_len
-                    ),
-                    Some(i) => format!(
-                        "at most {positions} (the positions of member {}'s checkpoint {}), found {}",
+                        "at most {n} (the positions of member {}'s checkpoint {}), found {}",
                         i + 1,
                         dir.display(),
                         r.data.max_len
                     ),
-                },
-            ));
-        }
-        found
+                ),
+                (Unfit::Positions(_), None) => ("data.max_len", u.message(t, r.data.max_len, &c)),
+                _ => (
+                    key(match u {
+                        Unfit::Arch(_) => "arch",
+                        Unfit::Pretrain(_) => "pretrain",
+                        _ => "checkpoint",
+                    }),
+                    format!("{whose}{}", u.message(t, r.data.max_len, &c)),
+                ),
+            })
+            .collect()
     })
 }
 

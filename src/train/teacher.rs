@@ -80,35 +80,12 @@ pub fn setup(
         });
     }
     let checkpoint = Checkpoint::open(dir)?;
-    let arch = arch_of(&checkpoint.config);
-    if arch != t.arch {
-        bail!(
-            "teacher.arch = {:?} but the checkpoint {} is {} (set teacher.arch = {:?})",
-            t.arch.name(),
-            dir.display(),
-            checkpoint.config.arch_name(),
-            arch.name()
-        );
+    let (unfit, tokenizer) = unfit(t, max_len, &checkpoint);
+    if let Some(u) = unfit.first() {
+        bail!("{}: {}", u.key(), u.message(t, max_len, &checkpoint));
     }
-    let tokenizer = HfTokenizer::open(dir)?;
-    if tokenizer.layout() != checkpoint.config.layout() {
-        bail!(
-            "{}: the tokenizer puts its classification token {} but {} reads it {}",
-            dir.display(),
-            if tokenizer.cls_last { "last" } else { "first" },
-            checkpoint.config.arch_name(),
-            if tokenizer.cls_last { "first" } else { "last" },
-        );
-    }
+    let tokenizer = tokenizer.ok_or_else(|| anyhow::anyhow!("{}: no tokenizer", dir.display()))?;
     let mut config = checkpoint.config.clone();
-    if max_len > config.max_positions() {
-        bail!(
-            "data.max_len = {} but the checkpoint {} takes at most {} positions",
-            max_len,
-            dir.display(),
-            config.max_positions()
-        );
-    }
     config.set_labels(class_names);
     Ok(TeacherSetup {
         tokenizer: TeacherTokenizer::WordPiece(Box::new(tokenizer)),
@@ -117,12 +94,93 @@ pub fn setup(
     })
 }
 
-/// The recipe's name for a checkpoint's architecture.
-fn arch_of(config: &TeacherConfig) -> TeacherArch {
-    match config {
-        TeacherConfig::Bert(_) => TeacherArch::Bert,
-        TeacherConfig::Xlnet(_) => TeacherArch::Xlnet,
+/// What makes a checkpoint folder unfit for a teacher section: the one list the run's set-up
+/// ([`setup`]) and `kdrun check`'s pre-flight (`pipeline::preflight`) both read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unfit {
+    /// The checkpoint is of another architecture (its name, lower case).
+    Arch(String),
+    /// A RoBERTa-layout checkpoint (its `model_type`) further pre-trained: kdrun does not read or
+    /// write RoBERTa's masked-LM head.
+    Pretrain(String),
+    /// The tokenizer cannot be read, or lacks a role (why), or puts its classification token on
+    /// the other side than the model reads it.
+    Tokenizer(String),
+    /// `data.max_len` beyond the checkpoint's positions (their count).
+    Positions(usize),
+}
+
+impl Unfit {
+    /// The recipe key it is about, in a lone teacher's section.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Arch(_) => "teacher.arch",
+            Self::Pretrain(_) => "teacher.pretrain",
+            Self::Tokenizer(_) => "teacher.checkpoint",
+            Self::Positions(_) => "data.max_len",
+        }
     }
+
+    /// What was expected and what was found, for the checkpoint `c` of section `t`.
+    pub fn message(&self, t: &TeacherSection, max_len: usize, c: &Checkpoint) -> String {
+        let dir = c.dir.display();
+        match self {
+            Self::Arch(arch) => format!(
+                "expected \"{arch}\" (the architecture of the checkpoint {dir}), found \"{}\"",
+                t.arch.name()
+            ),
+            Self::Pretrain(model_type) => format!(
+                "no further pre-training (teacher.pretrain.steps or epochs = 0) for the \
+                 {model_type} checkpoint {dir}: kdrun does not read or write RoBERTa's masked-LM \
+                 head (lm_head); fine-tune it directly"
+            ),
+            Self::Tokenizer(why) => why.clone(),
+            Self::Positions(n) => {
+                format!("at most {n} (the checkpoint's positions), found {max_len}")
+            }
+        }
+    }
+}
+
+/// Everything that makes the opened checkpoint `c` unfit for `t` with inputs of `max_len` tokens
+/// (another architecture is the only thing said then), and its tokenizer where it opens.
+pub fn unfit(
+    t: &TeacherSection,
+    max_len: usize,
+    c: &Checkpoint,
+) -> (Vec<Unfit>, Option<HfTokenizer>) {
+    let arch = c.config.arch_name();
+    if !arch.eq_ignore_ascii_case(t.arch.name()) {
+        return (vec![Unfit::Arch(arch.to_lowercase())], None);
+    }
+    let mut found = Vec::new();
+    if let TeacherConfig::Bert(b) = &c.config {
+        if t.pretrain.enabled() && !b.family().has_mlm_head() {
+            found.push(Unfit::Pretrain(b.model_type.clone()));
+        }
+    }
+    let tokenizer = match HfTokenizer::open(&c.dir) {
+        Err(e) => {
+            found.push(Unfit::Tokenizer(format!("{e:#}")));
+            None
+        }
+        Ok(tok) => {
+            if tok.layout() != c.config.layout() {
+                found.push(Unfit::Tokenizer(format!(
+                    "{}: the tokenizer puts its classification token {} but {arch} reads it {}",
+                    c.dir.display(),
+                    if tok.cls_last { "last" } else { "first" },
+                    if tok.cls_last { "first" } else { "last" },
+                )));
+            }
+            Some(tok)
+        }
+    };
+    let positions = c.config.max_positions();
+    if positions > 0 && max_len > positions {
+        found.push(Unfit::Positions(positions));
+    }
+    (found, tokenizer)
 }
 
 impl TeacherSetup {
