@@ -52,7 +52,9 @@ pub const INPUTS: &str = "random token ids (uniform over 1..vocab, seed 0), ever
 /// A model a workload runs.
 #[derive(Debug, Clone)]
 pub enum Model {
-    Teacher(Box<TeacherConfig>),
+    /// A transformer teacher, and what its training leaves frozen (the embeddings of a
+    /// pretrained teacher).
+    Teacher(Box<TeacherConfig>, FreezePlan),
     Student(BiLstmConfig),
 }
 
@@ -78,8 +80,6 @@ pub struct Workload {
     pub batch: usize,
     /// Tokens per row.
     pub tokens: usize,
-    /// What a training iteration leaves frozen (the embeddings of a pretrained teacher).
-    pub freeze: FreezePlan,
 }
 
 impl Workload {
@@ -90,7 +90,7 @@ impl Workload {
     /// What one iteration runs, in words.
     fn step(&self, recipe: &Recipe) -> String {
         match (&self.model, self.task) {
-            (Model::Teacher(_), Task::Train) => {
+            (Model::Teacher(..), Task::Train) => {
                 let s = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
                 format!(
                     "forward (dropout {}) + cross-entropy + backward + AdamW (weight decay {}, grad-norm clip {} per tensor)",
@@ -181,7 +181,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         (
             "bert-base",
             "BERT-base: 12 layers, 768 hidden, 12 heads, FFN 3072, vocab 21128".into(),
-            Model::Teacher(Box::new(bert(768, 12, 12, 3072))),
+            Model::Teacher(Box::new(bert(768, 12, 12, 3072)), FreezePlan::None),
             32,
             64,
             bert_infer,
@@ -189,7 +189,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         (
             "bert-small",
             "BERT-small: 4 layers, 256 hidden, 4 heads, FFN 1024, vocab 21128".into(),
-            Model::Teacher(Box::new(bert(256, 4, 4, 1024))),
+            Model::Teacher(Box::new(bert(256, 4, 4, 1024)), FreezePlan::None),
             32,
             64,
             bert_infer,
@@ -197,7 +197,10 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
         (
             "e5-small",
             "multilingual-e5-small's shape: BERT 12 layers, 384 hidden, 12 heads, FFN 1536, vocab 250037, embeddings frozen".into(),
-            Model::Teacher(Box::new(bert_vocab(E5_VOCAB, 384, 12, 12, 1536))),
+            Model::Teacher(
+                Box::new(bert_vocab(E5_VOCAB, 384, 12, 12, 1536)),
+                FreezePlan::Embeddings,
+            ),
             32,
             32,
             bert_infer,
@@ -219,7 +222,7 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
                 t.heads,
                 t.intermediate()
             ),
-            Model::Teacher(Box::new(default_teacher(recipe))),
+            Model::Teacher(Box::new(default_teacher(recipe)), FreezePlan::None),
             recipe.data.max_len,
             t.batch_size,
             recipe.report.timing_batch,
@@ -253,11 +256,6 @@ pub fn workloads(recipe: &Recipe, gpu: bool, quick: bool) -> Vec<Workload> {
                 task,
                 batch: cut(batch),
                 tokens,
-                freeze: if family == "e5-small" {
-                    FreezePlan::Embeddings
-                } else {
-                    FreezePlan::None
-                },
             })
         })
         .collect()
@@ -356,7 +354,7 @@ mod tests {
         // Only the pretrained teacher's shape trains with its embeddings frozen.
         let frozen: Vec<&str> = cpu
             .iter()
-            .filter(|w| w.freeze == FreezePlan::Embeddings)
+            .filter(|w| matches!(w.model, Model::Teacher(_, FreezePlan::Embeddings)))
             .map(|w| w.name.as_str())
             .collect();
         assert_eq!(frozen, ["e5-small/train", "e5-small/infer"]);

@@ -135,11 +135,11 @@ pub fn run_workload(
     };
     device.seed(SEED);
     let (params, (warmup, timed)) = match (&w.model, w.task) {
-        (Model::Teacher(config), Task::Train) => {
+        (Model::Teacher(config, freeze), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
             let settings = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
             let mut optim = train::optimizer(&settings);
-            let (start, _) = config.init_classifier(&device).freeze(w.freeze)?;
+            let (start, _) = config.init_classifier(&device).freeze(*freeze)?;
             let mut model = Some(start);
             let params = model.as_ref().map_or(0, |m| m.num_params());
             let times = measure(policy, || {
@@ -168,7 +168,7 @@ pub fn run_workload(
             })?;
             (params, times)
         }
-        (Model::Teacher(config), Task::Infer) => {
+        (Model::Teacher(config, _), Task::Infer) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
             let model = config.init_classifier(&device).valid();
             (
@@ -204,7 +204,7 @@ pub fn run_workload(
 
 fn vocab_of(model: &Model) -> usize {
     match model {
-        Model::Teacher(t) => match t.as_ref() {
+        Model::Teacher(t, _) => match t.as_ref() {
             TeacherConfig::Bert(c) => c.vocab_size,
             TeacherConfig::Xlnet(c) => c.vocab_size,
         },
