@@ -155,12 +155,11 @@ fn check_teacher_checkpoint(
     if dir.as_os_str().is_empty() || !dir.join("config.json").is_file() {
         return Vec::new(); // none, or reported by the recipe's own validation
     }
-    let key = |rest: &'static str| -> &'static str {
-        match (member, rest) {
-            (Some(i), rest) => crate::recipe::member_key(i, rest),
-            (None, "arch") => "teacher.arch",
-            (None, "pretrain") => "teacher.pretrain",
-            (None, _) => "teacher.checkpoint",
+    // The key of the teacher's section: the lone teacher's, or member i's.
+    let key = |rest: &str| -> &'static str {
+        match member {
+            Some(i) => crate::recipe::member_key(i, rest),
+            None => crate::recipe::static_key(&format!("teacher.{rest}")),
         }
     };
     // Whose checkpoint, in a message: the teacher's, or "member 2's".
@@ -195,8 +194,12 @@ fn check_teacher_checkpoint(
         let (unfit, _) = crate::train::teacher::unfit(t, r.data.max_len, &c);
         unfit
             .iter()
-            .map(|u| match (u, member) {
-                (Unfit::Positions(n), Some(i)) => (
+            .map(|u| match (u.teacher_key(), u, member) {
+                (Some(k), _, _) => (
+                    key(k),
+                    format!("{whose}{}", u.message(t, r.data.max_len, &c)),
+                ),
+                (None, Unfit::Positions(n), Some(i)) => (
                     "data.max_len",
                     format!(
                         "at most {n} (the positions of member {}'s checkpoint {}), found {}",
@@ -205,15 +208,7 @@ fn check_teacher_checkpoint(
                         r.data.max_len
                     ),
                 ),
-                (Unfit::Positions(_), None) => ("data.max_len", u.message(t, r.data.max_len, &c)),
-                _ => (
-                    key(match u {
-                        Unfit::Arch(_) => "arch",
-                        Unfit::Pretrain(_) => "pretrain",
-                        _ => "checkpoint",
-                    }),
-                    format!("{whose}{}", u.message(t, r.data.max_len, &c)),
-                ),
+                (None, _, _) => ("data.max_len", u.message(t, r.data.max_len, &c)),
             })
             .collect()
     })

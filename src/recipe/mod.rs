@@ -19,4 +19,4 @@ pub use load::{
     ENV_PREFIX,
 };
 pub use sections::*;
-pub use validate::{folder_name_problem, member_key};
+pub use validate::{folder_name_problem, member_key, static_key};

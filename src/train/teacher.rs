@@ -111,14 +111,21 @@ pub enum Unfit {
 }
 
 impl Unfit {
-    /// The recipe key it is about, in a lone teacher's section.
-    pub fn key(&self) -> &'static str {
+    /// The key of the teacher's section it is about (`arch`, `pretrain`, `checkpoint`), or None
+    /// for `data.max_len`.
+    pub fn teacher_key(&self) -> Option<&'static str> {
         match self {
-            Self::Arch(_) => "teacher.arch",
-            Self::Pretrain(_) => "teacher.pretrain",
-            Self::Tokenizer(_) => "teacher.checkpoint",
-            Self::Positions(_) => "data.max_len",
+            Self::Arch(_) => Some("arch"),
+            Self::Pretrain(_) => Some("pretrain"),
+            Self::Tokenizer(_) => Some("checkpoint"),
+            Self::Positions(_) => None,
         }
+    }
+
+    /// The recipe key it is about, in a lone teacher's section.
+    pub fn key(&self) -> String {
+        self.teacher_key()
+            .map_or("data.max_len".into(), |k| format!("teacher.{k}"))
     }
 
     /// What was expected and what was found, for the checkpoint `c` of section `t`.
