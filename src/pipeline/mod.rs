@@ -119,10 +119,15 @@ pub(crate) fn run_in(
     // The report's rows: the teacher's, the students, the baseline, TextGCN.
     let mut models = teacher.rows.clone();
     models.extend(rows);
-    let mut results = results(&cx, loaded, run_dir, &teacher, models, coverage)?;
-    results.started = started;
-    results.finished = timestamp(SystemTime::now());
-    results.total_seconds = clock.elapsed().as_secs_f64();
+    let mut results = results(
+        &cx,
+        loaded,
+        run_dir,
+        &teacher,
+        models,
+        coverage,
+        (started, clock),
+    )?;
     run_dir.write_json("results.json", &results)?;
     if r.export.is_empty() {
         return Ok(results);
@@ -215,8 +220,8 @@ fn students(
     Ok((rows, distilled.value.coverage))
 }
 
-/// The run's results (its clock left for the caller to set), and its vocabularies written to
-/// the run folder.
+/// The run's results, finished now (`started` when and at which instant), and its vocabularies
+/// written to the run folder.
 fn results(
     cx: &Context,
     loaded: &LoadedRecipe,
@@ -224,6 +229,7 @@ fn results(
     teacher: &teachers::TeacherSide,
     models: Vec<ModelResult>,
     vectors_coverage: Option<crate::data::vectors::Coverage>,
+    (started, clock): (String, Instant),
 ) -> Result<RunResults> {
     let r = cx.r;
     let compute = cx.compute;
@@ -244,9 +250,9 @@ fn results(
         } else {
             r.report.title.clone()
         },
-        started: String::new(),
-        finished: String::new(),
-        total_seconds: 0.0,
+        started,
+        finished: timestamp(SystemTime::now()),
+        total_seconds: clock.elapsed().as_secs_f64(),
         kdrun_version: crate::build_info::VERSION.into(),
         git_commit: crate::build_info::git_commit().map(String::from),
         backend: compute.backend.clone(),
