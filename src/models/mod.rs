@@ -10,6 +10,7 @@ pub mod forward;
 pub mod hf;
 pub mod linear;
 pub mod lstm_op;
+pub mod ops;
 pub mod records;
 pub mod teacher;
 pub mod textgcn;
