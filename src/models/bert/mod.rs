@@ -10,6 +10,7 @@ pub mod family;
 pub mod load;
 pub mod mlm;
 
+use crate::models::ops::dropout;
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::{
@@ -288,7 +289,7 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(positions);
-        self.dropout.forward(self.layer_norm.forward(x))
+        dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -312,7 +313,7 @@ impl BertSelfAttention {
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt()) + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = dropout(&self.dropout, softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, t, h])
     }
 }
@@ -327,7 +328,7 @@ pub struct BertSelfOutput {
 impl BertSelfOutput {
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(hidden)) + input)
+            .forward(dropout(&self.dropout, self.dense.forward(hidden)) + input)
     }
 }
 
@@ -366,12 +367,9 @@ impl BertLayer {
             .intermediate
             .activation
             .forward(self.intermediate.dense.forward(attn.clone()));
-        self.output.layer_norm.forward(
-            self.output
-                .dropout
-                .forward(self.output.dense.forward(inter))
-                + attn,
-        )
+        self.output
+            .layer_norm
+            .forward(dropout(&self.output.dropout, self.output.dense.forward(inter)) + attn)
     }
 }
 
@@ -392,7 +390,7 @@ impl BertPooler {
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = hidden.dims();
         let first = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        tanh(self.dense.forward(self.dropout.forward(first)))
+        tanh(self.dense.forward(dropout(&self.dropout, first)))
     }
 }
 
@@ -463,7 +461,7 @@ impl BertClassifier {
         let out = self.bert.forward(input_ids, token_type_ids, attention_mask);
         let logits = self
             .classifier
-            .forward(self.dropout.forward(out.pooled.clone()));
+            .forward(dropout(&self.dropout, out.pooled.clone()));
         (logits, out)
     }
 

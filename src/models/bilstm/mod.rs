@@ -14,6 +14,7 @@ mod tests;
 
 pub use recurrence::{bilstm, bilstm_composed, LstmDirection};
 
+use crate::models::ops::dropout;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
@@ -112,7 +113,7 @@ impl BiLstmClassifier {
     /// The embedded tokens (after dropout) and their mask: one step of the mean embedding with
     /// `mean` input.
     fn inputs(&self, tokens: Tensor<2, Int>, mask: Tensor<2>) -> (Tensor<3>, Tensor<2>) {
-        let emb = self.dropout.forward(self.embedding.forward(tokens));
+        let emb = dropout(&self.dropout, self.embedding.forward(tokens));
         if self.mean_input {
             // Mean over the real tokens, fed as one step.
             let [b, t] = mask.dims();
@@ -182,7 +183,7 @@ impl BiLstmClassifier {
         match seq {
             Some(seq) if self.max_over_time => {
                 let [b, t] = mask.dims();
-                let per_step = self.out.forward(self.dropout.forward(seq));
+                let per_step = self.out.forward(dropout(&self.dropout, seq));
                 // Padding steps get a large negative logit so the maximum ignores them.
                 let pad = mask
                     .neg()
@@ -195,7 +196,7 @@ impl BiLstmClassifier {
             _ => {
                 let fc = self.fc.as_ref().expect("tang head has an fc layer");
                 self.out
-                    .forward(self.dropout.forward(relu(fc.forward(last))))
+                    .forward(dropout(&self.dropout, relu(fc.forward(last))))
             }
         }
     }

@@ -52,6 +52,51 @@ impl Stream {
     }
 }
 
+/// Blocks computed side by side by [`Stream::words`]: one AVX-512 register of 32-bit lanes.
+pub const LANES: usize = 16;
+
+impl Stream {
+    /// Numbers `4 · first_block ..` `4 · (first_block + LANES)` of the stream, in order: the same
+    /// as [`Stream::block`] gives block by block, computed lane-wise so that the rounds vectorize.
+    #[inline(always)]
+    pub fn words(&self, first_block: u64) -> [u32; 4 * LANES] {
+        let mut c = [[0u32; LANES]; 4];
+        for l in 0..LANES {
+            let b = first_block + l as u64;
+            c[0][l] = b as u32;
+            c[1][l] = (b >> 32) as u32;
+            c[2][l] = self.id as u32;
+            c[3][l] = (self.id >> 32) as u32;
+        }
+        let mut k = [self.key as u32, (self.key >> 32) as u32];
+        for round in 0..10 {
+            if round > 0 {
+                k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+            }
+            for l in 0..LANES {
+                let p0 = u64::from(M0) * u64::from(c[0][l]);
+                let p1 = u64::from(M1) * u64::from(c[2][l]);
+                let next = [
+                    (p1 >> 32) as u32 ^ c[1][l] ^ k[0],
+                    p1 as u32,
+                    (p0 >> 32) as u32 ^ c[3][l] ^ k[1],
+                    p0 as u32,
+                ];
+                for (w, v) in next.into_iter().enumerate() {
+                    c[w][l] = v;
+                }
+            }
+        }
+        let mut out = [0u32; 4 * LANES];
+        for l in 0..LANES {
+            for w in 0..4 {
+                out[4 * l + w] = c[w][l];
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +142,19 @@ mod tests {
         assert_ne!(s.block(0), Stream { key: 43, id: 7 }.block(0));
         assert_ne!(s.block(0), Stream { key: 42, id: 8 }.block(0));
         assert_ne!(s.block(0), s.block(1));
+    }
+
+    #[test]
+    fn lane_wise_words_are_the_blocks_in_order() {
+        let s = Stream {
+            key: 0x0123_4567_89ab_cdef,
+            id: 3,
+        };
+        for first in [0u64, 5, u64::from(u32::MAX) - 3] {
+            let words = s.words(first);
+            for l in 0..LANES {
+                assert_eq!(words[4 * l..4 * l + 4], s.block(first + l as u64));
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub mod graph;
 pub mod spmm;
 
+use crate::models::ops::dropout;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::activation::relu;
@@ -40,7 +41,7 @@ impl TextGcn {
     /// Logits of every node `[nodes, classes]` (only the document rows mean anything).
     pub fn forward(&self, adj: &Arc<SparseAdj>) -> Tensor<2> {
         let h = relu(spmm(adj, self.w1.val()));
-        let h = self.dropout.forward(h);
+        let h = dropout(&self.dropout, h);
         spmm(adj, h.matmul(self.w2.val()))
     }
 

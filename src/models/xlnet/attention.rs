@@ -2,6 +2,7 @@
 //! position term `bd` (through `rel_shift`), segment term `ef`, scaled, masked, softmax; the
 //! output projection `o`, residual and post-LayerNorm.
 
+use crate::models::ops::dropout;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, LayerNorm};
 use burn::tensor::activation::softmax;
@@ -112,7 +113,7 @@ impl XlnetRelativeAttention {
         let score = (ac + bd + ef).mul_scalar(1.0 / (h as f64).sqrt()) - mask.mul_scalar(1e30);
         // Shifted by the row maximum as torch's softmax is, so a fully masked row is uniform.
         let score = score.clone() - score.max_dim(3);
-        let prob = self.dropout.forward(softmax(score, 3));
+        let prob = dropout(&self.dropout, softmax(score, 3));
         prob.matmul(v)
     }
 
@@ -125,7 +126,7 @@ impl XlnetRelativeAttention {
             .reshape([b * t, n * dh])
             .matmul(self.o.val().reshape([d, n * dh]).transpose())
             .reshape([b, t, d]);
-        self.layer_norm.forward(self.dropout.forward(out) + h)
+        self.layer_norm.forward(dropout(&self.dropout, out) + h)
     }
 
     /// Position keys `[B, N, R, H]` from the encoding `pos_emb` `[R, d_model]`.

@@ -3,6 +3,7 @@
 //! embedding plus the head's own bias).
 
 use super::layer::{XlnetForward, XlnetModel, XlnetTwoStream};
+use crate::models::ops::dropout;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, Linear};
 use burn::tensor::activation::tanh;
@@ -32,7 +33,7 @@ impl XlnetSequenceSummary {
         if self.tanh {
             x = tanh(x);
         }
-        self.last_dropout.forward(x)
+        dropout(&self.last_dropout, x)
     }
 }
 

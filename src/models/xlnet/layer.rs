@@ -3,6 +3,7 @@
 //! content stream alone or both streams.
 
 use super::attention::{relative_positional_encoding, XlnetRelativeAttention};
+use crate::models::ops::dropout;
 use burn::module::{Module, Param};
 use burn::nn::activation::Activation;
 use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
@@ -20,10 +21,11 @@ pub struct XlnetFeedForward {
 impl XlnetFeedForward {
     /// `layer_1` → activation → dropout → `layer_2` → dropout → residual → LayerNorm.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self
-            .dropout
-            .forward(self.activation.forward(self.layer_1.forward(x.clone())));
-        let y = self.dropout.forward(self.layer_2.forward(y));
+        let y = dropout(
+            &self.dropout,
+            self.activation.forward(self.layer_1.forward(x.clone())),
+        );
+        let y = dropout(&self.dropout, self.layer_2.forward(y));
         self.layer_norm.forward(y + x)
     }
 }
@@ -105,14 +107,11 @@ impl XlnetModel {
     ) -> XlnetForward {
         let [_, t] = input_ids.dims();
         let device = input_ids.device();
-        let embedding_output = self.dropout.forward(self.word_embedding.forward(input_ids));
-        let pos_emb = self.dropout.forward(relative_positional_encoding(
-            t,
-            t,
-            self.d_model(),
-            self.clamp_len,
-            &device,
-        ));
+        let embedding_output = dropout(&self.dropout, self.word_embedding.forward(input_ids));
+        let pos_emb = dropout(
+            &self.dropout,
+            relative_positional_encoding(t, t, self.d_model(), self.clamp_len, &device),
+        );
         let seg = segment_difference(token_type_ids);
         let (mask_h, _) = attention_masks(attention_mask, None);
         let mut h = embedding_output.clone();
@@ -124,7 +123,7 @@ impl XlnetModel {
         }
         XlnetForward {
             embedding_output,
-            last_hidden_state: self.dropout.forward(h),
+            last_hidden_state: dropout(&self.dropout, h),
         }
     }
 
@@ -143,17 +142,15 @@ impl XlnetModel {
         let [_, m, _] = target_mapping.dims();
         let device = input_ids.device();
         let d = self.d_model();
-        let mut h = self.dropout.forward(self.word_embedding.forward(input_ids));
-        let mut g = self
-            .dropout
-            .forward(self.mask_emb.val().repeat_dim(0, b).repeat_dim(1, m));
-        let pos_emb = self.dropout.forward(relative_positional_encoding(
-            t,
-            t,
-            d,
-            self.clamp_len,
-            &device,
-        ));
+        let mut h = dropout(&self.dropout, self.word_embedding.forward(input_ids));
+        let mut g = dropout(
+            &self.dropout,
+            self.mask_emb.val().repeat_dim(0, b).repeat_dim(1, m),
+        );
+        let pos_emb = dropout(
+            &self.dropout,
+            relative_positional_encoding(t, t, d, self.clamp_len, &device),
+        );
         let seg = segment_difference(token_type_ids);
         let (mask_h, mask_g) = attention_masks(attention_mask, Some(perm_mask));
         for layer in &self.layer {
@@ -170,8 +167,8 @@ impl XlnetModel {
             g = layer.ff.forward(g2);
         }
         XlnetTwoStream {
-            h: self.dropout.forward(h),
-            g: self.dropout.forward(g),
+            h: dropout(&self.dropout, h),
+            g: dropout(&self.dropout, g),
         }
     }
 }
