@@ -10,14 +10,14 @@ pub mod family;
 pub mod load;
 pub mod mlm;
 
-use crate::models::ops::dropout;
+use crate::models::ops::{attention, dropout};
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::tensor::activation::{softmax, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -306,15 +306,14 @@ impl BertSelfAttention {
     /// `x`: `[batch, time, hidden]`; `mask_bias`: `[batch, 1, 1, time]`, 0 on tokens and a large
     /// negative number on padding.
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let [b, t, h] = x.dims();
-        let d = h / self.num_heads;
-        let split = |y: Tensor<3>| y.reshape([b, t, self.num_heads, d]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt()) + mask_bias;
-        let probs = dropout(&self.dropout, softmax(scores, 3));
-        probs.matmul(v).swap_dims(1, 2).reshape([b, t, h])
+        attention(
+            self.query.forward(x.clone()),
+            self.key.forward(x.clone()),
+            self.value.forward(x),
+            mask_bias,
+            self.num_heads,
+            &self.dropout,
+        )
     }
 }
 

@@ -51,7 +51,7 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// A 64-bit key from three uniform draws of the device's seeded stream.
-fn draw_key(device: &Device) -> u64 {
+pub(super) fn draw_key(device: &Device) -> u64 {
     let u = Tensor::<1>::random(
         [3],
         Distribution::Uniform(0.0, 1.0),

@@ -47,6 +47,69 @@ pub(crate) unsafe fn matmul(
     );
 }
 
+/// A matrix operand for [`gemm`]: its first element and the strides (in elements) between rows
+/// and between columns, so that a transposed operand is a swap of strides.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<P> {
+    pub ptr: P,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<P> Mat<P> {
+    /// Rows `rs` apart, adjacent columns.
+    pub fn rows(ptr: P, rs: usize) -> Self {
+        Self { ptr, rs, cs: 1 }
+    }
+
+    /// The transpose of a matrix with rows `rs` apart and adjacent columns.
+    pub fn transposed(ptr: P, rs: usize) -> Self {
+        Self { ptr, rs: 1, cs: rs }
+    }
+}
+
+/// `dst = scale · lhs · rhs` (`accumulate`: `dst += …`), `m × k` by `k × n`, single-threaded
+/// (the callers are rayon tasks already).
+///
+/// # Safety
+/// Every operand must cover the elements its shape and strides address, and `dst` must not
+/// overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: Mat<*mut f32>,
+    accumulate: bool,
+    lhs: Mat<*const f32>,
+    rhs: Mat<*const f32>,
+    scale: f32,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.cs as isize,
+            dst.rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.ptr,
+            rhs.cs as isize,
+            rhs.rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// `$vis fn $name(args)`: `$generic` compiled for AVX-512 and for AVX2 + FMA besides the
 /// baseline, the best one the CPU has chosen at run time (the same loop; the compiler vectorizes
 /// it per target).

@@ -5,15 +5,19 @@
 //!
 //! - [`dropout`]: masks from a counter-based generator ([`philox`]: Philox4x32-10, keyed once per
 //!   call from the device's seeded stream), regenerated in the backward pass instead of stored.
+//! - [`attention`]: multi-head self-attention (scores, mask, softmax, dropout, context), one task
+//!   per sequence and head, read from and written to `[batch, time, hidden]` directly.
 //!
 //! Every operation is called through a function that checks the device: on flex (with or without
 //! autodiff) it runs the operation, elsewhere (wgpu) the composition of burn's tensor operations
 //! it replaces, which the tests also compare it against.
 
+pub mod attention;
 pub mod dropout;
 pub mod kernels;
 pub mod philox;
 
+pub use attention::attention;
 pub use dropout::dropout;
 
 use burn::backend::flex::FlexTensor;
