@@ -2,6 +2,7 @@
 //! embeddings (it multiplies by their transpose), as `tie_word_embeddings` does in transformers.
 
 use super::{BertConfig, BertForward, BertModel};
+use crate::models::ops::linear;
 use burn::module::{Module, Param};
 use burn::nn::activation::Activation;
 use burn::nn::{LayerNorm, Linear};
@@ -43,7 +44,7 @@ impl BertMlmHead {
         let [v, _] = word_embeddings.dims();
         let x = self
             .layer_norm
-            .forward(self.activation.forward(self.dense.forward(hidden)));
+            .forward(self.activation.forward(linear(&self.dense, hidden)));
         x.matmul(word_embeddings.transpose()) + self.bias.val().reshape([1, v])
     }
 }

@@ -10,7 +10,7 @@ pub mod family;
 pub mod load;
 pub mod mlm;
 
-use crate::models::ops::{attention, dropout};
+use crate::models::ops::{attention, dropout, linear};
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::{
@@ -307,9 +307,9 @@ impl BertSelfAttention {
     /// negative number on padding.
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         attention(
-            self.query.forward(x.clone()),
-            self.key.forward(x.clone()),
-            self.value.forward(x),
+            linear(&self.query, x.clone()),
+            linear(&self.key, x.clone()),
+            linear(&self.value, x),
             mask_bias,
             self.num_heads,
             &self.dropout,
@@ -327,7 +327,7 @@ pub struct BertSelfOutput {
 impl BertSelfOutput {
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
         self.layer_norm
-            .forward(dropout(&self.dropout, self.dense.forward(hidden)) + input)
+            .forward(dropout(&self.dropout, linear(&self.dense, hidden)) + input)
     }
 }
 
@@ -365,10 +365,10 @@ impl BertLayer {
         let inter = self
             .intermediate
             .activation
-            .forward(self.intermediate.dense.forward(attn.clone()));
+            .forward(linear(&self.intermediate.dense, attn.clone()));
         self.output
             .layer_norm
-            .forward(dropout(&self.output.dropout, self.output.dense.forward(inter)) + attn)
+            .forward(dropout(&self.output.dropout, linear(&self.output.dense, inter)) + attn)
     }
 }
 
@@ -389,7 +389,7 @@ impl BertPooler {
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = hidden.dims();
         let first = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        tanh(self.dense.forward(dropout(&self.dropout, first)))
+        tanh(linear(&self.dense, dropout(&self.dropout, first)))
     }
 }
 

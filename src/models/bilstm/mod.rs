@@ -14,7 +14,7 @@ mod tests;
 
 pub use recurrence::{bilstm, bilstm_composed, LstmDirection};
 
-use crate::models::ops::dropout;
+use crate::models::ops::{dropout, linear};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
@@ -183,7 +183,7 @@ impl BiLstmClassifier {
         match seq {
             Some(seq) if self.max_over_time => {
                 let [b, t] = mask.dims();
-                let per_step = self.out.forward(dropout(&self.dropout, seq));
+                let per_step = linear(&self.out, dropout(&self.dropout, seq));
                 // Padding steps get a large negative logit so the maximum ignores them.
                 let pad = mask
                     .neg()

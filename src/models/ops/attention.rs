@@ -14,7 +14,7 @@
 //! again (Philox, stream = the task, as [`super::dropout`]).
 
 use super::kernels::{exp, gemm, Mat};
-use super::philox::{Stream, LANES};
+use super::philox::Stream;
 use super::{f32s, on_flex, slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -156,15 +156,9 @@ impl Drop {
             key: self.key,
             id: task as u64,
         };
-        let thr = (self.p * 4_294_967_296.0).round() as u64;
+        let thr = super::dropout::threshold(self.p);
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        const N: usize = 4 * LANES;
-        for (g, (out, x)) in out.chunks_mut(N).zip(probs.chunks(N)).enumerate() {
-            let words = stream.words((g * LANES) as u64);
-            for ((o, &v), &w) in out.iter_mut().zip(x).zip(&words) {
-                *o = if u64::from(w) < thr { 0.0 } else { v * scale };
-            }
-        }
+        super::dropout::masked(probs, out, 0, stream, thr, scale);
     }
 }
 

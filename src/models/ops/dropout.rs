@@ -64,9 +64,9 @@ pub(super) fn draw_key(device: &Device) -> u64 {
     bits(u[0]) | bits(u[1]) << 24 | (bits(u[2]) & 0xFFFF) << 48
 }
 
-/// `p · 2³²`: a number below it drops its element.
-fn threshold(p: f64) -> u64 {
-    (p * 4_294_967_296.0).round() as u64
+/// `p · 2³²` (at most 2³² − 1): a number below it drops its element.
+pub(super) fn threshold(p: f64) -> u32 {
+    (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
 }
 
 /// `out[i] = x[i] · scale` where the stream keeps element `i`, else 0, in parallel chunks.
@@ -81,12 +81,12 @@ fn apply(x: &[f32], p: f64, key: u64) -> Vec<f32> {
     out
 }
 
-multiversioned!(masked, masked_generic(
+multiversioned!(pub(super) masked, masked_generic(
     x: &[f32],
     out: &mut [f32],
     first_block: u64,
     stream: Stream,
-    thr: u64,
+    thr: u32,
     scale: f32,
 ));
 
@@ -96,14 +96,14 @@ fn masked_generic(
     out: &mut [f32],
     first_block: u64,
     stream: Stream,
-    thr: u64,
+    thr: u32,
     scale: f32,
 ) {
     const N: usize = 4 * LANES;
     for (g, (out, x)) in out.chunks_mut(N).zip(x.chunks(N)).enumerate() {
         let words = stream.words(first_block + (g * LANES) as u64);
         for ((o, &v), &w) in out.iter_mut().zip(x).zip(&words) {
-            *o = if u64::from(w) < thr { 0.0 } else { v * scale };
+            *o = if w < thr { 0.0 } else { v * scale };
         }
     }
 }

@@ -3,7 +3,7 @@
 //! content stream alone or both streams.
 
 use super::attention::{relative_positional_encoding, XlnetRelativeAttention};
-use crate::models::ops::dropout;
+use crate::models::ops::{dropout, linear};
 use burn::module::{Module, Param};
 use burn::nn::activation::Activation;
 use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
@@ -23,9 +23,9 @@ impl XlnetFeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let y = dropout(
             &self.dropout,
-            self.activation.forward(self.layer_1.forward(x.clone())),
+            self.activation.forward(linear(&self.layer_1, x.clone())),
         );
-        let y = dropout(&self.dropout, self.layer_2.forward(y));
+        let y = dropout(&self.dropout, linear(&self.layer_2, y));
         self.layer_norm.forward(y + x)
     }
 }
