@@ -7,8 +7,8 @@
 //!   call from the device's seeded stream), regenerated in the backward pass instead of stored.
 //! - [`attention`]: multi-head self-attention (scores, mask, softmax, dropout, context), one task
 //!   per sequence and head, read from and written to `[batch, time, hidden]` directly.
-//! - [`linear`]: a linear layer with the leading dimensions folded into one product's rows (not
-//!   an operation of its own: a reshape around burn's, for every backend).
+//! - [`linear`]: a linear layer with the leading dimensions folded into one product's rows, the
+//!   bias added by the product itself, the rows split over the threads.
 //!
 //! Every operation is called through a function that checks the device: on flex (with or without
 //! autodiff) it runs the operation, elsewhere (wgpu) the composition of burn's tensor operations

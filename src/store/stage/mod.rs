@@ -40,10 +40,12 @@ use std::path::{Path, PathBuf};
 
 /// Bumped when what a stage writes changes, so old artifacts are not misread (2: teacher logits
 /// as safetensors, vector coverage kept with the student, recipes keyed with derived values
-/// filled in; 3: teachers stored as the architecture enum `models::TeacherModel`). Not bumped
+/// filled in; 3: teachers stored as the architecture enum `models::TeacherModel`; 4: dropout masks
+/// drawn by Philox (`models::ops::dropout`), so a model trained with the same seed is another
+/// model, and a stage trained before must not stand for it). Not bumped
 /// for the manifests' checksums: a stage's files are what they were, and a manifest without
 /// checksums gets them when its stage is first reused, so no stage is computed again for them.
-pub const ARTIFACT_VERSION: u32 = 3;
+pub const ARTIFACT_VERSION: u32 = 4;
 
 /// The key of a stage: sha256 of its name, the artifact version, its settings and its inputs'
 /// keys (first 20 hex digits).
