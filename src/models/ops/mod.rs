@@ -5,6 +5,9 @@
 //!
 //! - [`dropout`]: masks from a counter-based generator ([`philox`]: Philox4x32-10, keyed once per
 //!   call from the device's seeded stream), regenerated in the backward pass instead of stored.
+//! - [`layer_norm`]: with autodiff, each row's mean and `1/√(var + ε)` and the output in one pass
+//!   (the input and those two numbers a row kept), and `dx`, `dγ`, `dβ` in one more (without
+//!   autodiff, burn-flex's own fused kernel).
 //! - [`gelu`]: the exact GELU with a branch-free, vectorizable `erf` (burn calls libm's scalar
 //!   `erff`); [`activation`] takes it for burn's exact-GELU activation.
 //!
@@ -15,10 +18,12 @@
 pub mod dropout;
 pub mod gelu;
 pub mod kernels;
+pub mod layer_norm;
 pub mod philox;
 
 pub use dropout::dropout;
 pub use gelu::{activation, gelu};
+pub use layer_norm::layer_norm;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};
