@@ -9,6 +9,11 @@
 //!   per sequence and head, read from and written to `[batch, time, hidden]` directly.
 //! - [`linear`]: a linear layer with the leading dimensions folded into one product's rows, the
 //!   bias added by the product itself, the rows split over the threads.
+//! - [`layer_norm`]: with autodiff, each row's mean and `1/√(var + ε)` and the output in one pass
+//!   (the input and those two numbers a row kept), and `dx`, `dγ`, `dβ` in one more (without
+//!   autodiff, burn-flex's own fused kernel).
+//! - [`gelu`]: the exact GELU with a branch-free, vectorizable `erf` (burn calls libm's scalar
+//!   `erff`); [`activation`] takes it for burn's exact-GELU activation.
 //!
 //! Every operation is called through a function that checks the device: on flex (with or without
 //! autodiff) it runs the operation, elsewhere (wgpu) the composition of burn's tensor operations
@@ -16,12 +21,16 @@
 
 pub mod attention;
 pub mod dropout;
+pub mod gelu;
 pub mod kernels;
+pub mod layer_norm;
 pub mod linear;
 pub mod philox;
 
 pub use attention::attention;
 pub use dropout::dropout;
+pub use gelu::{activation, gelu};
+pub use layer_norm::layer_norm;
 pub use linear::linear;
 
 use burn::backend::flex::FlexTensor;
@@ -46,4 +55,26 @@ pub(crate) fn slice(t: &FlexTensor) -> &[f32] {
 /// A flex tensor of `values` in `shape`.
 pub(crate) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Test inputs that do not draw from a device's seeded stream (which other tests seed).
+#[cfg(test)]
+pub(crate) mod test_values {
+    /// `n` standard normal numbers from `seed` (SplitMix64, Box–Muller).
+    pub fn normal(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut uniform = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let (u, v) = (1.0 - uniform(), uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect()
+    }
 }
