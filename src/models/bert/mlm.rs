@@ -2,7 +2,7 @@
 //! embeddings (it multiplies by their transpose), as `tie_word_embeddings` does in transformers.
 
 use super::{BertConfig, BertForward, BertModel};
-use crate::models::ops::linear;
+use crate::models::ops::{activation, layer_norm, linear};
 use burn::module::{Module, Param};
 use burn::nn::activation::Activation;
 use burn::nn::{LayerNorm, Linear};
@@ -42,9 +42,10 @@ impl BertMlmHead {
     /// that are predicted, in pre-training).
     pub fn forward_rows(&self, hidden: Tensor<2>, word_embeddings: Tensor<2>) -> Tensor<2> {
         let [v, _] = word_embeddings.dims();
-        let x = self
-            .layer_norm
-            .forward(self.activation.forward(linear(&self.dense, hidden)));
+        let x = layer_norm(
+            &self.layer_norm,
+            activation(&self.activation, linear(&self.dense, hidden)),
+        );
         x.matmul(word_embeddings.transpose()) + self.bias.val().reshape([1, v])
     }
 }

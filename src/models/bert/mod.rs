@@ -10,7 +10,7 @@ pub mod family;
 pub mod load;
 pub mod mlm;
 
-use crate::models::ops::{attention, dropout, linear};
+use crate::models::ops::{activation, attention, dropout, layer_norm, linear};
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::{
@@ -289,7 +289,7 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(positions);
-        dropout(&self.dropout, self.layer_norm.forward(x))
+        dropout(&self.dropout, layer_norm(&self.layer_norm, x))
     }
 }
 
@@ -326,8 +326,10 @@ pub struct BertSelfOutput {
 
 impl BertSelfOutput {
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        self.layer_norm
-            .forward(dropout(&self.dropout, linear(&self.dense, hidden)) + input)
+        layer_norm(
+            &self.layer_norm,
+            dropout(&self.dropout, linear(&self.dense, hidden)) + input,
+        )
     }
 }
 
@@ -362,13 +364,14 @@ impl BertLayer {
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let attn = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(attn, x);
-        let inter = self
-            .intermediate
-            .activation
-            .forward(linear(&self.intermediate.dense, attn.clone()));
-        self.output
-            .layer_norm
-            .forward(dropout(&self.output.dropout, linear(&self.output.dense, inter)) + attn)
+        let inter = activation(
+            &self.intermediate.activation,
+            linear(&self.intermediate.dense, attn.clone()),
+        );
+        layer_norm(
+            &self.output.layer_norm,
+            dropout(&self.output.dropout, linear(&self.output.dense, inter)) + attn,
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! position term `bd` (through `rel_shift`), segment term `ef`, scaled, masked, softmax; the
 //! output projection `o`, residual and post-LayerNorm.
 
-use crate::models::ops::dropout;
+use crate::models::ops::{dropout, layer_norm};
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, LayerNorm};
 use burn::tensor::activation::softmax;
@@ -126,7 +126,7 @@ impl XlnetRelativeAttention {
             .reshape([b * t, n * dh])
             .matmul(self.o.val().reshape([d, n * dh]).transpose())
             .reshape([b, t, d]);
-        self.layer_norm.forward(dropout(&self.dropout, out) + h)
+        layer_norm(&self.layer_norm, dropout(&self.dropout, out) + h)
     }
 
     /// Position keys `[B, N, R, H]` from the encoding `pos_emb` `[R, d_model]`.

@@ -3,7 +3,7 @@
 //! content stream alone or both streams.
 
 use super::attention::{relative_positional_encoding, XlnetRelativeAttention};
-use crate::models::ops::{dropout, linear};
+use crate::models::ops::{activation, dropout, layer_norm, linear};
 use burn::module::{Module, Param};
 use burn::nn::activation::Activation;
 use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
@@ -23,10 +23,10 @@ impl XlnetFeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let y = dropout(
             &self.dropout,
-            self.activation.forward(linear(&self.layer_1, x.clone())),
+            activation(&self.activation, linear(&self.layer_1, x.clone())),
         );
         let y = dropout(&self.dropout, linear(&self.layer_2, y));
-        self.layer_norm.forward(y + x)
+        layer_norm(&self.layer_norm, y + x)
     }
 }
 
