@@ -5,11 +5,15 @@
 //!
 //! - [`dropout`]: masks from a counter-based generator ([`philox`]: Philox4x32-10, keyed once per
 //!   call from the device's seeded stream), regenerated in the backward pass instead of stored.
+//! - [`adamw`]: one AdamW update of one parameter tensor (clipping, moments, decay) in two passes,
+//!   for the optimizer [`crate::train::adamw::FusedAdamW`]; no autodiff (an optimizer steps the
+//!   inner tensors), and the fallback elsewhere is the optimizer's (burn's AdamW).
 //!
 //! Every operation is called through a function that checks the device: on flex (with or without
 //! autodiff) it runs the operation, elsewhere (wgpu) the composition of burn's tensor operations
 //! it replaces, which the tests also compare it against.
 
+pub mod adamw;
 pub mod dropout;
 pub mod kernels;
 pub mod philox;
