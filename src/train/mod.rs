@@ -1,6 +1,7 @@
 //! Training: one loop for every model (AdamW, linear warm-up/decay, best epoch on validation),
 //! and the teacher- and student-specific set-ups around it.
 
+pub mod adamw;
 pub mod plm;
 pub mod pretrain;
 pub mod schedule;
@@ -14,9 +15,8 @@ use crate::models::{accuracy, predict, Classifier};
 use crate::runtime::interrupt;
 use crate::runtime::progress::Progress;
 use anyhow::{bail, Result};
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use schedule::LinearSchedule;
@@ -188,17 +188,16 @@ impl<M> Fitted<M> {
 }
 
 /// The optimizer [`fit`] trains with: AdamW (ε 1e-8) with the settings' weight decay and, if set,
-/// gradient-norm clipping (burn clips each parameter tensor's gradient by its own norm).
+/// gradient-norm clipping (each parameter tensor's gradient by its own norm, as burn clips) —
+/// burn's `AdamWConfig::…with_grad_clipping(Norm(c))` in arithmetic and saved state, fused into
+/// one operation per parameter tensor on the CPU backend ([`adamw::FusedAdamW`]).
 pub fn optimizer(settings: &FitSettings) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_weight_decay(settings.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .with_grad_clipping(
-            settings
-                .grad_clip
-                .map(|c| GradientClippingConfig::Norm(c as f32)),
-        )
-        .init()
+    adamw::FusedAdamW::new(
+        1e-8,
+        settings.weight_decay as f32,
+        settings.grad_clip.map(|c| c as f32),
+    )
+    .init()
 }
 
 /// One training step after the forward pass: backward from `loss`, the gradients by parameter,

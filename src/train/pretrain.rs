@@ -22,9 +22,8 @@ use crate::models::PretrainModel;
 use crate::recipe::{PretrainObjective, PretrainSection, TeacherSection};
 use crate::runtime::progress::Progress;
 use anyhow::{anyhow, bail, Result};
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -282,11 +281,8 @@ pub fn pretrain(
         p.steps
     };
     let schedule = LinearSchedule::new(p.lr, p.warmup, steps);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(p.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
+    // AdamW (ε 1e-8) with each tensor's gradient clipped to norm 1.0, as in fine-tuning.
+    let mut optim = super::adamw::FusedAdamW::new(1e-8, p.weight_decay as f32, Some(1.0)).init();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let lengths: Vec<usize> = corpus.iter().map(|s| s.ids.len()).collect();
     let progress = Progress::new("pretrain", 1, steps);
