@@ -13,7 +13,7 @@
 //! (`[batch, heads, time, time]`, as burn keeps them) and the inputs; the dropout mask is drawn
 //! again (Philox, stream = the task, as [`super::dropout`]).
 
-use super::kernels::{exp, gemm, Mat};
+use super::kernels::{exp, gemm, multiversioned, Mat};
 use super::philox::Stream;
 use super::{f32s, on_flex, slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -205,9 +205,7 @@ fn forward(
                 scale,
             );
         }
-        for row in probs.chunks_mut(t) {
-            softmax_row(row, row_bias);
-        }
+        softmax_rows(probs, row_bias);
         let probs: &[f32] = match drop {
             Some(drop) => {
                 drop.apply(task, probs, dropped);
@@ -243,21 +241,43 @@ fn forward(
     (out, kept)
 }
 
-/// One row of scores: the keys' bias added, then softmax in place.
-fn softmax_row(row: &mut [f32], bias: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
-    for (s, &b) in row.iter_mut().zip(bias) {
-        *s += b;
-        max = max.max(*s);
+// Each row of scores (`t` wide): the keys' bias added, then softmax in place.
+multiversioned!(softmax_rows, softmax_rows_generic(scores: &mut [f32], bias: &[f32]));
+
+#[inline(always)]
+fn softmax_rows_generic(scores: &mut [f32], bias: &[f32]) {
+    for row in scores.chunks_mut(bias.len()) {
+        let mut max = f32::NEG_INFINITY;
+        for (s, &b) in row.iter_mut().zip(bias) {
+            *s += b;
+            max = max.max(*s);
+        }
+        let mut sum = 0.0f32;
+        for s in row.iter_mut() {
+            *s = exp(*s - max);
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        for s in row.iter_mut() {
+            *s *= inv;
+        }
     }
-    let mut sum = 0.0f32;
-    for s in row.iter_mut() {
-        *s = exp(*s - max);
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
-    for s in row.iter_mut() {
-        *s *= inv;
+}
+
+// Through the softmax, each row (`t` wide): dS = P ⊙ (dP − Σ dP ⊙ P), `grad` from dP to dS.
+multiversioned!(softmax_rows_backward, softmax_rows_backward_generic(
+    grad: &mut [f32],
+    probs: &[f32],
+    t: usize,
+));
+
+#[inline(always)]
+fn softmax_rows_backward_generic(grad: &mut [f32], probs: &[f32], t: usize) {
+    for (ds, p) in grad.chunks_mut(t).zip(probs.chunks(t)) {
+        let dot: f32 = ds.iter().zip(p).map(|(a, b)| a * b).sum();
+        for (g, &p) in ds.iter_mut().zip(p) {
+            *g = p * (*g - dot);
+        }
     }
 }
 
@@ -331,13 +351,7 @@ fn backward(saved: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
                 let dp = ds.clone();
                 drop.apply(task, &dp, ds);
             }
-            // Through the softmax: dS = P ⊙ (dP − Σ dP ⊙ P) per row.
-            for (ds, p) in ds.chunks_mut(t).zip(probs.chunks(t)) {
-                let dot: f32 = ds.iter().zip(p).map(|(a, b)| a * b).sum();
-                for (g, &p) in ds.iter_mut().zip(p) {
-                    *g = p * (*g - dot);
-                }
-            }
+            softmax_rows_backward(ds, probs, t);
             // SAFETY: as above.
             unsafe {
                 // dQ = dS · K / √d; dK = dSᵀ · Q / √d.
