@@ -246,18 +246,40 @@ multiversioned!(softmax_rows, softmax_rows_generic(scores: &mut [f32], bias: &[f
 
 #[inline(always)]
 fn softmax_rows_generic(scores: &mut [f32], bias: &[f32]) {
-    for row in scores.chunks_mut(bias.len()) {
-        let mut max = f32::NEG_INFINITY;
-        for (s, &b) in row.iter_mut().zip(bias) {
+    // The maximum and the sum are kept in LANES lanes over whole chunks of LANES, so that the
+    // loops vectorize (a single running f32 sum would fix the order of the additions).
+    const LANES: usize = 16;
+    let t = bias.len();
+    let whole = t - t % LANES;
+    for row in scores.chunks_mut(t) {
+        let mut max = [f32::NEG_INFINITY; LANES];
+        for (c, b) in row[..whole]
+            .chunks_exact_mut(LANES)
+            .zip(bias.chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                c[l] += b[l];
+                max[l] = max[l].max(c[l]);
+            }
+        }
+        let mut m = max.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for (s, &b) in row[whole..].iter_mut().zip(&bias[whole..]) {
             *s += b;
-            max = max.max(*s);
+            m = m.max(*s);
         }
-        let mut sum = 0.0f32;
-        for s in row.iter_mut() {
-            *s = exp(*s - max);
-            sum += *s;
+        let mut sum = [0.0f32; LANES];
+        for c in row[..whole].chunks_exact_mut(LANES) {
+            for l in 0..LANES {
+                c[l] = exp(c[l] - m);
+                sum[l] += c[l];
+            }
         }
-        let inv = 1.0 / sum;
+        let mut total: f32 = sum.iter().sum();
+        for s in row[whole..].iter_mut() {
+            *s = exp(*s - m);
+            total += *s;
+        }
+        let inv = 1.0 / total;
         for s in row.iter_mut() {
             *s *= inv;
         }
@@ -273,8 +295,13 @@ multiversioned!(softmax_rows_backward, softmax_rows_backward_generic(
 
 #[inline(always)]
 fn softmax_rows_backward_generic(grad: &mut [f32], probs: &[f32], t: usize) {
+    const LANES: usize = 16;
     for (ds, p) in grad.chunks_mut(t).zip(probs.chunks(t)) {
-        let dot: f32 = ds.iter().zip(p).map(|(a, b)| a * b).sum();
+        let mut dot = [0.0f32; LANES];
+        for (i, (a, b)) in ds.iter().zip(p).enumerate() {
+            dot[i % LANES] += a * b;
+        }
+        let dot: f32 = dot.iter().sum();
         for (g, &p) in ds.iter_mut().zip(p) {
             *g = p * (*g - dot);
         }
