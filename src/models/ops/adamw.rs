@@ -12,7 +12,7 @@
 //! `GradientClipping::Norm`): the same roundings in the same order, so the results are burn's
 //! to the last bit but for the gradient's norm, whose sum of squares is accumulated in f64 here
 //! (in f32, in another order, by burn). The optimizer that uses it, with burn's composition on
-//! other devices, is [`crate::train::adamw`].
+//! other devices, is `train::adamw` (a layer above this one).
 
 use super::kernels::multiversioned;
 use super::{f32s, slice};

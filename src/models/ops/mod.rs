@@ -15,7 +15,7 @@
 //! - [`gelu`]: the exact GELU with a branch-free, vectorizable `erf` (burn calls libm's scalar
 //!   `erff`); [`activation`] takes it for burn's exact-GELU activation.
 //! - [`adamw`]: one AdamW update of one parameter tensor (clipping, moments, decay) in two passes,
-//!   for the optimizer [`crate::train::adamw::FusedAdamW`]; no autodiff (an optimizer steps the
+//!   for the optimizer `train::adamw::FusedAdamW`; no autodiff (an optimizer steps the
 //!   inner tensors), and the fallback elsewhere is the optimizer's (burn's AdamW).
 //!
 //! Every operation is called through a function that checks the device: on flex (with or without
