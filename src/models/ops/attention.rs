@@ -171,6 +171,13 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The buffer (a method, so that a closure captures the whole `Shared`, which is `Send`).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// The forward pass: the context `[b, t, h]`, and every task's probabilities `[b, heads, t, t]`
 /// before dropout if `keep`.
 fn forward(
@@ -213,14 +220,13 @@ fn forward(
             }
             None => probs,
         };
-        let dst = dst;
         // SAFETY: as above.
         unsafe {
             gemm(
                 t,
                 d,
                 t,
-                Mat::rows(dst.0.add(at), h),
+                Mat::rows(dst.ptr().add(at), h),
                 false,
                 Mat::rows(probs.as_ptr(), t),
                 Mat::rows(v[at..].as_ptr(), h),
@@ -337,7 +343,6 @@ fn backward(saved: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
     (0..dims.tasks()).into_par_iter().for_each_init(
         || (vec![0.0f32; t * t], vec![0.0f32; t * t]),
         |(dropped, ds), task| {
-            let (pq, pk, pv) = (pq, pk, pv);
             let at = dims.offset(task);
             let probs = &saved.probs[task * t * t..][..t * t];
             let used: &[f32] = match saved.drop {
@@ -356,7 +361,7 @@ fn backward(saved: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
                     t,
                     d,
                     t,
-                    Mat::rows(pv.0.add(at), h),
+                    Mat::rows(pv.ptr().add(at), h),
                     false,
                     Mat::transposed(used.as_ptr(), t),
                     Mat::rows(g, h),
@@ -386,7 +391,7 @@ fn backward(saved: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
                     t,
                     d,
                     t,
-                    Mat::rows(pq.0.add(at), h),
+                    Mat::rows(pq.ptr().add(at), h),
                     false,
                     Mat::rows(ds.as_ptr(), t),
                     Mat::rows(k[at..].as_ptr(), h),
@@ -396,7 +401,7 @@ fn backward(saved: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
                     t,
                     d,
                     t,
-                    Mat::rows(pk.0.add(at), h),
+                    Mat::rows(pk.ptr().add(at), h),
                     false,
                     Mat::transposed(ds.as_ptr(), t),
                     Mat::rows(q[at..].as_ptr(), h),

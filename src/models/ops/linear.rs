@@ -74,6 +74,13 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The buffer (a method, so that a closure captures the whole `Shared`, which is `Send`).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn forward(x: &[f32], w: &[f32], b: &[f32], rows: usize, d_in: usize, d_out: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; rows * d_out];
     for row in y.chunks_mut(d_out) {
@@ -81,14 +88,13 @@ fn forward(x: &[f32], w: &[f32], b: &[f32], rows: usize, d_in: usize, d_out: usi
     }
     let dst = Shared(y.as_mut_ptr());
     parts(rows).into_par_iter().for_each(|(r0, r1)| {
-        let dst = dst;
         // SAFETY: rows r0..r1 of y and x are within the buffers and this task's own.
         unsafe {
             gemm(
                 r1 - r0,
                 d_out,
                 d_in,
-                Mat::rows(dst.0.add(r0 * d_out), d_out),
+                Mat::rows(dst.ptr().add(r0 * d_out), d_out),
                 true,
                 Mat::rows(x[r0 * d_in..].as_ptr(), d_in),
                 Mat::rows(w.as_ptr(), d_out),
@@ -104,14 +110,13 @@ fn grad_x(dy: &[f32], w: &[f32], rows: usize, d_in: usize, d_out: usize) -> Vec<
     let mut dx = vec![0.0f32; rows * d_in];
     let dst = Shared(dx.as_mut_ptr());
     parts(rows).into_par_iter().for_each(|(r0, r1)| {
-        let dst = dst;
         // SAFETY: rows r0..r1 of dx and dy are within the buffers and this task's own.
         unsafe {
             gemm(
                 r1 - r0,
                 d_in,
                 d_out,
-                Mat::rows(dst.0.add(r0 * d_in), d_in),
+                Mat::rows(dst.ptr().add(r0 * d_in), d_in),
                 false,
                 Mat::rows(dy[r0 * d_out..].as_ptr(), d_out),
                 Mat::transposed(w.as_ptr(), d_out),
@@ -127,14 +132,13 @@ fn grad_w(x: &[f32], dy: &[f32], rows: usize, d_in: usize, d_out: usize) -> Vec<
     let mut dw = vec![0.0f32; d_in * d_out];
     let dst = Shared(dw.as_mut_ptr());
     parts(d_in).into_par_iter().for_each(|(c0, c1)| {
-        let dst = dst;
         // SAFETY: rows c0..c1 of dw are this task's own; x and dy are read only.
         unsafe {
             gemm(
                 c1 - c0,
                 d_out,
                 rows,
-                Mat::rows(dst.0.add(c0 * d_out), d_out),
+                Mat::rows(dst.ptr().add(c0 * d_out), d_out),
                 false,
                 Mat::transposed(x[c0..].as_ptr(), d_in),
                 Mat::rows(dy.as_ptr(), d_out),

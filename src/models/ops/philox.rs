@@ -59,6 +59,7 @@ impl Stream {
     /// Numbers `4 · first_block ..` `4 · (first_block + LANES)` of the stream, in order: the same
     /// as [`Stream::block`] gives block by block, computed lane-wise so that the rounds vectorize.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lane by lane on purpose: the form that vectorizes
     pub fn words(&self, first_block: u64) -> [u32; 4 * LANES] {
         let mut c = [[0u32; LANES]; 4];
         for l in 0..LANES {
