@@ -461,14 +461,16 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
         );
         let dims = Dims::of(&q, &k, &v, &bias, heads);
         let drop = drop_of(p, key);
-        match AttentionBackward
+        let prep = AttentionBackward
             .prepare::<C>([q_node, k_node, v_node])
             .compute_bound()
-            .stateful()
-        {
+            .stateful();
+        // The probabilities are kept only where a backward pass will read them.
+        let keep = matches!(prep, OpsKind::Tracked(_));
+        let (out, probs) = forward(dims, slice(&q), slice(&k), slice(&v), &bias, drop, keep);
+        let out = tensor(out, shape);
+        match prep {
             OpsKind::Tracked(prep) => {
-                let (out, probs) =
-                    forward(dims, slice(&q), slice(&k), slice(&v), &bias, drop, true);
                 let saved = Saved {
                     dims,
                     q,
@@ -477,12 +479,9 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
                     probs,
                     drop,
                 };
-                prep.finish(Arc::new(saved), tensor(out, shape))
+                prep.finish(Arc::new(saved), out)
             }
-            OpsKind::UnTracked(prep) => {
-                let (out, _) = forward(dims, slice(&q), slice(&k), slice(&v), &bias, drop, false);
-                prep.finish(tensor(out, shape))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 }
