@@ -15,7 +15,7 @@
 
 use super::kernels::{exp, gemm, multiversioned, Mat};
 use super::philox::Stream;
-use super::{f32s, on_flex, slice, tensor};
+use super::{f32s, on_flex, slice, tensor, Shared};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -159,22 +159,6 @@ impl Drop {
         let thr = super::dropout::threshold(self.p);
         let scale = (1.0 / (1.0 - self.p)) as f32;
         super::dropout::masked(probs, out, 0, stream, thr, scale);
-    }
-}
-
-/// A buffer the tasks write in parallel, each to its own head's columns.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: tasks write disjoint elements (their sequence's rows, their head's columns), and the
-// buffer outlives them (they are joined before it is read).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The buffer (a method, so that a closure captures the whole `Shared`, which is `Send`).
-    fn ptr(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -11,7 +11,7 @@
 //! gradient by columns, all on rayon's pool.
 
 use super::kernels::{gemm, Mat};
-use super::{f32s, on_flex, slice, tensor};
+use super::{f32s, on_flex, slice, tensor, Shared};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -64,21 +64,6 @@ fn parts(rows: usize) -> Vec<(usize, usize)> {
         .map(|p| (p * rows / n, (p + 1) * rows / n))
         .filter(|(a, b)| b > a)
         .collect()
-}
-
-/// A buffer the tasks write in parallel, each its own part.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: tasks write disjoint parts, and the buffer outlives them (they are joined first).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The buffer (a method, so that a closure captures the whole `Shared`, which is `Send`).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 fn forward(x: &[f32], w: &[f32], b: &[f32], rows: usize, d_in: usize, d_out: usize) -> Vec<f32> {

@@ -40,6 +40,22 @@ pub use linear::linear;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};
 
+/// A buffer the tasks write in parallel, each to its own part.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(pub *mut f32);
+
+// SAFETY: the operations that use it give every task a disjoint part of the buffer, and join
+// the tasks before the buffer is read or dropped.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The buffer (a method, so that a closure captures the whole `Shared`, which is `Send`).
+    pub fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Whether `device` is the CPU backend (burn flex), with or without autodiff.
 pub fn on_flex(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
