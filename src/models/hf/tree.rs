@@ -4,11 +4,13 @@
 //! (`encoder.layer.3.attention.self.query.weight`). So a model's tree is written once — its
 //! modules and their `init` — and loading ([`load`]) and export ([`export`]) follow it. PyTorch
 //! keeps a `Linear` weight as `[out, in]`, burn as `[in, out]`: both directions transpose it.
+//! A tree built of lazy, unfilled parameters (a skeleton) is filled either from a checkpoint or,
+//! as transformers' `_init_weights` does, by [`init`].
 
 use super::{RawTensor, Weights};
 use anyhow::{anyhow, bail, Result};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use std::collections::BTreeMap;
 
 /// A model's tensors by Hugging Face name.
@@ -131,6 +133,41 @@ pub fn export<M: Module>(
     Ok(())
 }
 
+struct Namer<'a> {
+    names: &'a HfNames,
+    prefix: &'a str,
+    at: Cursor,
+    out: Vec<String>,
+}
+
+impl ModuleVisitor for Namer<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.at.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.at.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+        let name = format!("{}{}", self.prefix, self.names.hf(&self.at.path()));
+        self.out.push(name);
+    }
+}
+
+/// The Hugging Face names of `model`'s parameters under `prefix`, in the order of the tree (no
+/// tensor is read).
+pub fn names<M: Module>(model: &M, names: &HfNames, prefix: &str) -> Vec<String> {
+    let mut n = Namer {
+        names,
+        prefix,
+        at: Cursor::default(),
+        out: Vec::new(),
+    };
+    model.visit(&mut n);
+    n.out
+}
+
 struct Loader<'a> {
     names: &'a HfNames,
     prefix: &'a str,
@@ -156,7 +193,7 @@ impl ModuleMapper for Loader<'_> {
             return param;
         }
         let transposed = self.at.linear_weight();
-        let mut shape: [usize; D] = param.val().dims();
+        let mut shape: [usize; D] = param.lazy_shape().dims();
         if transposed {
             shape.swap(D - 2, D - 1);
         }
@@ -202,4 +239,47 @@ pub fn load<M: Module>(
         bail!("{}", l.errors.join("\n"));
     }
     Ok(model)
+}
+
+struct Initializer<'a> {
+    std: f64,
+    select: &'a dyn Fn(&str) -> bool,
+    device: Device,
+    at: Cursor,
+}
+
+impl ModuleMapper for Initializer<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.at.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.at.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if !(self.select)(&self.at.path()) {
+            return param;
+        }
+        let shape: [usize; D] = param.lazy_shape().dims();
+        let t = match self.at.path.last().map(String::as_str) {
+            Some("bias" | "beta") => Tensor::zeros(shape, &self.device),
+            Some("gamma") => Tensor::ones(shape, &self.device),
+            _ => Tensor::random(shape, Distribution::Normal(0.0, self.std), &self.device),
+        };
+        Param::from_tensor(t)
+    }
+}
+
+/// `model` with the parameters whose burn path `select` holds drawn anew, one after the other in
+/// the order of the tree, as transformers' `_init_weights` draws them: a `bias` (of a `Linear`,
+/// a head) and LayerNorm's `beta` zeros, LayerNorm's `gamma` ones, every other parameter (weights,
+/// embeddings, free tensors such as XLNet's `q`/`r_w_bias`/`mask_emb`) `N(0, std²)`.
+pub fn init<M: Module>(model: M, std: f64, select: &dyn Fn(&str) -> bool, device: &Device) -> M {
+    model.map(&mut Initializer {
+        std,
+        select,
+        device: device.clone(),
+        at: Cursor::default(),
+    })
 }

@@ -1,123 +1,20 @@
-//! Initialising, loading and exporting XLNet models: three visitors over the module tree of
-//! [`super::params`]. Loading takes transformers' state dicts (`model.safetensors` or
-//! `pytorch_model.bin` through [`Weights`]) of `XLNetModel` (no prefix),
-//! `XLNetForSequenceClassification` and `XLNetLMHeadModel` (`transformer.` prefix); a missing,
-//! mis-shaped or unexpected tensor is an error that names it.
+//! Initialising, loading and exporting XLNet models over the skeletons of [`super::skeleton`],
+//! through `models::hf::tree` with [`XLNET_NAMES`] (as BERT). Loading takes transformers' state
+//! dicts (`model.safetensors` or `pytorch_model.bin` through [`Weights`]) of `XLNetModel` (no
+//! prefix), `XLNetForSequenceClassification` and `XLNetLMHeadModel` (`transformer.` prefix); a
+//! missing, mis-shaped or unexpected tensor is an error that names it.
 
 use super::heads::{XlnetForSequenceClassification, XlnetLmHeadModel};
 use super::layer::XlnetModel;
-use super::params::{Entry, Init, Layout, Slot};
+use super::skeleton::XLNET_NAMES;
 use super::XlnetConfig;
-use crate::models::hf::{RawTensor, Weights};
+use crate::models::hf::tree;
+use crate::models::hf::Weights;
 use anyhow::{anyhow, bail, Result};
-use burn::module::Param;
-use burn::tensor::{Device, Distribution, Tensor};
-use std::collections::BTreeMap;
+use burn::tensor::Device;
 use std::path::Path;
 
-/// Tensors by Hugging Face name.
-pub type Tensors = BTreeMap<String, RawTensor>;
-
-/// Apply `$body` to the parameter of `$slot` whatever its rank (`$p` is a
-/// `&mut Param<Tensor<D>>` with `D` a constant in `$body`).
-macro_rules! on_slot {
-    ($slot:expr, $p:ident => $body:expr) => {
-        match $slot {
-            Slot::D1($p) => $body,
-            Slot::D2($p) => $body,
-            Slot::D3($p) => $body,
-        }
-    };
-}
-
-fn init_param<const D: usize>(p: &mut Param<Tensor<D>>, init: Init, std: f64, device: &Device) {
-    let shape: [usize; D] = p.lazy_shape().dims();
-    let t = match init {
-        Init::Normal => Tensor::random(shape, Distribution::Normal(0.0, std), device),
-        Init::Zeros => Tensor::zeros(shape, device),
-        Init::Ones => Tensor::ones(shape, device),
-    };
-    *p = Param::from_tensor(t);
-}
-
-fn load_param<const D: usize>(
-    p: &mut Param<Tensor<D>>,
-    w: &Weights,
-    key: &str,
-    layout: Layout,
-    device: &Device,
-) -> Result<()> {
-    let mut shape: [usize; D] = p.lazy_shape().dims();
-    if layout == Layout::Transposed {
-        shape.reverse();
-    }
-    let t = w.tensor(key, shape, device)?;
-    *p = Param::from_tensor(match layout {
-        Layout::AsIs => t,
-        Layout::Transposed => t.transpose(),
-    });
-    Ok(())
-}
-
-fn raw<const D: usize>(t: Tensor<D>) -> Result<RawTensor> {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow!("cannot read a tensor for export: {e:?}"))?;
-    Ok(RawTensor { shape, data })
-}
-
-fn export_param<const D: usize>(p: &Param<Tensor<D>>, layout: Layout) -> Result<RawTensor> {
-    raw(match layout {
-        Layout::AsIs => p.val(),
-        Layout::Transposed => p.val().transpose(),
-    })
-}
-
-/// The initialising visitor: transformers' `_init_weights` with `initializer_range` `std`.
-fn initializer(std: f64, device: &Device) -> impl FnMut(Entry<'_>) -> Result<()> + '_ {
-    move |e: Entry<'_>| {
-        on_slot!(e.slot, p => init_param(p, e.init, std, device));
-        Ok(())
-    }
-}
-
-/// The exporting visitor: each tensor under its Hugging Face name, in PyTorch layout.
-fn exporter(out: &mut Tensors) -> impl FnMut(Entry<'_>) -> Result<()> + '_ {
-    move |e: Entry<'_>| {
-        let t = on_slot!(e.slot, p => export_param(p, e.layout))?;
-        out.insert(e.name, t);
-        Ok(())
-    }
-}
-
-/// How a load treats names: `bare` strips the `transformer.` prefix (an `XLNetModel` checkpoint
-/// under a task model); names for which `fresh` holds are initialised anew rather than read.
-struct Loader<'a> {
-    weights: &'a Weights,
-    device: &'a Device,
-    std: f64,
-    bare: bool,
-    fresh: &'a dyn Fn(&str) -> bool,
-    initialised: Vec<String>,
-}
-
-impl Loader<'_> {
-    fn visit(&mut self, e: Entry<'_>) -> Result<()> {
-        if (self.fresh)(&e.name) {
-            on_slot!(e.slot, p => init_param(p, e.init, self.std, self.device));
-            self.initialised.push(e.name);
-            return Ok(());
-        }
-        let key = match e.name.strip_prefix("transformer.") {
-            Some(rest) if self.bare => rest,
-            _ => e.name.as_str(),
-        };
-        on_slot!(e.slot, p => load_param(p, self.weights, key, e.layout, self.device))
-    }
-}
+pub use tree::Tensors;
 
 /// `"transformer."` when the checkpoint's body is prefixed (task models), `""` for `XLNetModel`.
 pub fn body_prefix(w: &Weights) -> &'static str {
@@ -159,50 +56,55 @@ fn check_unused(w: &Weights) -> Result<()> {
 const CLS_HEAD: [&str; 2] = ["sequence_summary.", "logits_proj."];
 
 impl XlnetConfig {
+    /// The parameters of `m` for which `select` holds (burn paths) drawn as transformers' XLNet
+    /// `_init_weights` draws them, in the order of the tree.
+    fn draw<M: burn::module::Module>(
+        &self,
+        m: M,
+        select: &dyn Fn(&str) -> bool,
+        device: &Device,
+    ) -> M {
+        tree::init(m, self.initializer_range, select, device)
+    }
+
     pub fn init_model(&self, device: &Device) -> XlnetModel {
-        let mut m = self.skeleton_model(device);
-        m.visit_params("", &mut initializer(self.initializer_range, device))
-            .expect("initialisation cannot fail");
-        m
+        self.draw(self.skeleton_model(device), &|_| true, device)
     }
 
     pub fn init_classifier(&self, device: &Device) -> XlnetForSequenceClassification {
-        let mut m = self.skeleton_classifier(device);
-        m.visit_params(&mut initializer(self.initializer_range, device))
-            .expect("initialisation cannot fail");
-        m
+        self.draw(self.skeleton_classifier(device), &|_| true, device)
     }
 
     pub fn init_lm(&self, device: &Device) -> XlnetLmHeadModel {
-        let mut m = self.skeleton_lm(device);
-        m.visit_params(&mut initializer(self.initializer_range, device))
-            .expect("initialisation cannot fail");
-        m
+        self.draw(self.skeleton_lm(device), &|_| true, device)
     }
+}
 
-    fn loader<'a>(
-        &self,
-        w: &'a Weights,
-        device: &'a Device,
-        fresh: &'a dyn Fn(&str) -> bool,
-    ) -> Loader<'a> {
-        Loader {
-            weights: w,
-            device,
-            std: self.initializer_range,
-            bare: body_prefix(w).is_empty(),
-            fresh,
-            initialised: Vec::new(),
-        }
-    }
+/// `m` with the parameters `fresh` selects drawn anew and every other one read from `w` under
+/// `prefix`.
+fn fill<M: burn::module::Module>(
+    c: &XlnetConfig,
+    m: M,
+    w: &Weights,
+    prefix: &str,
+    fresh: &dyn Fn(&str) -> bool,
+    device: &Device,
+) -> Result<M> {
+    let m = c.draw(m, fresh, device);
+    tree::load(m, w, &XLNET_NAMES, prefix, fresh, device)
 }
 
 impl XlnetModel {
     /// The body of any XLNet checkpoint (heads are skipped, and said so in the notes).
     pub fn load(c: &XlnetConfig, w: &Weights, device: &Device) -> Result<(Self, Vec<String>)> {
-        let mut m = c.skeleton_model(device);
-        let mut loader = c.loader(w, device, &|_| false);
-        m.visit_params(body_prefix(w), &mut |e| loader.visit(e))?;
+        let m = fill(
+            c,
+            c.skeleton_model(device),
+            w,
+            body_prefix(w),
+            &|_| false,
+            device,
+        )?;
         let mut notes = Vec::new();
         skip_heads(
             w,
@@ -217,7 +119,7 @@ impl XlnetModel {
     /// `XLNetModel`'s state dict (no prefix).
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
-        self.clone().visit_params("", &mut exporter(&mut out))?;
+        tree::export(self, &XLNET_NAMES, "", &mut out)?;
         Ok(out)
     }
 }
@@ -232,18 +134,19 @@ impl XlnetForSequenceClassification {
         let new_head = !w.names().any(|n| CLS_HEAD.iter().any(|h| n.starts_with(h)));
         let labels = c.num_labels();
         let relabel = matches!(w.shape("logits_proj.weight"), Some([n, _]) if *n != labels);
-        let fresh = move |n: &str| {
-            (new_head && CLS_HEAD.iter().any(|h| n.starts_with(h)))
-                || (relabel && n.starts_with("logits_proj."))
-        };
         let mut m = c.skeleton_classifier(device);
-        let mut loader = c.loader(w, device, &fresh);
-        m.visit_params(&mut |e| loader.visit(e))?;
+        m.transformer = fill(c, m.transformer, w, body_prefix(w), &|_| false, device)?;
+        let summary = "sequence_summary.";
+        m.sequence_summary = fill(c, m.sequence_summary, w, summary, &|_| new_head, device)?;
+        let relabelled = new_head || relabel;
+        m.logits_proj = fill(c, m.logits_proj, w, "logits_proj.", &|_| relabelled, device)?;
         let mut notes = Vec::new();
         if new_head {
+            let mut drawn = tree::names(&m.sequence_summary, &XLNET_NAMES, summary);
+            drawn.extend(tree::names(&m.logits_proj, &XLNET_NAMES, "logits_proj."));
             notes.push(format!(
                 "no classification head in the checkpoint: initialised anew {}",
-                loader.initialised.join(", ")
+                drawn.join(", ")
             ));
         }
         if relabel {
@@ -269,16 +172,8 @@ impl XlnetForSequenceClassification {
     /// A classifier over a (further pre-trained) body, with a new head initialised as
     /// transformers does; the body's parameters are not drawn again.
     pub fn over(c: &XlnetConfig, transformer: XlnetModel, device: &Device) -> Self {
-        let mut m = c.skeleton_classifier(device);
-        let mut init = initializer(c.initializer_range, device);
-        m.visit_params(&mut |e: Entry<'_>| {
-            if e.name.starts_with("transformer.") {
-                Ok(())
-            } else {
-                init(e)
-            }
-        })
-        .expect("initialisation cannot fail");
+        let head = |path: &str| !path.starts_with("transformer.");
+        let mut m = c.draw(c.skeleton_classifier(device), &head, device);
         m.transformer = transformer;
         m
     }
@@ -286,7 +181,7 @@ impl XlnetForSequenceClassification {
     /// `XLNetForSequenceClassification`'s state dict.
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
-        self.clone().visit_params(&mut exporter(&mut out))?;
+        tree::export(self, &XLNET_NAMES, "", &mut out)?;
         Ok(out)
     }
 }
@@ -296,10 +191,9 @@ impl XlnetLmHeadModel {
     /// a stored `lm_loss.weight` must equal the word embedding (tied).
     pub fn load(c: &XlnetConfig, w: &Weights, device: &Device) -> Result<(Self, Vec<String>)> {
         let new_head = !w.contains("lm_loss.bias");
-        let fresh = move |n: &str| new_head && n == "lm_loss.bias";
         let mut m = c.skeleton_lm(device);
-        let mut loader = c.loader(w, device, &fresh);
-        m.visit_params(&mut |e| loader.visit(e))?;
+        m.transformer = fill(c, m.transformer, w, body_prefix(w), &|_| false, device)?;
+        m.lm_loss = fill(c, m.lm_loss, w, "lm_loss.", &|_| new_head, device)?;
         let mut notes = Vec::new();
         if new_head {
             notes.push("no lm_loss.bias in the checkpoint: initialised to zeros".into());
@@ -335,7 +229,7 @@ impl XlnetLmHeadModel {
     /// transformers saves it).
     pub fn hf_tensors(&self) -> Result<Tensors> {
         let mut out = Tensors::new();
-        self.clone().visit_params(&mut exporter(&mut out))?;
+        tree::export(self, &XLNET_NAMES, "", &mut out)?;
         Ok(out)
     }
 }

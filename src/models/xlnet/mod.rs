@@ -5,15 +5,15 @@
 //!
 //! Tensors are batch-first here (`[batch, time, d_model]`; transformers computes sequence-first
 //! and permutes back). Inference without memories (`mems`), `attn_type = "bi"`, `bi_data = false`.
-//! Every parameter is reached through one description of the module tree
-//! ([`params`]): from-scratch initialisation, loading a checkpoint and exporting
-//! `model.safetensors` all follow it, with transformers' tensor names.
+//! The module tree is built once ([`skeleton`]); from-scratch initialisation, loading a checkpoint
+//! and exporting `model.safetensors` follow it through `models::hf::tree`, the one mechanism
+//! that maps burn modules to Hugging Face names (BERT's too).
 
 mod attention;
 mod checkpoint;
 mod heads;
 mod layer;
-pub mod params;
+mod skeleton;
 
 pub use crate::models::hf::save_folder;
 pub use attention::{rel_shift, relative_positional_encoding, XlnetRelativeAttention};
@@ -24,6 +24,7 @@ pub use heads::{
 pub use layer::{
     attention_masks, XlnetFeedForward, XlnetForward, XlnetLayer, XlnetModel, XlnetTwoStream,
 };
+pub use skeleton::XLNET_NAMES;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
