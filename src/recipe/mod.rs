@@ -10,13 +10,12 @@ mod error;
 mod load;
 pub mod schema;
 mod sections;
+mod set;
 pub mod sweep;
 mod validate;
 
 pub use error::{shown, shown_up_to, RecipeError};
-pub use load::{
-    load, load_checked, load_with_env, normalize, parse_set, Check, LoadedRecipe, SetArg,
-    ENV_PREFIX,
-};
+pub use load::{load, load_checked, load_with_env, normalize, Check, LoadedRecipe, ENV_PREFIX};
 pub use sections::*;
+pub use set::{parse_set, SetArg};
 pub use validate::{folder_name_problem, member_key, static_key};

@@ -5,7 +5,8 @@
 //! does not exist is an error that names it.
 
 use super::error::{Problem, RecipeError};
-use super::load::{load_checked, load_parts, Check, LoadedRecipe, SetArg, SWEEP_SET};
+use super::load::{load_checked, load_parts, Check, LoadedRecipe, SWEEP_SET};
+use super::set::SetArg;
 use std::path::Path;
 
 pub use super::sections::{SweepEntry, SweepMode, SweepSection};
