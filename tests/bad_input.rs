@@ -377,13 +377,19 @@ impl kdrun::store::stage::Stage<()> for FillsTheDisk {
     fn name(&self) -> &str {
         "teacher"
     }
-    fn settings(&self, _: &()) -> anyhow::Result<serde_json::Value> {
+    type Spec = serde_json::Value;
+    fn spec(&self, _: &()) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({"disk": "full"}))
     }
     fn inputs(&self) -> Vec<String> {
         Vec::new()
     }
-    fn compute(&self, _: &(), out: &kdrun::store::stage::StageWriter) -> anyhow::Result<()> {
+    fn compute(
+        &self,
+        _: &(),
+        _: &serde_json::Value,
+        out: &kdrun::store::stage::StageWriter,
+    ) -> anyhow::Result<()> {
         kdrun::files::write_atomic(&out.file("config.json"), b"{}")?;
         kdrun::files::write_to(Path::new("/dev/full"), &[0u8; 4096])?;
         Ok(())

@@ -17,7 +17,7 @@ use crate::train::teacher::{self, TeacherSetup};
 use anyhow::Result;
 use burn::tensor::Device;
 use once_cell::unsync::OnceCell;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -39,6 +39,17 @@ impl Encodings {
             batcher,
         })
     }
+}
+
+/// Settings every model stage depends on (part of their specs, so of their keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct Common {
+    pub max_len: usize,
+    pub min_count: usize,
+    pub lowercase: bool,
+    pub seed: u64,
+    /// `wgpu` or `cpu (flex)`.
+    pub backend: String,
 }
 
 /// Everything a trial's stages share.
@@ -236,14 +247,15 @@ impl<'a> Context<'a> {
     }
 
     /// Settings every model stage depends on.
-    pub fn common(&self) -> Value {
-        json!({
-            "max_len": self.r.data.max_len,
-            "min_count": self.r.data.min_count,
-            "lowercase": self.r.data.lowercase,
-            "seed": self.r.runtime.seed,
-            "backend": self.compute.backend,
-        })
+    pub fn common(&self) -> Common {
+        let d = &self.r.data;
+        Common {
+            max_len: d.max_len,
+            min_count: d.min_count,
+            lowercase: d.lowercase,
+            seed: self.r.runtime.seed,
+            backend: self.compute.backend.clone(),
+        }
     }
 
     /// A stage's result, reused from the store or computed now; recorded as used by this trial.

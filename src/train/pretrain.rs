@@ -19,7 +19,7 @@ use crate::data::{TeacherTokenizer, TextEncoder};
 use crate::distill::cross_entropy;
 use crate::models::bert::mlm::BertMaskedLm;
 use crate::models::PretrainModel;
-use crate::recipe::{PretrainObjective, PretrainSection, TeacherSection};
+use crate::recipe::{PretrainObjective, PretrainSection, TeacherArch};
 use crate::runtime::progress::Progress;
 use anyhow::{anyhow, bail, Result};
 use burn::module::Module;
@@ -356,11 +356,13 @@ pub fn pretrain(
     ))
 }
 
-/// Further pre-train `model` as the recipe's `[teacher.pretrain]` says. The corpus: `texts` (the
+/// Further pre-train `model` (of architecture `arch`) as `[teacher.pretrain]` says. The corpus: `texts` (the
 /// training file's texts: all classes, validation split excluded) and the recipe's extra files,
 /// one sentence per line; a seeded share is held out to measure the loss before and after.
+#[allow(clippy::too_many_arguments)]
 pub fn further_pretrain(
-    t: &TeacherSection,
+    p: &PretrainSection,
+    arch: TeacherArch,
     max_len: usize,
     seed: u64,
     tokenizer: &TeacherTokenizer,
@@ -370,7 +372,6 @@ pub fn further_pretrain(
 ) -> Result<(PretrainModel, PretrainReport)> {
     use anyhow::Context as _;
     use rand::seq::SliceRandom;
-    let p = &t.pretrain;
     let mut texts: Vec<String> = texts.to_vec();
     for f in &p.extra {
         let text = std::fs::read_to_string(f)
@@ -384,7 +385,7 @@ pub fn further_pretrain(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00ff_00ff);
     texts.shuffle(&mut rng);
-    let objective = p.objective(t.arch);
+    let objective = p.objective(arch);
     let whole_word = objective == PretrainObjective::Mlm && p.whole_word();
     let jieba = whole_word.then(jieba_rs::Jieba::new);
     let sequences = texts

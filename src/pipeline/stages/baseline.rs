@@ -4,6 +4,7 @@
 //! the SVM, the seed (its visiting order); the evaluation by the timing settings and the processor.
 
 use super::super::context::Context;
+use super::eval::Timing;
 use super::read_json;
 use crate::eval::{time_text_inference, ClassificationReport};
 use crate::models::linear::MODEL_FILE;
@@ -14,7 +15,7 @@ use crate::store::stage::{Stage, StageWriter};
 use crate::store::ModelResult;
 use crate::train::FitInfo;
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
@@ -82,26 +83,35 @@ pub struct BaselineStage {
     pub data_key: String,
 }
 
+/// What the baseline's fit depends on besides the data.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineSpec {
+    pub linear: LinearConfig,
+}
+
 impl Stage<Context<'_>> for BaselineStage {
     type Output = Baseline;
+    type Spec = BaselineSpec;
 
     fn name(&self) -> &str {
         "baseline"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
-        Ok(json!({ "linear": linear_config(cx.r) }))
+    fn spec(&self, cx: &Context) -> Result<BaselineSpec> {
+        Ok(BaselineSpec {
+            linear: linear_config(cx.r),
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         vec![self.data_key.clone()]
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Baseline> {
+    fn compute(&self, cx: &Context, spec: &BaselineSpec, out: &StageWriter) -> Result<Baseline> {
         let data = cx.data()?;
         let start = Instant::now();
         let (model, grid) = LinearModel::fit(
-            &linear_config(cx.r),
+            &spec.linear,
             &pairs(&data.train),
             &pairs(&data.valid),
             data.classes.len(),
@@ -150,38 +160,29 @@ pub struct BaselineEvalStage<'b> {
 
 impl Stage<Context<'_>> for BaselineEvalStage<'_> {
     type Output = ModelResult;
+    type Spec = Timing;
 
     fn name(&self) -> &str {
         "baseline_eval"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
-        let r = cx.r;
-        Ok(json!({
-            "timing_batch": r.report.timing_batch,
-            "timing_repeats": r.report.timing_repeats,
-            "cpu": cx.machine().cpu,
-        }))
+    fn spec(&self, cx: &Context) -> Result<Timing> {
+        Ok(Timing::of(cx))
     }
 
     fn inputs(&self) -> Vec<String> {
         vec![self.model_key.clone()]
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<ModelResult> {
-        let r = cx.r;
+    fn compute(&self, cx: &Context, timing: &Timing, out: &StageWriter) -> Result<ModelResult> {
         let data = cx.data()?;
         let model = &self.baseline.model;
         let texts: Vec<&str> = data.test.iter().map(|e| e.text.as_str()).collect();
         let truth: Vec<usize> = data.test.iter().map(|e| e.label).collect();
         let predictions = model.predict(&texts);
         let report = ClassificationReport::new(&truth, &predictions, data.classes.len());
-        let timing = time_text_inference(
-            |b| model.predict(b),
-            &texts,
-            r.report.timing_batch,
-            r.report.timing_repeats,
-        );
+        let timing =
+            time_text_inference(|b| model.predict(b), &texts, timing.batch, timing.repeats);
         note(&format!(
             "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
             self.label, report.accuracy, report.macro_avg.f1, timing.samples_per_sec

@@ -2,21 +2,32 @@
 //! folder records which rows went where (`splits.json`); later stages take its key as input.
 
 use super::super::context::Context;
+use crate::recipe::DataSection;
 use crate::store::stage::{Stage, StageWriter};
 use anyhow::{bail, Result};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use std::path::Path;
 
 pub struct DataStage;
 
+/// The `[data]` section and the contents of the files it names.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSpec {
+    pub data: DataSection,
+    pub train_sha256: String,
+    pub test_sha256: String,
+}
+
 impl Stage<Context<'_>> for DataStage {
     type Output = ();
+    type Spec = DataSpec;
 
     fn name(&self) -> &str {
         "data"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
+    fn spec(&self, cx: &Context) -> Result<DataSpec> {
         let d = &cx.r.data;
         // Checked at load already on the command line; a library caller may skip that.
         let problems = crate::pipeline::check_data_files(cx.r);
@@ -27,18 +38,19 @@ impl Stage<Context<'_>> for DataStage {
                 .collect();
             bail!("{}", lines.join("\n"));
         }
-        Ok(json!({
-            "data": d,
-            "train_sha256": cx.hash(&d.train)?,
-            "test_sha256": cx.hash(&d.test)?,
-        }))
+        Ok(DataSpec {
+            data: d.clone(),
+            train_sha256: cx.hash(&d.train)?,
+            test_sha256: cx.hash(&d.test)?,
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         Vec::new()
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<()> {
+    /// The splits are the context's (read once per trial from the same `[data]` section).
+    fn compute(&self, cx: &Context, _: &DataSpec, out: &StageWriter) -> Result<()> {
         let data = cx.data()?;
         out.write_json(
             "splits.json",

@@ -11,7 +11,7 @@ use crate::store::stage::{Stage, StageWriter};
 use crate::store::ModelResult;
 use crate::train::FitInfo;
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::Path;
 
 /// Which tokenization a model reads.
@@ -42,40 +42,68 @@ impl<M> EvalStage<'_, M> {
     }
 }
 
+/// How a stage times inference: the recipe's `report.timing_*` on this processor (a timing is
+/// only reused on the machine that measured it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    #[serde(rename = "timing_batch")]
+    pub batch: usize,
+    #[serde(rename = "timing_repeats")]
+    pub repeats: usize,
+    pub cpu: String,
+}
+
+impl Timing {
+    pub fn of(cx: &Context) -> Self {
+        Self {
+            batch: cx.r.report.timing_batch,
+            repeats: cx.r.report.timing_repeats,
+            cpu: cx.machine().cpu.clone(),
+        }
+    }
+}
+
+/// What an evaluation depends on besides the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSpec {
+    #[serde(flatten)]
+    pub timing: Timing,
+    pub backend: String,
+    pub adapter: String,
+    /// 2: results carry per-example predictions (error analysis).
+    pub outputs: u32,
+}
+
 impl<M: Classifier> Stage<Context<'_>> for EvalStage<'_, M> {
     type Output = ModelResult;
+    type Spec = EvalSpec;
 
     fn name(&self) -> &str {
         "eval"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
-        let r = cx.r;
-        Ok(json!({
-            "timing_batch": r.report.timing_batch,
-            "timing_repeats": r.report.timing_repeats,
-            "backend": cx.compute.backend,
-            "adapter": cx.compute.adapter,
-            "cpu": cx.machine().cpu,
-            // 2: results carry per-example predictions (error analysis).
-            "outputs": 2,
-        }))
+    fn spec(&self, cx: &Context) -> Result<EvalSpec> {
+        Ok(EvalSpec {
+            timing: Timing::of(cx),
+            backend: cx.compute.backend.clone(),
+            adapter: cx.compute.adapter.clone(),
+            outputs: 2,
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         vec![self.model_key.clone()]
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<ModelResult> {
-        let r = cx.r;
+    fn compute(&self, cx: &Context, spec: &EvalSpec, out: &StageWriter) -> Result<ModelResult> {
         let inputs = self.inputs(cx)?;
         let e = evaluate(
             self.model,
             &inputs.batcher,
             &inputs.test,
             cx.data()?.classes.len(),
-            r.report.timing_batch,
-            r.report.timing_repeats,
+            spec.timing.batch,
+            spec.timing.repeats,
             &cx.compute.device,
         )?;
         note(&format!(

@@ -5,15 +5,15 @@
 //! ensemble's member also keeps its logits on the validation and test splits, which the
 //! ensemble's stage (`ensemble`) combines like the transfer set's.
 
-use super::super::context::Context;
+use super::super::context::{Common, Context};
 use super::{read_json, SYNTHETIC_IDS};
 use crate::distill::augment::{self, AugmentRates, PosPool, Synthetic};
 use crate::distill::TeacherLogits;
-use crate::recipe::Combine;
+use crate::recipe::{AugmentSection, Combine};
 use crate::runtime::progress::note;
 use crate::store::stage::{Stage, StageWriter};
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::Path;
 
 const LOGITS_FILE: &str = "teacher_logits.safetensors";
@@ -65,23 +65,33 @@ pub fn synthetic_ids(synthetic: &[Synthetic]) -> impl Iterator<Item = u32> {
     (0..synthetic.len()).map(|i| SYNTHETIC_IDS + i as u32)
 }
 
-/// Tang et al.'s synthetic sentences for the recipe (none without `distill.augment`): drawn from
-/// the seed alone, so every teacher of an ensemble labels the same sentences.
-fn synthetic(cx: &Context) -> Result<Vec<Synthetic>> {
-    let r = cx.r;
-    let a = &r.distill.augment;
-    if a.n_iter == 0 {
+/// What a teacher's logits on the transfer set depend on besides the teacher and the data.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogitsSpec {
+    /// `distill.augment` (none while `n_iter` is 0).
+    pub augment: Option<AugmentSection>,
+    pub common: Common,
+    /// Also the validation and test splits' logits (an ensemble's member).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub eval: bool,
+}
+
+/// Tang et al.'s synthetic sentences (none without `distill.augment`): drawn from the seed
+/// alone, so every teacher of an ensemble labels the same sentences.
+fn synthetic(cx: &Context, spec: &LogitsSpec) -> Result<Vec<Synthetic>> {
+    let Some(a) = &spec.augment else {
         return Ok(Vec::new());
-    }
+    };
+    let lowercase = spec.common.lowercase;
     let tagged: Vec<(u32, augment::Tagged)> = cx
         .data()?
         .train
         .iter()
-        .map(|e| (e.id, augment::tag(&e.text, r.data.lowercase)))
+        .map(|e| (e.id, augment::tag(&e.text, lowercase)))
         .collect();
     let pool = PosPool::build(tagged.iter().map(|(_, t)| t));
     use rand::SeedableRng;
-    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(r.runtime.seed ^ 0x0a06_0e17);
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(spec.common.seed ^ 0x0a06_0e17);
     let rates = AugmentRates {
         p_mask: a.p_mask,
         p_pos: a.p_pos,
@@ -127,37 +137,35 @@ fn load_logits(dir: &Path, eval: bool) -> Result<Logits> {
 
 impl Stage<Context<'_>> for LogitsStage<'_> {
     type Output = Logits;
+    type Spec = LogitsSpec;
 
     fn name(&self) -> &str {
         "logits"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
+    fn spec(&self, cx: &Context) -> Result<LogitsSpec> {
         let a = &cx.r.distill.augment;
-        let mut settings = json!({
-            "augment": if a.n_iter > 0 { serde_json::to_value(a)? } else { Value::Null },
-            "common": cx.common(),
-        });
-        if self.eval {
-            settings["eval"] = Value::Bool(true);
-        }
-        Ok(settings)
+        Ok(LogitsSpec {
+            augment: (a.n_iter > 0).then(|| a.clone()),
+            common: cx.common(),
+            eval: self.eval,
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         vec![self.data_key.clone(), self.teacher_key.clone()]
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Logits> {
+    fn compute(&self, cx: &Context, spec: &LogitsSpec, out: &StageWriter) -> Result<Logits> {
         let synthetic = if self.teacher.transductive() {
             Vec::new()
         } else {
-            synthetic(cx)?
+            synthetic(cx, spec)?
         };
         let logits = Logits {
             logits: self.teacher.label(cx, &synthetic)?,
             synthetic,
-            eval: if self.eval {
+            eval: if spec.eval {
                 Some(self.teacher.label_eval(cx)?)
             } else {
                 None
@@ -191,32 +199,42 @@ pub struct EnsembleFit {
     pub temperatures: Vec<f64>,
 }
 
+/// What the ensemble's combination depends on besides its members' logits.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnsembleSpec {
+    /// The members' weights, in order.
+    pub weights: Vec<f64>,
+    pub combine: Combine,
+    pub calibrate: bool,
+}
+
 impl Stage<Context<'_>> for EnsembleStage<'_> {
     type Output = Logits;
+    type Spec = EnsembleSpec;
 
     fn name(&self) -> &str {
         "ensemble"
     }
 
-    fn settings(&self, _cx: &Context) -> Result<Value> {
-        Ok(json!({
-            "weights": self.members.iter().map(|(_, _, w)| *w).collect::<Vec<_>>(),
-            "combine": self.combine,
-            "calibrate": self.calibrate,
-        }))
+    fn spec(&self, _cx: &Context) -> Result<EnsembleSpec> {
+        Ok(EnsembleSpec {
+            weights: self.members.iter().map(|(_, _, w)| *w).collect(),
+            combine: self.combine,
+            calibrate: self.calibrate,
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         self.members.iter().map(|(k, _, _)| k.clone()).collect()
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Logits> {
-        let log_probs = self.combine == Combine::LogProbs;
+    fn compute(&self, cx: &Context, spec: &EnsembleSpec, out: &StageWriter) -> Result<Logits> {
+        let log_probs = spec.combine == Combine::LogProbs;
         let missing = || anyhow::anyhow!("an ensemble member without evaluation logits");
         let valid: Vec<(u32, usize)> = cx.data()?.valid.iter().map(|e| (e.id, e.label)).collect();
         let mut temperatures = Vec::with_capacity(self.members.len());
         for (i, (_, l, _)) in self.members.iter().enumerate() {
-            let t = if self.calibrate {
+            let t = if spec.calibrate {
                 l.eval
                     .as_ref()
                     .ok_or_else(missing)?
@@ -228,7 +246,6 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
             note(&format!("ensemble: member {} temperature {t:.3}", i + 1));
             temperatures.push(t);
         }
-        // Each member's logits of one kind, divided by its temperature, and its weight.
         // Each member's logits of one kind, divided by its temperature, and its weight; on the
         // transfer set, each row from the members that have it (`all`: every member has every
         // row, as on the validation and test splits).
@@ -238,7 +255,8 @@ impl Stage<Context<'_>> for EnsembleStage<'_> {
                     .members
                     .iter()
                     .zip(&temperatures)
-                    .map(|((_, l, w), t)| Ok((f(l).ok_or_else(missing)?.scaled(*t), *w)))
+                    .zip(&spec.weights)
+                    .map(|(((_, l, _), t), w)| Ok((f(l).ok_or_else(missing)?.scaled(*t), *w)))
                     .collect::<Result<Vec<_>>>()?;
                 let refs: Vec<(&TeacherLogits, f64)> = parts.iter().map(|(l, w)| (l, *w)).collect();
                 if all {

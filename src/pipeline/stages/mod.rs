@@ -16,6 +16,10 @@
 //! | baseline_eval | `report.timing_*`, processor | baseline |
 //! | textgcn | `textgcn.*`, `data.lowercase`, seed, backend, `report.timing_repeats` | data |
 //!
+//! Each stage's settings are one typed struct, its `Spec` (`TeacherSpec`, `StudentSpec`,
+//! `LogitsSpec`, …, with `context::Common` for what every model stage shares): serialised, the
+//! content of its key; handed to `compute`, the settings its training reads.
+//!
 //! Every stage seeds the device itself, so a stage computes the same result whether the stages
 //! before it were computed in this run or reused.
 

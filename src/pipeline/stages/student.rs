@@ -2,19 +2,20 @@
 //! student, same initialization and batch order, trained on the transfer set against the
 //! teacher's logits). The vectors' coverage is kept with each, for the report.
 
-use super::super::context::Context;
+use super::super::context::{Common, Context};
 use super::logits::Logits;
 use super::{load_record, read_json, save_model, SYNTHETIC_IDS};
 use crate::data::batch::Encoded;
 use crate::data::vectors::Coverage;
 use crate::distill::DistillLoss;
 use crate::models::BiLstmClassifier;
+use crate::recipe::{DistillSection, SoftTargets, StudentSection};
 use crate::store::stage::{Stage, StageWriter};
 use crate::train::student::{bilstm_config, fit_settings, train_student};
 use crate::train::FitInfo;
 use anyhow::Result;
 use burn::module::Module;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::Path;
 
 /// A trained student (in inference mode).
@@ -46,7 +47,7 @@ pub struct StudentStage<'l> {
 impl StudentStage<'_> {
     /// Training examples: the training split, plus the synthetic ones (labelled by the teacher)
     /// for the distilled student.
-    fn transfer_set(&self, cx: &Context) -> Result<Vec<Encoded>> {
+    fn transfer_set(&self, cx: &Context, max_len: usize) -> Result<Vec<Encoded>> {
         let mut items = cx.student_inputs()?.train.clone();
         if let Some((logits, _)) = &self.teacher {
             let vocab = cx.student_vocab()?;
@@ -54,7 +55,7 @@ impl StudentStage<'_> {
                 let id = SYNTHETIC_IDS + i as u32;
                 Encoded {
                     id,
-                    tokens: vocab.encode_pieces(&s.pieces, cx.r.data.max_len),
+                    tokens: vocab.encode_pieces(&s.pieces, max_len),
                     label: logits.logits.argmax(id).unwrap_or(0),
                 }
             }));
@@ -63,8 +64,25 @@ impl StudentStage<'_> {
     }
 }
 
+/// What a student's training depends on besides the data (and, distilled, the teacher's logits).
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentSpec {
+    pub student: StudentSection,
+    /// sha256 of `student.vectors` (none without vectors).
+    pub vectors_sha256: Option<String>,
+    pub common: Common,
+    /// The distilled student's loss and transfer set (none for the student alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillSection>,
+    /// What the soft loss compares: `distill.targets`, else the teacher's default. Not written
+    /// into the key: the default follows from the teacher's kind, whose logits stage is an input.
+    #[serde(skip)]
+    pub soft_targets: SoftTargets,
+}
+
 impl Stage<Context<'_>> for StudentStage<'_> {
     type Output = Student;
+    type Spec = StudentSpec;
 
     fn name(&self) -> &str {
         if self.teacher.is_some() {
@@ -74,7 +92,7 @@ impl Stage<Context<'_>> for StudentStage<'_> {
         }
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
+    fn spec(&self, cx: &Context) -> Result<StudentSpec> {
         let r = cx.r;
         let vectors = &r.student.vectors;
         let vectors_sha256 = if vectors.as_os_str().is_empty() {
@@ -82,15 +100,13 @@ impl Stage<Context<'_>> for StudentStage<'_> {
         } else {
             Some(cx.hash(vectors)?)
         };
-        let mut settings = json!({
-            "student": r.student,
-            "vectors_sha256": vectors_sha256,
-            "common": cx.common(),
-        });
-        if self.teacher.is_some() {
-            settings["distill"] = serde_json::to_value(&r.distill)?;
-        }
-        Ok(settings)
+        Ok(StudentSpec {
+            student: r.student.clone(),
+            vectors_sha256,
+            common: cx.common(),
+            distill: self.teacher.as_ref().map(|_| r.distill.clone()),
+            soft_targets: r.soft_targets(),
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
@@ -99,22 +115,22 @@ impl Stage<Context<'_>> for StudentStage<'_> {
         inputs
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Student> {
+    fn compute(&self, cx: &Context, spec: &StudentSpec, out: &StageWriter) -> Result<Student> {
         let (init, coverage) = cx.student_init()?;
-        let (loss, logits) = match &self.teacher {
-            Some((l, _)) => (
-                DistillLoss::new(&cx.r.distill, cx.r.soft_targets()),
+        let (loss, logits) = match (&self.teacher, &spec.distill) {
+            (Some((l, _)), Some(distill)) => (
+                DistillLoss::new(distill, spec.soft_targets),
                 Some(&l.logits),
             ),
-            None => (DistillLoss::hard_only(), None),
+            _ => (DistillLoss::hard_only(), None),
         };
         let inputs = cx.student_inputs()?;
         let fitted = train_student(
-            &cx.r.student,
-            &fit_settings(self.name(), cx.r.student.optim(), cx.r.runtime.seed),
+            &spec.student,
+            &fit_settings(self.name(), spec.student.optim(), spec.common.seed),
             init,
             &inputs.batcher,
-            &self.transfer_set(cx)?,
+            &self.transfer_set(cx, spec.common.max_len)?,
             &inputs.valid,
             &cx.ad,
             loss,

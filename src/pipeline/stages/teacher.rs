@@ -3,9 +3,10 @@
 //! (fine-tuning, from the pre-trained encoder, a checkpoint or scratch; exported as a Hugging
 //! Face folder when `teacher.export`).
 
-use super::super::context::Context;
+use super::super::context::{Common, Context};
 use super::{load_record, read_json, save_model};
 use crate::models::{PretrainModel, TeacherModel};
+use crate::recipe::{PretrainSection, TeacherArch, TeacherSection};
 use crate::runtime::progress::note;
 use crate::store::stage::{stage_key, Stage, StageWriter};
 use crate::train::pretrain::{further_pretrain, PretrainReport};
@@ -13,8 +14,8 @@ use crate::train::{teacher, FitInfo};
 use anyhow::Result;
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use std::path::Path;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// What a teacher stage keeps beside its weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,33 +53,52 @@ pub struct PretrainStage {
     pub data_key: String,
 }
 
+/// What further pre-training depends on besides the data: the encoder's architecture, sizes
+/// and starting weights, `[teacher.pretrain]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainSpec {
+    pub arch: TeacherArch,
+    pub checkpoint: PathBuf,
+    pub checkpoint_sha256: Option<String>,
+    /// Layers, hidden size, heads, feed-forward size.
+    pub sizes: [usize; 4],
+    pub dropout: f64,
+    pub pretrain: PretrainSection,
+    pub common: Common,
+}
+
 impl Stage<Context<'_>> for PretrainStage {
     type Output = (PretrainModel, PretrainReport);
+    type Spec = PretrainSpec;
 
     fn name(&self) -> &str {
         "pretrain"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
+    fn spec(&self, cx: &Context) -> Result<PretrainSpec> {
         let t = &cx.r.teacher;
-        Ok(json!({
-            "arch": t.arch,
-            "checkpoint": t.checkpoint,
-            "checkpoint_sha256": checkpoint_hash(cx)?,
-            "sizes": [t.layers, t.hidden, t.heads, t.intermediate()],
-            "dropout": t.dropout,
-            "pretrain": t.pretrain,
-            "common": cx.common(),
-        }))
+        Ok(PretrainSpec {
+            arch: t.arch,
+            checkpoint: t.checkpoint.clone(),
+            checkpoint_sha256: checkpoint_hash(cx)?,
+            sizes: [t.layers, t.hidden, t.heads, t.intermediate()],
+            dropout: t.dropout,
+            pretrain: t.pretrain.clone(),
+            common: cx.common(),
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
         vec![self.data_key.clone()]
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Self::Output> {
-        let r = cx.r;
-        cx.ad.seed(r.runtime.seed);
+    fn compute(
+        &self,
+        cx: &Context,
+        spec: &PretrainSpec,
+        out: &StageWriter,
+    ) -> Result<Self::Output> {
+        cx.ad.seed(spec.common.seed);
         let setup = cx.setup()?;
         let (model, notes) = setup.pretrain_model(&cx.ad)?;
         for n in notes {
@@ -86,9 +106,10 @@ impl Stage<Context<'_>> for PretrainStage {
             cx.add_note(format!("pretrain: {n}"));
         }
         let (model, report) = further_pretrain(
-            &r.teacher,
-            r.data.max_len,
-            r.runtime.seed,
+            &spec.pretrain,
+            spec.arch,
+            spec.common.max_len,
+            spec.common.seed,
             &setup.tokenizer,
             &cx.data()?.unlabeled,
             model,
@@ -148,24 +169,51 @@ fn checkpoint_hash(cx: &Context) -> Result<Option<String>> {
     }
 }
 
+/// What fine-tuning depends on besides the data (and the further pre-trained encoder, an
+/// input when pre-training ran).
+#[derive(Debug, Clone)]
+pub struct TeacherSpec {
+    pub teacher: TeacherSection,
+    /// Fine-tuned from the further pre-trained encoder.
+    pub pretrained: bool,
+    pub checkpoint_sha256: Option<String>,
+    pub common: Common,
+}
+
+/// The key holds `[teacher]` without `export` (it only adds files; `kdrun export` writes a
+/// stored teacher's) and without `pretrain` unless pre-training ran (its stage's key then
+/// covers it).
+impl Serialize for TeacherSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        let mut teacher = serde_json::to_value(&self.teacher).map_err(S::Error::custom)?;
+        teacher["export"] = Value::Null;
+        if !self.pretrained {
+            teacher["pretrain"] = Value::Null;
+        }
+        let mut m = s.serialize_struct("TeacherSpec", 3)?;
+        m.serialize_field("teacher", &teacher)?;
+        m.serialize_field("checkpoint_sha256", &self.checkpoint_sha256)?;
+        m.serialize_field("common", &self.common)?;
+        m.end()
+    }
+}
+
 impl Stage<Context<'_>> for TeacherStage {
     type Output = Teacher;
+    type Spec = TeacherSpec;
 
     fn name(&self) -> &str {
         "teacher"
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
-        let mut teacher = serde_json::to_value(&cx.r.teacher)?;
-        teacher["export"] = Value::Null;
-        if !self.pretrained() {
-            teacher["pretrain"] = Value::Null;
-        }
-        Ok(json!({
-            "teacher": teacher,
-            "checkpoint_sha256": checkpoint_hash(cx)?,
-            "common": cx.common(),
-        }))
+    fn spec(&self, cx: &Context) -> Result<TeacherSpec> {
+        Ok(TeacherSpec {
+            teacher: cx.r.teacher.clone(),
+            pretrained: self.pretrained(),
+            checkpoint_sha256: checkpoint_hash(cx)?,
+            common: cx.common(),
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
@@ -174,9 +222,9 @@ impl Stage<Context<'_>> for TeacherStage {
         inputs
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<Teacher> {
-        let r = cx.r;
-        let t = &r.teacher;
+    fn compute(&self, cx: &Context, spec: &TeacherSpec, out: &StageWriter) -> Result<Teacher> {
+        let t = &spec.teacher;
+        let seed = spec.common.seed;
         let setup = cx.setup()?;
         let mut notes = Vec::new();
         let mut pretrain_report = None;
@@ -184,10 +232,10 @@ impl Stage<Context<'_>> for TeacherStage {
             let (pretrained, report) = cx.run(stage)?.value;
             pretrain_report = Some(report);
             // Seeded here, so the new head is the same whether pre-training ran now or not.
-            cx.ad.seed(r.runtime.seed.wrapping_add(17));
+            cx.ad.seed(seed.wrapping_add(17));
             setup.classifier_over(pretrained, &cx.ad)?
         } else {
-            cx.ad.seed(r.runtime.seed);
+            cx.ad.seed(seed);
             let (model, ns) = setup.classifier(&cx.ad)?;
             notes.extend(ns.into_iter().map(|n| format!("teacher: {n}")));
             model
@@ -203,7 +251,7 @@ impl Stage<Context<'_>> for TeacherStage {
         };
         let inputs = cx.teacher_inputs()?;
         let fitted = teacher::fine_tune(
-            &teacher::fit_settings(stage_name, t.optim(), r.runtime.seed),
+            &teacher::fit_settings(stage_name, t.optim(), seed),
             start,
             &inputs.batcher,
             &inputs.train,
@@ -226,7 +274,7 @@ impl Stage<Context<'_>> for TeacherStage {
         if t.export {
             let dir = out.file("teacher_hf");
             setup.config.export(&dir, &model)?;
-            setup.tokenizer.save_hf(&dir, r.data.max_len)?;
+            setup.tokenizer.save_hf(&dir, spec.common.max_len)?;
         }
         Ok(Teacher::new(model, meta))
     }

@@ -12,7 +12,7 @@ use crate::distill::{DistillLoss, TeacherLogits};
 use crate::eval::{ClassificationReport, InferenceTiming};
 use crate::models::textgcn::spmm::SparseAdj;
 use crate::models::textgcn::{build_graph, GraphConfig, GraphSize, GraphTokens, TextGcn};
-use crate::recipe::{Recipe, StudentTokens};
+use crate::recipe::{DistillSection, SoftTargets, StudentTokens, TextGcnSection};
 use crate::runtime::progress::note;
 use crate::store::stage::{Stage, StageWriter};
 use crate::store::ModelResult;
@@ -20,7 +20,6 @@ use crate::train::textgcn::{node_logits, predict_nodes, train_textgcn, GcnSettin
 use anyhow::Result;
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 
@@ -58,8 +57,7 @@ const SPLIT_FILES: [&str; 3] = [
 ];
 
 /// How the report names TextGCN.
-pub fn textgcn_label(r: &Recipe) -> String {
-    let g = &r.textgcn;
+pub fn textgcn_label(g: &TextGcnSection) -> String {
     let tokens = match g.tokens {
         StudentTokens::Word => "jieba words",
         StudentTokens::Char => "characters",
@@ -93,8 +91,28 @@ pub struct TextGcnStage<'l> {
     pub teacher: Option<(&'l Logits, String)>,
 }
 
+/// What TextGCN's training depends on besides the data (and, distilled, the teacher's logits).
+#[derive(Debug, Clone, Serialize)]
+pub struct TextGcnSpec {
+    pub textgcn: TextGcnSection,
+    pub lowercase: bool,
+    pub seed: u64,
+    pub backend: String,
+    pub timing_repeats: usize,
+    /// The stopping rule (results made before it counted the loss are not reused).
+    pub early_stop: &'static str,
+    /// 2: the documents' logits are kept (TextGCN as a teacher).
+    pub outputs: u32,
+    /// The distilled twin's loss (none for TextGCN alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_targets: Option<SoftTargets>,
+}
+
 impl Stage<Context<'_>> for TextGcnStage<'_> {
     type Output = TextGcnOutput;
+    type Spec = TextGcnSpec;
 
     fn name(&self) -> &str {
         if self.teacher.is_some() {
@@ -104,27 +122,24 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
         }
     }
 
-    fn settings(&self, cx: &Context) -> Result<Value> {
+    fn spec(&self, cx: &Context) -> Result<TextGcnSpec> {
         let r = cx.r;
-        // `distill` only says whether a distilled twin is also trained: not part of either key.
-        let mut textgcn = r.textgcn.clone();
-        textgcn.distill = false;
-        let mut settings = json!({
-            "textgcn": textgcn,
-            "lowercase": r.data.lowercase,
-            "seed": r.runtime.seed,
-            "backend": cx.compute.backend,
-            "timing_repeats": r.report.timing_repeats,
-            // The stopping rule (results made before it counted the loss are not reused).
-            "early_stop": "accuracy_or_loss",
-            // 2: the documents' logits are kept (TextGCN as a teacher).
-            "outputs": 2,
-        });
-        if self.teacher.is_some() {
-            settings["distill"] = serde_json::to_value(&r.distill)?;
-            settings["soft_targets"] = serde_json::to_value(r.soft_targets())?;
-        }
-        Ok(settings)
+        let distilled = self.teacher.is_some();
+        Ok(TextGcnSpec {
+            // `distill` only says whether a distilled twin is also trained: in neither key.
+            textgcn: TextGcnSection {
+                distill: false,
+                ..r.textgcn.clone()
+            },
+            lowercase: r.data.lowercase,
+            seed: r.runtime.seed,
+            backend: cx.compute.backend.clone(),
+            timing_repeats: r.report.timing_repeats,
+            early_stop: "accuracy_or_loss",
+            outputs: 2,
+            distill: distilled.then(|| r.distill.clone()),
+            soft_targets: distilled.then(|| r.soft_targets()),
+        })
     }
 
     fn inputs(&self) -> Vec<String> {
@@ -133,9 +148,13 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
         inputs
     }
 
-    fn compute(&self, cx: &Context, out: &StageWriter) -> Result<TextGcnOutput> {
-        let r = cx.r;
-        let g = &r.textgcn;
+    fn compute(
+        &self,
+        cx: &Context,
+        spec: &TextGcnSpec,
+        out: &StageWriter,
+    ) -> Result<TextGcnOutput> {
+        let g = &spec.textgcn;
         let data = cx.data()?;
         // Nodes: training, validation, test documents in this order, then the words.
         let splits = [&data.train, &data.valid, &data.test];
@@ -143,7 +162,7 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             .iter()
             .flat_map(|s| s.iter().map(|e| e.text.as_str()))
             .collect();
-        let (adj, mut graph) = build(r, &texts);
+        let (adj, mut graph) = build(g, spec.lowercase, &texts);
         drop(texts);
         let (n_train, n_valid) = (data.train.len(), data.valid.len());
         let labelled = |offset: usize, split: &[crate::data::Example]| Labelled {
@@ -160,18 +179,18 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
             epochs: g.epochs,
             patience: g.patience,
             weight_decay: g.weight_decay,
-            seed: r.runtime.seed,
+            seed: spec.seed,
         };
         reset_peak_rss();
-        let distill = match &self.teacher {
-            Some((l, _)) => {
+        let distill = match (&self.teacher, &spec.distill, spec.soft_targets) {
+            (Some((l, _)), Some(distill), Some(targets)) => {
                 let ids: Vec<u32> = data.train.iter().map(|e| e.id).collect();
                 Some((
-                    DistillLoss::new(&r.distill, r.soft_targets()),
+                    DistillLoss::new(distill, targets),
                     l.logits.batch(&ids, &cx.ad)?,
                 ))
             }
-            None => None,
+            _ => None,
         };
         let fitted = train_textgcn(
             &adj,
@@ -186,12 +205,12 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
         let predictions = predict_nodes(&model, &adj, &test.nodes)?;
         let report = ClassificationReport::new(&test.labels, &predictions, data.classes.len());
 
-        let timing = time_inference(&model, &adj, &test.nodes, r.report.timing_repeats)?;
+        let timing = time_inference(&model, &adj, &test.nodes, spec.timing_repeats)?;
         graph.train_peak_rss_mib = peak_rss_mib();
         let label = if self.teacher.is_some() {
-            format!("{} distilled", textgcn_label(r))
+            format!("{} distilled", textgcn_label(g))
         } else {
-            textgcn_label(r)
+            textgcn_label(g)
         };
         note(&format!(
             "{label}: test accuracy {:.4}, macro-F1 {:.4}, best epoch {} of {} (validation {:.4}), \
@@ -253,8 +272,11 @@ impl Stage<Context<'_>> for TextGcnStage<'_> {
 
 /// The graph of `texts` (the documents, then their words, as nodes) and what building it cost
 /// (its training's peak memory left for later).
-fn build(r: &Recipe, texts: &[&str]) -> (std::sync::Arc<SparseAdj>, GraphReport) {
-    let g = &r.textgcn;
+fn build(
+    g: &TextGcnSection,
+    lowercase: bool,
+    texts: &[&str],
+) -> (std::sync::Arc<SparseAdj>, GraphReport) {
     let config = GraphConfig {
         tokens: match g.tokens {
             StudentTokens::Word => GraphTokens::Word,
@@ -263,7 +285,7 @@ fn build(r: &Recipe, texts: &[&str]) -> (std::sync::Arc<SparseAdj>, GraphReport)
         min_count: g.min_count,
         window: g.window,
         stop_words: g.stop_words.clone(),
-        lowercase: r.data.lowercase,
+        lowercase,
     };
     reset_peak_rss();
     let start = Instant::now();

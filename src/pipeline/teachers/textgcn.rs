@@ -22,7 +22,7 @@ impl Family for TextGcn {
         let (fitted, logits) = fit_and_label(cx, data_key, &stage, slot)?;
         let mut row = fitted.value.result.clone();
         row.key = slot.key();
-        row.label = slot.label(&textgcn_label(cx.r));
+        row.label = slot.label(&textgcn_label(&cx.r.textgcn));
         Ok(Member::single(logits, row))
     }
 }

@@ -1,7 +1,7 @@
 //! [`Stages::get_or_compute`]: a stage reused when its folder is whole, else computed under its
 //! key's lock; a damaged folder set aside first, and an older one given its checksums.
 
-use super::{file_sums, stage_key, Done, Found, Manifest, Stage, Stages, MANIFEST};
+use super::{file_sums, Done, Found, Keyed, Manifest, Stage, Stages, MANIFEST};
 use crate::store::write_atomic;
 use anyhow::{Context, Result};
 
@@ -14,7 +14,12 @@ impl Stages {
         stage: &S,
         cx: &C,
     ) -> Result<Done<S::Output>> {
-        let (key, settings, inputs) = stage_key(stage, cx)?;
+        let Keyed {
+            spec,
+            key,
+            settings,
+            inputs,
+        } = Keyed::new(stage, cx)?;
         let name = stage.name();
         let dir = self.dir(name, &key);
         let reused = |value| Done {
@@ -57,7 +62,7 @@ impl Stages {
             }
         }
         let writer = self.begin_locked(name, &key, lock)?;
-        let value = stage.compute(cx, &writer)?;
+        let value = stage.compute(cx, &spec, &writer)?;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let dir = writer.finish(settings, &refs)?;
         self.mark_checked(name, &key);

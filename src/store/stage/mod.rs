@@ -63,16 +63,22 @@ pub fn key(stage: &str, settings: &serde_json::Value, inputs: &[&str]) -> String
 /// One unit of a run whose result the store keeps: exactly what its key covers, how to compute
 /// it into a stage folder, and how to read it back from one. `C` is the caller's context (the
 /// pipeline's trial), passed through so a stage can read lazily prepared inputs.
+///
+/// A stage's settings are one typed value, its [`Stage::Spec`]: serialised, it is the content
+/// of the key; and `compute` is handed that same value, so what a result depends on and what
+/// its key covers cannot drift apart.
 pub trait Stage<C: ?Sized> {
     type Output;
+    /// The resolved settings the result depends on (besides its inputs' results).
+    type Spec: serde::Serialize;
     /// The stage's folder name under `stages/` (`teacher`, `logits`, …).
     fn name(&self) -> &str;
-    /// Exactly the resolved settings the result depends on.
-    fn settings(&self, cx: &C) -> Result<serde_json::Value>;
+    /// The stage's settings, resolved from the context.
+    fn spec(&self, cx: &C) -> Result<Self::Spec>;
     /// The keys of the stages it reads.
     fn inputs(&self) -> Vec<String>;
-    /// Compute the result, writing its files into `out`.
-    fn compute(&self, cx: &C, out: &StageWriter) -> Result<Self::Output>;
+    /// Compute the result from the spec its key was made of, writing its files into `out`.
+    fn compute(&self, cx: &C, spec: &Self::Spec, out: &StageWriter) -> Result<Self::Output>;
     /// Read the result back from a finished stage folder.
     fn load(&self, cx: &C, dir: &Path) -> Result<Self::Output>;
 }
@@ -91,10 +97,32 @@ pub fn stage_key<C: ?Sized, S: Stage<C>>(
     stage: &S,
     cx: &C,
 ) -> Result<(String, serde_json::Value, Vec<String>)> {
-    let settings = stage.settings(cx)?;
-    let inputs = stage.inputs();
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    Ok((key(stage.name(), &settings, &refs), settings, inputs))
+    let k = Keyed::new(stage, cx)?;
+    Ok((k.key, k.settings, k.inputs))
+}
+
+/// A stage's spec with the key made of it.
+struct Keyed<T> {
+    spec: T,
+    key: String,
+    settings: serde_json::Value,
+    inputs: Vec<String>,
+}
+
+impl<T: serde::Serialize> Keyed<T> {
+    fn new<C: ?Sized, S: Stage<C, Spec = T>>(stage: &S, cx: &C) -> Result<Self> {
+        let spec = stage.spec(cx)?;
+        let settings = serde_json::to_value(&spec)
+            .with_context(|| format!("the settings of stage {}", stage.name()))?;
+        let inputs = stage.inputs();
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(Self {
+            key: key(stage.name(), &settings, &refs),
+            spec,
+            settings,
+            inputs,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

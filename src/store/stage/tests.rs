@@ -73,13 +73,14 @@ impl Stage<()> for Counted<'_> {
     fn name(&self) -> &str {
         "slow"
     }
-    fn settings(&self, _: &()) -> Result<serde_json::Value> {
+    type Spec = serde_json::Value;
+    fn spec(&self, _: &()) -> Result<serde_json::Value> {
         Ok(serde_json::json!({"n": 1}))
     }
     fn inputs(&self) -> Vec<String> {
         Vec::new()
     }
-    fn compute(&self, _: &(), out: &StageWriter) -> Result<String> {
+    fn compute(&self, _: &(), _: &serde_json::Value, out: &StageWriter) -> Result<String> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(300));
         std::fs::write(out.file("v.txt"), "computed")?;
