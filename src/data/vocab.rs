@@ -42,6 +42,28 @@ pub fn normalize_chars(text: &str, lowercase: bool) -> impl Iterator<Item = char
         })
 }
 
+/// The units seen at least `min_count` times, by descending count (ties by the unit's order, so
+/// the same texts give the same vocabulary), at most `max_size` of them (0: no limit).
+pub(crate) fn ranked<K: std::hash::Hash + Ord>(
+    units: impl IntoIterator<Item = K>,
+    min_count: usize,
+    max_size: usize,
+) -> Vec<K> {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    for u in units {
+        *counts.entry(u).or_default() += 1;
+    }
+    let mut ranked: Vec<(K, usize)> = counts
+        .into_iter()
+        .filter(|(_, n)| *n >= min_count)
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    if max_size > 0 {
+        ranked.truncate(max_size);
+    }
+    ranked.into_iter().map(|(u, _)| u).collect()
+}
+
 impl CharVocab {
     /// Build from training texts: special tokens first, then characters by descending count
     /// (ties by code point, so the vocabulary is the same for the same texts).
@@ -50,20 +72,13 @@ impl CharVocab {
         min_count: usize,
         lowercase: bool,
     ) -> Self {
-        let mut counts: HashMap<char, usize> = HashMap::new();
-        for t in texts {
-            for c in normalize_chars(t, lowercase) {
-                *counts.entry(c).or_default() += 1;
-            }
-        }
-        let mut chars: Vec<(char, usize)> = counts
+        let units = texts
             .into_iter()
-            .filter(|(_, n)| *n >= min_count)
-            .collect();
-        chars.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            .flat_map(|t| normalize_chars(t, lowercase));
+        let chars = ranked(units, min_count, 0);
         let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
         let mut index = HashMap::new();
-        for (c, _) in chars {
+        for c in chars {
             index.insert(c, tokens.len() as u32);
             tokens.push(c.to_string());
         }

@@ -45,23 +45,11 @@ impl WordVocab {
         max_size: usize,
         lowercase: bool,
     ) -> Self {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for t in texts {
-            for w in words(t, lowercase) {
-                *counts.entry(w).or_default() += 1;
-            }
-        }
-        let mut ranked: Vec<(String, usize)> = counts
-            .into_iter()
-            .filter(|(_, n)| *n >= min_count)
-            .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        if max_size > 0 {
-            ranked.truncate(max_size);
-        }
+        let units = texts.into_iter().flat_map(|t| words(t, lowercase));
+        let ranked = super::vocab::ranked(units, min_count, max_size);
         let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
         let mut index = HashMap::new();
-        for (w, _) in ranked {
+        for w in ranked {
             index.insert(w.clone(), tokens.len() as u32);
             tokens.push(w);
         }

@@ -54,16 +54,30 @@ pub fn time_inference<M: Classifier>(
             batcher.batch(&b, device)
         })
         .collect();
-    for b in &batches {
-        run_batch(model, b)?;
+    timed_passes(&batches, batch_size, items.len(), repeats, |b| {
+        run_batch(model, b)
+    })
+}
+
+/// One untimed pass over `batches` (warm-up), then the fastest of `repeats` timed passes, batch
+/// by batch.
+fn timed_passes<T, E>(
+    batches: &[T],
+    batch_size: usize,
+    samples: usize,
+    repeats: usize,
+    run: impl Fn(&T) -> Result<(), E>,
+) -> Result<InferenceTiming, E> {
+    for b in batches {
+        run(b)?;
     }
     let mut best: Option<(f64, Vec<f64>)> = None;
     for _ in 0..repeats.max(1) {
         let mut latencies = Vec::with_capacity(batches.len());
         let start = Instant::now();
-        for b in &batches {
+        for b in batches {
             let t0 = Instant::now();
-            run_batch(model, b)?;
+            run(b)?;
             latencies.push(t0.elapsed().as_secs_f64());
         }
         let total = start.elapsed().as_secs_f64();
@@ -75,11 +89,11 @@ pub fn time_inference<M: Classifier>(
     let n = latencies.len().max(1) as f64;
     Ok(InferenceTiming {
         batch_size,
-        samples: items.len(),
+        samples,
         batches: batches.len(),
         repeats: repeats.max(1),
         seconds,
-        samples_per_sec: items.len() as f64 / seconds.max(1e-12),
+        samples_per_sec: samples as f64 / seconds.max(1e-12),
         batch_latency_ms: latencies.iter().sum::<f64>() / n * 1e3,
         max_batch_latency_ms: latencies.iter().cloned().fold(0.0, f64::max) * 1e3,
     })
@@ -95,33 +109,10 @@ pub fn time_text_inference<T>(
     repeats: usize,
 ) -> InferenceTiming {
     let batches: Vec<&[&str]> = texts.chunks(batch_size.max(1)).collect();
-    for b in &batches {
+    let run = |b: &&[&str]| -> Result<(), std::convert::Infallible> {
         std::hint::black_box(predict(b));
-    }
-    let mut best: Option<(f64, Vec<f64>)> = None;
-    for _ in 0..repeats.max(1) {
-        let mut latencies = Vec::with_capacity(batches.len());
-        let start = Instant::now();
-        for b in &batches {
-            let t0 = Instant::now();
-            std::hint::black_box(predict(b));
-            latencies.push(t0.elapsed().as_secs_f64());
-        }
-        let total = start.elapsed().as_secs_f64();
-        if best.as_ref().is_none_or(|(t, _)| total < *t) {
-            best = Some((total, latencies));
-        }
-    }
-    let (seconds, latencies) = best.expect("at least one pass");
-    let n = latencies.len().max(1) as f64;
-    InferenceTiming {
-        batch_size,
-        samples: texts.len(),
-        batches: batches.len(),
-        repeats: repeats.max(1),
-        seconds,
-        samples_per_sec: texts.len() as f64 / seconds.max(1e-12),
-        batch_latency_ms: latencies.iter().sum::<f64>() / n * 1e3,
-        max_batch_latency_ms: latencies.iter().cloned().fold(0.0, f64::max) * 1e3,
-    }
+        Ok(())
+    };
+    let Ok(timing) = timed_passes(&batches, batch_size, texts.len(), repeats, run);
+    timing
 }

@@ -40,6 +40,13 @@ fn skip_heads(w: &Weights, heads: &[&str], why: &str, notes: &mut Vec<String>) {
     }
 }
 
+/// A model's state dict under transformers' XLNet names (no prefix).
+fn hf_tensors<M: burn::module::Module>(m: &M) -> Result<Tensors> {
+    let mut out = Tensors::new();
+    tree::export(m, &XLNET_NAMES, "", &mut out)?;
+    Ok(out)
+}
+
 fn check_unused(w: &Weights) -> Result<()> {
     let unused = w.unused();
     if !unused.is_empty() {
@@ -118,9 +125,7 @@ impl XlnetModel {
 
     /// `XLNetModel`'s state dict (no prefix).
     pub fn hf_tensors(&self) -> Result<Tensors> {
-        let mut out = Tensors::new();
-        tree::export(self, &XLNET_NAMES, "", &mut out)?;
-        Ok(out)
+        hf_tensors(self)
     }
 }
 
@@ -180,9 +185,7 @@ impl XlnetForSequenceClassification {
 
     /// `XLNetForSequenceClassification`'s state dict.
     pub fn hf_tensors(&self) -> Result<Tensors> {
-        let mut out = Tensors::new();
-        tree::export(self, &XLNET_NAMES, "", &mut out)?;
-        Ok(out)
+        hf_tensors(self)
     }
 }
 
@@ -228,9 +231,7 @@ impl XlnetLmHeadModel {
     /// `XLNetLMHeadModel`'s state dict; the tied `lm_loss.weight` is not stored twice (as
     /// transformers saves it).
     pub fn hf_tensors(&self) -> Result<Tensors> {
-        let mut out = Tensors::new();
-        tree::export(self, &XLNET_NAMES, "", &mut out)?;
-        Ok(out)
+        hf_tensors(self)
     }
 }
 

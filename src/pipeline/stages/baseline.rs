@@ -4,9 +4,9 @@
 //! the SVM, the seed (its visiting order); the evaluation by the timing settings and the processor.
 
 use super::super::context::Context;
-use super::eval::Timing;
+use super::eval::{load_result_row, result_row, Timing};
 use super::read_json;
-use crate::eval::{time_text_inference, ClassificationReport};
+use crate::eval::{time_text_inference, ClassificationReport, Evaluation};
 use crate::models::linear::MODEL_FILE;
 use crate::models::linear::{GridPoint, LinearConfig, LinearKind, LinearModel, TfidfConfig};
 use crate::recipe::{ngram_range, BaselineModel, Recipe};
@@ -183,40 +183,25 @@ impl Stage<Context<'_>> for BaselineEvalStage<'_> {
         let report = ClassificationReport::new(&truth, &predictions, data.classes.len());
         let timing =
             time_text_inference(|b| model.predict(b), &texts, timing.batch, timing.repeats);
-        note(&format!(
-            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
-            self.label, report.accuracy, report.macro_avg.f1, timing.samples_per_sec
-        ));
-        let fit = &self.baseline.fit;
-        let result = ModelResult {
+        let e = Evaluation {
             predictions,
-            key: self.key.clone(),
-            label: self.label.clone(),
-            params: model.parameters(),
-            trainable_params: model.parameters(),
             report,
             timing,
-            train_seconds: fit.seconds,
-            best_epoch: fit.best_epoch,
-            best_valid_accuracy: fit.best_valid_accuracy,
-            history: fit.history.clone(),
+            params: model.parameters(),
         };
+        let result = result_row(
+            &self.key,
+            &self.label,
+            e,
+            model.parameters(),
+            &self.baseline.fit,
+        );
         out.write_json("result.json", &result)?;
         Ok(result)
     }
 
     fn load(&self, _cx: &Context, dir: &Path) -> Result<ModelResult> {
-        let mut result: ModelResult = read_json(&dir.join("result.json"))?;
-        note(&format!(
-            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s (measured before)",
-            self.label,
-            result.report.accuracy,
-            result.report.macro_avg.f1,
-            result.timing.samples_per_sec
-        ));
         // The same fit serves as baseline and as linear teacher.
-        result.key = self.key.clone();
-        result.label = self.label.clone();
-        Ok(result)
+        load_result_row(dir, &self.key, &self.label)
     }
 }

@@ -4,7 +4,7 @@
 
 use super::super::context::{Context, Encodings};
 use super::read_json;
-use crate::eval::evaluate;
+use crate::eval::{evaluate, Evaluation};
 use crate::models::Classifier;
 use crate::runtime::progress::note;
 use crate::store::stage::{Stage, StageWriter};
@@ -106,39 +106,53 @@ impl<M: Classifier> Stage<Context<'_>> for EvalStage<'_, M> {
             spec.timing.repeats,
             &cx.compute.device,
         )?;
-        note(&format!(
-            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
-            self.label, e.report.accuracy, e.report.macro_avg.f1, e.timing.samples_per_sec
-        ));
-        let result = ModelResult {
-            predictions: e.predictions,
-            key: self.key.into(),
-            label: self.label.into(),
-            params: e.params,
-            trainable_params: self.trainable,
-            report: e.report,
-            timing: e.timing,
-            train_seconds: self.fit.seconds,
-            best_epoch: self.fit.best_epoch,
-            best_valid_accuracy: self.fit.best_valid_accuracy,
-            history: self.fit.history.clone(),
-        };
+        let result = result_row(self.key, self.label, e, self.trainable, self.fit);
         out.write_json("result.json", &result)?;
         Ok(result)
     }
 
     fn load(&self, _cx: &Context, dir: &Path) -> Result<ModelResult> {
-        let mut result: ModelResult = read_json(&dir.join("result.json"))?;
-        note(&format!(
-            "{}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s (measured before)",
-            self.label,
-            result.report.accuracy,
-            result.report.macro_avg.f1,
-            result.timing.samples_per_sec
-        ));
         // One evaluation may serve rows of several names (the same stage in two runs).
-        result.key = self.key.into();
-        result.label = self.label.into();
-        Ok(result)
+        load_result_row(dir, self.key, self.label)
     }
+}
+
+/// A model's row of the results: its evaluation on the test split with what its fit recorded;
+/// its scores said as a progress note.
+pub fn result_row(
+    key: &str,
+    label: &str,
+    e: Evaluation,
+    trainable: usize,
+    fit: &FitInfo,
+) -> ModelResult {
+    note(&format!(
+        "{label}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s",
+        e.report.accuracy, e.report.macro_avg.f1, e.timing.samples_per_sec
+    ));
+    ModelResult {
+        predictions: e.predictions,
+        key: key.into(),
+        label: label.into(),
+        params: e.params,
+        trainable_params: trainable,
+        report: e.report,
+        timing: e.timing,
+        train_seconds: fit.seconds,
+        best_epoch: fit.best_epoch,
+        best_valid_accuracy: fit.best_valid_accuracy,
+        history: fit.history.clone(),
+    }
+}
+
+/// A stored row (`result.json`) under the name it has in this run, its scores said again.
+pub fn load_result_row(dir: &Path, key: &str, label: &str) -> Result<ModelResult> {
+    let mut result: ModelResult = read_json(&dir.join("result.json"))?;
+    note(&format!(
+        "{label}: test accuracy {:.4}, macro-F1 {:.4}, {:.0} samples/s (measured before)",
+        result.report.accuracy, result.report.macro_avg.f1, result.timing.samples_per_sec
+    ));
+    result.key = key.into();
+    result.label = label.into();
+    Ok(result)
 }
