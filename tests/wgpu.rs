@@ -17,7 +17,7 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
-use kdrun::backend::{self, Probe};
+use kdrun::backend::{self, Compute, Probe};
 use kdrun::data::batch::Encoded;
 use kdrun::distill::{DistillLoss, TeacherLogits};
 use kdrun::models::bilstm::{BiLstmConfig, BiLstmHead, BiLstmInput};
@@ -47,7 +47,12 @@ fn root() -> &'static Path {
 /// The wgpu device, created once per test process (burn initializes a wgpu runtime once), or
 /// `None` — and a message — where there is no adapter to run on.
 fn gpu() -> Option<Device> {
-    static GPU: OnceLock<Result<Device, String>> = OnceLock::new();
+    gpu_compute().map(|c| c.device.clone())
+}
+
+/// The wgpu backend as `backend::select` made it (once per process), or `None` as [`gpu`] says.
+fn gpu_compute() -> Option<&'static Compute> {
+    static GPU: OnceLock<Result<Compute, String>> = OnceLock::new();
     let found = GPU.get_or_init(|| {
         // In a child process with a time limit first: with OpenGL but no Vulkan driver wgpu picks
         // llvmpipe over GL, which can hang (README, Backends).
@@ -56,12 +61,10 @@ fn gpu() -> Option<Device> {
         if info.api == "Gl" {
             return Err(format!("only an OpenGL adapter ({})", info.name));
         }
-        backend::select(BackendChoice::Wgpu, &Probe::Skip)
-            .map(|c| c.device)
-            .map_err(|e| e.to_string())
+        backend::select(BackendChoice::Wgpu, &Probe::Skip).map_err(|e| e.to_string())
     });
     match found {
-        Ok(device) => Some(device.clone()),
+        Ok(compute) => Some(compute),
         Err(why) => {
             assert!(
                 std::env::var("KDRUN_REQUIRE_WGPU").map_or(true, |v| v != "1"),
@@ -563,5 +566,37 @@ fn auto_prefers_the_cpu_backend_over_a_software_adapter() {
             "{}",
             results.backend_reason
         );
+    }
+}
+
+/// `kdrun bench` counts the kernels wgpu launches in one iteration (a cubecl launch observer):
+/// a positive count, the same for the same step twice, for the student's inference at two
+/// sequence lengths; no count on the CPU backend, which launches no kernels.
+#[test]
+fn bench_counts_kernel_launches_on_wgpu() {
+    use kdrun::bench::{run_workload, workloads, Policy};
+    let recipe = Recipe::default();
+    let policy = Policy::new(false, true);
+    let student = workloads(&recipe, false, true)
+        .into_iter()
+        .find(|w| w.name == "default-bilstm/infer")
+        .expect("the default student's inference workload");
+    let cpu = backend::select(BackendChoice::Cpu, &Probe::Skip).unwrap();
+    let on_cpu = run_workload(&student, &recipe, &cpu, &policy).unwrap();
+    assert_eq!(on_cpu.launches, None, "{on_cpu:?}");
+    let Some(wgpu) = gpu_compute() else {
+        return;
+    };
+    for tokens in [12, 24] {
+        let w = kdrun::bench::Workload {
+            tokens,
+            ..student.clone()
+        };
+        let counts: Vec<Option<usize>> = (0..2)
+            .map(|_| run_workload(&w, &recipe, wgpu, &policy).unwrap().launches)
+            .collect();
+        eprintln!("default-bilstm/infer, {tokens} tokens: {counts:?} launches");
+        assert!(matches!(counts[0], Some(n) if n > 0), "{counts:?}");
+        assert_eq!(counts[0], counts[1], "{tokens} tokens");
     }
 }

@@ -22,6 +22,10 @@ pub struct WorkloadResult {
     pub median_ms: f64,
     /// `batch` / median seconds.
     pub samples_per_s: f64,
+    /// Kernel launches of one iteration (wgpu: counted by a cubecl launch observer after the
+    /// timed iterations); absent on the CPU backend and in PyTorch's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launches: Option<usize>,
 }
 
 /// What `kdrun bench` writes (`--out`); `bench/pytorch_bench.py` writes the same layout.
@@ -62,8 +66,8 @@ pub fn table(report: &BenchReport) -> String {
         }
     );
     out.push_str(&format!(
-        "{:<22} {:>10} {:>14} {:>12} {:>6} {:>12}\n",
-        "workload", "shape", "warm-up ms", "median ms", "iters", "samples/s"
+        "{:<22} {:>10} {:>14} {:>12} {:>6} {:>12} {:>9}\n",
+        "workload", "shape", "warm-up ms", "median ms", "iters", "samples/s", "launches"
     ));
     for w in &report.workloads {
         let warm = match w.warmup_ms.as_slice() {
@@ -72,13 +76,14 @@ pub fn table(report: &BenchReport) -> String {
             [first, rest @ ..] => format!("{first:.1} (+{})", rest.len()),
         };
         out.push_str(&format!(
-            "{:<22} {:>10} {:>14} {:>12.1} {:>6} {:>12.1}\n",
+            "{:<22} {:>10} {:>14} {:>12.1} {:>6} {:>12.1} {:>9}\n",
             w.name,
             w.shape,
             warm,
             w.median_ms,
             w.iterations_ms.len(),
-            w.samples_per_s
+            w.samples_per_s,
+            w.launches.map_or("-".to_string(), |n| n.to_string())
         ));
     }
     out

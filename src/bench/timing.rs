@@ -58,6 +58,32 @@ impl Policy {
     }
 }
 
+/// Counts the kernels cubecl issues while installed (every launch of the process, on any
+/// thread): fused kernels count once, as they reach the device.
+#[derive(Default)]
+struct LaunchCount(std::sync::atomic::AtomicUsize);
+
+impl burn::cubecl::logging::LaunchObserver for LaunchCount {
+    fn launched(&self, _kernel: &'static str) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Kernel launches of one more call of `f` (after its warm-up and timed calls, so compilation
+/// and autotuning are done); `f` ends by waiting for the device, so every launch it caused has
+/// been issued when it returns. The CPU backend launches no kernels: `None` there.
+pub fn launches(counted: bool, f: &mut impl FnMut() -> Result<()>) -> Result<Option<usize>> {
+    if !counted {
+        return Ok(None);
+    }
+    let count = std::sync::Arc::new(LaunchCount::default());
+    let watching = burn::cubecl::logging::LaunchObservation::new(count.clone());
+    let done = f();
+    drop(watching);
+    done?;
+    Ok(Some(count.0.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
 /// Milliseconds of one call of `f`.
 fn time_ms(f: &mut impl FnMut() -> Result<()>) -> Result<f64> {
     let t = Instant::now();
@@ -134,7 +160,9 @@ pub fn run_workload(
         Task::Infer => compute.device.clone(),
     };
     device.seed(SEED);
-    let (params, (warmup, timed)) = match (&w.model, w.task) {
+    // Kernel launches are cubecl's: counted on wgpu, not on the CPU backend.
+    let counted = compute.backend.starts_with("wgpu");
+    let (params, (warmup, timed), launches) = match (&w.model, w.task) {
         (Model::Teacher(config, freeze), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
             let settings = train::teacher::fit_settings("bench", recipe.teacher.optim(), SEED);
@@ -142,13 +170,14 @@ pub fn run_workload(
             let (start, _) = config.init_classifier(&device).freeze(*freeze)?;
             let mut model = Some(start);
             let params = model.as_ref().map_or(0, |m| m.num_params());
-            let times = measure(policy, || {
+            let mut step = || {
                 let m = model.take().expect("the model is put back after each step");
                 let loss = train::teacher::fine_tune_loss(&m, &b);
                 model = Some(train::optimizer_step(m, &mut optim, loss, settings.lr));
                 sync(&device)
-            })?;
-            (params, times)
+            };
+            let times = measure(policy, &mut step)?;
+            (params, times, launches(counted, &mut step)?)
         }
         (Model::Student(config), Task::Train) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
@@ -159,30 +188,29 @@ pub fn run_workload(
             let mut optim = train::optimizer(&settings);
             let mut model = Some(config.init(&device));
             let params = model.as_ref().map_or(0, |m| m.num_params());
-            let times = measure(policy, || {
+            let mut step = || {
                 let m = model.take().expect("the model is put back after each step");
                 let value =
                     loss.forward(m.logits(&b), b.labels.clone(), Some(teacher_logits.clone()));
                 model = Some(train::optimizer_step(m, &mut optim, value, settings.lr));
                 sync(&device)
-            })?;
-            (params, times)
+            };
+            let times = measure(policy, &mut step)?;
+            (params, times, launches(counted, &mut step)?)
         }
         (Model::Teacher(config, _), Task::Infer) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Teacher, &device);
             let model = config.init_classifier(&device).valid();
-            (
-                model.num_params(),
-                measure(policy, || run_batch(&model, &b))?,
-            )
+            let mut step = || run_batch(&model, &b);
+            let times = measure(policy, &mut step)?;
+            (model.num_params(), times, launches(counted, &mut step)?)
         }
         (Model::Student(config), Task::Infer) => {
             let b = batch(w, vocab_of(&w.model), InputKind::Student, &device);
             let model = config.init(&device).valid();
-            (
-                model.num_params(),
-                measure(policy, || run_batch(&model, &b))?,
-            )
+            let mut step = || run_batch(&model, &b);
+            let times = measure(policy, &mut step)?;
+            (model.num_params(), times, launches(counted, &mut step)?)
         }
     };
     let median_ms = median(&timed);
@@ -199,6 +227,7 @@ pub fn run_workload(
         iterations_ms: timed,
         median_ms,
         samples_per_s: w.batch as f64 / (median_ms / 1e3),
+        launches,
     })
 }
 
