@@ -44,6 +44,15 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Held by every test of this file for its whole length: they run one at a time, so the launch
+/// count of one (a process-wide observer) holds no other's kernels.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The wgpu device, created once per test process (burn initializes a wgpu runtime once), or
 /// `None` — and a message — where there is no adapter to run on.
 fn gpu() -> Option<Device> {
@@ -160,6 +169,7 @@ fn largest_diff(what: &str, a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) 
 
 #[test]
 fn bert_fixtures_match_transformers_on_wgpu() {
+    let _serial = serial();
     let Some(device) = gpu() else { return };
     for name in ["bert-tiny-cls", "bert-tiny-mlm"] {
         let dir = root().join("tests/fixtures").join(name);
@@ -207,6 +217,7 @@ fn padded_batch(device: &Device) -> (Tensor<2, Int>, Tensor<2>, Tensor<1, Int>) 
 
 #[test]
 fn bilstm_forward_and_gradients_match_the_cpu_backend() {
+    let _serial = serial();
     let Some(gpu) = gpu() else { return };
     let (cpu_ad, gpu_ad) = (Device::flex().autodiff(), gpu.autodiff());
     for (head, input) in [
@@ -322,6 +333,7 @@ fn compare_training(
 
 #[test]
 fn teacher_and_students_train_as_on_the_cpu_backend() {
+    let _serial = serial();
     let Some(gpu) = gpu() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let r = quick_recipe(&tmp.path().join("runs"));
@@ -420,6 +432,7 @@ fn stored<M: Module>(model: M, results: &RunResults, stage: &str, file: &str) ->
 
 #[test]
 fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
+    let _serial = serial();
     if gpu().is_none() {
         return;
     }
@@ -522,6 +535,7 @@ fn quick_recipe_on_wgpu_predicts_as_the_cpu_backend_from_its_weights() {
 
 #[test]
 fn auto_prefers_the_cpu_backend_over_a_software_adapter() {
+    let _serial = serial();
     if gpu().is_none() {
         return;
     }
@@ -574,6 +588,7 @@ fn auto_prefers_the_cpu_backend_over_a_software_adapter() {
 /// sequence lengths; no count on the CPU backend, which launches no kernels.
 #[test]
 fn bench_counts_kernel_launches_on_wgpu() {
+    let _serial = serial();
     use kdrun::bench::{run_workload, workloads, Policy};
     let recipe = Recipe::default();
     let policy = Policy::new(false, true);
