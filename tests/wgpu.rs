@@ -272,6 +272,89 @@ fn bilstm_forward_and_gradients_match_the_cpu_backend() {
     }
 }
 
+/// The BiLSTM recurrence as two wgpu kernels (one launch for every step forward, one backward:
+/// what `bilstm` runs on wgpu) computes what the same recurrence composed from burn's tensor
+/// operations computes on wgpu: every step's states, the final ones, and the gradients of the
+/// inputs and of both directions' weights, on a batch with right padding, left padding, a hole
+/// and a one-token row, and a hidden size that is no power of two; in inference (no autodiff)
+/// the final states alone and every step's.
+#[test]
+fn lstm_kernels_match_the_composed_recurrence_on_wgpu() {
+    use burn::tensor::Distribution;
+    use kdrun::models::bilstm::{bilstm, bilstm_composed, LstmDirection};
+    let _serial = serial();
+    let Some(gpu) = gpu() else { return };
+    let (b, t, d, h) = (5, 9, 6, 20);
+    let mut valid = vec![0f32; b * t];
+    for (r, (from, to)) in [(0, 9), (0, 4), (3, 9), (2, 8), (0, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        for p in from..to {
+            valid[r * t + p] = 1.0;
+        }
+    }
+    valid[3 * t + 5] = 0.0; // a hole in row 3
+    let ad = gpu.clone().autodiff();
+    ad.seed(3);
+    let (fwd, bwd) = (LstmDirection::new(d, h, &ad), LstmDirection::new(d, h, &ad));
+    let x = Tensor::<3>::random([b, t, d], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+    let w_steps = Tensor::<3>::random([b, t, 2 * h], Distribution::Normal(0.0, 1.0), &ad);
+    let w_last = Tensor::<2>::random([b, 2 * h], Distribution::Normal(0.0, 1.0), &ad);
+    let mask = Tensor::<2>::from_data(TensorData::new(valid.clone(), [b, t]), &ad);
+    let mut runs = Vec::new();
+    for kernels in [true, false] {
+        let lstm = if kernels { bilstm } else { bilstm_composed };
+        let (last, steps) = lstm(&fwd, &bwd, x.clone(), mask.clone(), true);
+        let steps = steps.expect("every step's states");
+        let loss = (steps.clone() * w_steps.clone()).sum() + (last.clone() * w_last.clone()).sum();
+        let grads = loss.backward();
+        let mut g = grads_of(&fwd, &grads);
+        g.extend(
+            grads_of(&bwd, &grads)
+                .into_iter()
+                .map(|(n, v)| (format!("bwd.{n}"), v)),
+        );
+        g.push((
+            "x".into(),
+            values(x.grad(&grads).expect("the input's gradient")),
+        ));
+        runs.push((values(last), values(steps), g));
+    }
+    let d_last = max_abs_diff(&runs[0].0, &runs[1].0);
+    let d_steps = max_abs_diff(&runs[0].1, &runs[1].1);
+    let d_grads = largest_diff("lstm", &runs[0].2, &runs[1].2);
+    eprintln!(
+        "kernels vs composed: last {d_last:.1e}, steps {d_steps:.1e}, gradients {d_grads:.1e}"
+    );
+    assert!(runs[0]
+        .2
+        .iter()
+        .all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    assert!(runs[0].2.iter().any(|(_, v)| v.iter().any(|&x| x != 0.0)));
+    assert!(d_last < PASS_TOLERANCE, "final states {d_last}");
+    assert!(d_steps < PASS_TOLERANCE, "step states {d_steps}");
+    assert!(d_grads < PASS_TOLERANCE, "gradients {d_grads}");
+
+    // Inference: the same weights without autodiff.
+    let (fwd, bwd) = (fwd.valid(), bwd.valid());
+    let x = Tensor::<3>::from_data(x.into_data(), &gpu);
+    let mask = Tensor::<2>::from_data(TensorData::new(valid, [b, t]), &gpu);
+    let (last_c, steps_c) = bilstm_composed(&fwd, &bwd, x.clone(), mask.clone(), true);
+    for keep_steps in [false, true] {
+        let (last, steps) = bilstm(&fwd, &bwd, x.clone(), mask.clone(), keep_steps);
+        let d = max_abs_diff(&values(last), &values(last_c.clone()));
+        assert!(
+            d < PASS_TOLERANCE,
+            "inference, keep_steps {keep_steps}: final states {d}"
+        );
+        if let Some(steps) = steps {
+            let d = max_abs_diff(&values(steps), &values(steps_c.clone().unwrap()));
+            assert!(d < PASS_TOLERANCE, "inference: step states {d}");
+        }
+    }
+}
+
 // 3. Training steps.
 
 /// `recipes/quick.toml` with dropout off (its masks are drawn by each backend's own generator).
@@ -584,34 +667,43 @@ fn auto_prefers_the_cpu_backend_over_a_software_adapter() {
 }
 
 /// `kdrun bench` counts the kernels wgpu launches in one iteration (a cubecl launch observer):
-/// a positive count, the same for the same step twice, for the student's inference at two
-/// sequence lengths; no count on the CPU backend, which launches no kernels.
+/// a positive count, the same for the same step twice; for the student's inference and training
+/// step the same at 12 and at 24 tokens (the recurrence is one launch forward and one backward,
+/// whatever the length); no count on the CPU backend, which launches no kernels.
 #[test]
 fn bench_counts_kernel_launches_on_wgpu() {
     let _serial = serial();
     use kdrun::bench::{run_workload, workloads, Policy};
     let recipe = Recipe::default();
     let policy = Policy::new(false, true);
-    let student = workloads(&recipe, false, true)
-        .into_iter()
-        .find(|w| w.name == "default-bilstm/infer")
-        .expect("the default student's inference workload");
+    let all = workloads(&recipe, false, true);
+    let student = |name: &str| {
+        all.iter()
+            .find(|w| w.name == name)
+            .cloned()
+            .expect("the default student's workloads")
+    };
     let cpu = backend::select(BackendChoice::Cpu, &Probe::Skip).unwrap();
-    let on_cpu = run_workload(&student, &recipe, &cpu, &policy).unwrap();
+    let on_cpu = run_workload(&student("default-bilstm/infer"), &recipe, &cpu, &policy).unwrap();
     assert_eq!(on_cpu.launches, None, "{on_cpu:?}");
     let Some(wgpu) = gpu_compute() else {
         return;
     };
-    for tokens in [12, 24] {
-        let w = kdrun::bench::Workload {
-            tokens,
-            ..student.clone()
-        };
-        let counts: Vec<Option<usize>> = (0..2)
-            .map(|_| run_workload(&w, &recipe, wgpu, &policy).unwrap().launches)
-            .collect();
-        eprintln!("default-bilstm/infer, {tokens} tokens: {counts:?} launches");
-        assert!(matches!(counts[0], Some(n) if n > 0), "{counts:?}");
-        assert_eq!(counts[0], counts[1], "{tokens} tokens");
+    for name in ["default-bilstm/infer", "default-bilstm/train"] {
+        let mut per_length = Vec::new();
+        for tokens in [12, 24] {
+            let w = kdrun::bench::Workload {
+                tokens,
+                ..student(name)
+            };
+            let counts: Vec<Option<usize>> = (0..2)
+                .map(|_| run_workload(&w, &recipe, wgpu, &policy).unwrap().launches)
+                .collect();
+            eprintln!("{name}, {tokens} tokens: {counts:?} launches");
+            assert!(matches!(counts[0], Some(n) if n > 0), "{counts:?}");
+            assert_eq!(counts[0], counts[1], "{name}, {tokens} tokens");
+            per_length.push(counts[0]);
+        }
+        assert_eq!(per_length[0], per_length[1], "{name}: 12 vs 24 tokens");
     }
 }

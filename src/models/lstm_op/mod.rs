@@ -10,8 +10,8 @@
 //! rayon's pool (the one flex uses, sized by `runtime.threads`).
 //!
 //! The operation is a burn backend extension ([`LstmBackend`]) implemented for `Flex` and for
-//! `Autodiff<Flex>`. Other backends (wgpu) keep the composition of tensor operations in
-//! [`super::bilstm`]; [`lstm_recurrence`] is called only on flex devices.
+//! `Autodiff<Flex>`, and on the cubecl backend (wgpu) as two kernels, one launch for all the
+//! steps forward and one backward ([`cube`]); fusion takes it as one opaque operation.
 //!
 //! Inference (no autodiff) goes through [`lstm_projected`]: the operation also computes each
 //! step's input projection (one more `[rows, in] × [in, 4H]` product per step and direction), so
@@ -33,13 +33,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use std::sync::Arc;
 
 mod backward;
+mod cube;
 mod forward;
 mod kernels;
 
@@ -49,9 +49,10 @@ use forward::forward;
 /// A part of the batch gets at least this many rows.
 const MIN_ROWS_PER_TASK: usize = 8;
 
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait LstmBackend: Backend {
     /// Both directions' recurrence; see the module documentation for the layout.
+    #[fusion(dtype = gates_x, shape = Shape::from([gates_x[0], gates_x[1], gates_x[2] / 4]))]
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
@@ -62,7 +63,10 @@ pub trait LstmBackend: Backend {
     /// and `b_ih` `[8H]`. Without autodiff, flex projects step by step inside the recurrence
     /// (the `[batch, time, 8H]` projection is never stored) and, unless `keep_steps`, returns
     /// only the final states, `[batch, 1, 2H]` (forward direction's, backward direction's);
-    /// with autodiff it is one product, then the recurrence, and every step's states.
+    /// with autodiff it is one product, then the recurrence, and every step's states. On the
+    /// cubecl backend without autodiff: one product, then the recurrence, its final states only
+    /// unless `keep_steps`.
+    #[fusion(dtype = x, shape = Shape::from([x[0], if *keep_steps { x[1] } else { 1 }, 2 * w_hh[1]]))]
     fn lstm_projected(
         x: FloatTensor<Self>,
         w_ih: FloatTensor<Self>,
@@ -75,8 +79,8 @@ pub trait LstmBackend: Backend {
 
 /// [`lstm_recurrence`] of `x` `[batch, time, in]` projected by `w_ih` `[in, 8H]` and `b_ih`
 /// `[8H]` (see [`LstmBackend::lstm_projected`]): `[batch, time, 2H]`, or `[batch, 1, 2H]` (the
-/// final states) where that is all it computed (inference without `keep_steps`). Only on the
-/// flex device.
+/// final states) where that is all it computed (inference without `keep_steps`). On the flex and
+/// the wgpu device.
 pub fn lstm_projected(
     x: Tensor<3>,
     w_ih: Tensor<2>,
@@ -97,7 +101,7 @@ pub fn lstm_projected(
 }
 
 /// Both directions' states `[batch, time, 2H]` of `gates_x` `[batch, time, 8H]` with `w_hh`
-/// `[2, H, 4H]` and `valid` `[batch · time]`. Only for tensors on the flex device (with or without
+/// `[2, H, 4H]` and `valid` `[batch · time]`, on the flex or the wgpu device (with or without
 /// autodiff).
 pub fn lstm_recurrence(gates_x: Tensor<3>, w_hh: Tensor<3>, valid: Vec<bool>) -> Tensor<3> {
     let out = <Dispatch as LstmBackend>::lstm_recurrence(
@@ -212,15 +216,25 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
         _keep_steps: bool,
     ) -> FloatTensor<Self> {
         // One product, differentiated by burn, then the recurrence (every step's states).
-        let shape = x.shape();
-        let (b, t, d) = (shape[0], shape[1], shape[2]);
-        let g = w_ih.shape()[1];
-        let x = Self::float_reshape(x, Shape::from([b * t, d]));
-        let bias = Self::float_reshape(b_ih, Shape::from([1, g]));
-        let gates = Self::float_add(Self::float_matmul(x, w_ih), bias);
-        let gates = Self::float_reshape(gates, Shape::from([b, t, g]));
+        let gates = project::<Self>(x, w_ih, b_ih);
         Self::lstm_recurrence(gates, w_hh, valid)
     }
+}
+
+/// The input projection `x · w_ih + b_ih` `[batch, time, 8H]` of `x` `[batch, time, in]` as one
+/// product.
+fn project<B: Backend>(
+    x: FloatTensor<B>,
+    w_ih: FloatTensor<B>,
+    b_ih: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let (b, t, d) = (shape[0], shape[1], shape[2]);
+    let g = w_ih.shape()[1];
+    let x = B::float_reshape(x, Shape::from([b * t, d]));
+    let bias = B::float_reshape(b_ih, Shape::from([1, g]));
+    let gates = B::float_add(B::float_matmul(x, w_ih), bias);
+    B::float_reshape(gates, Shape::from([b, t, g]))
 }
 
 #[derive(Debug)]
