@@ -355,6 +355,74 @@ fn lstm_kernels_match_the_composed_recurrence_on_wgpu() {
     }
 }
 
+/// kdrun's AdamW step on wgpu (one kernel launch per tensor, two for a large one) computes what
+/// burn's AdamW with its per-tensor gradient clipping computes on wgpu: the parameter and both
+/// moments over several steps, for a tensor one workgroup updates alone and one larger than that,
+/// with gradients that get clipped and gradients that do not, with and without clipping and
+/// weight decay.
+#[test]
+fn adamw_kernels_match_burns_adamw_on_wgpu() {
+    use burn::grad_clipping::GradientClipping;
+    use burn::optim::{AdamWConfig, Optimizer};
+    use burn::tensor::Distribution;
+    use kdrun::train::adamw::FusedAdamW;
+    let _serial = serial();
+    let Some(gpu) = gpu() else { return };
+    gpu.seed(11);
+    for (clip, decay) in [(Some(1.0f32), 0.01f32), (None, 0.0)] {
+        for n in [1_000usize, 70_000 + 7] {
+            let fused = FusedAdamW::new(1e-8, decay, clip);
+            let burn = AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(decay)
+                .build();
+            let start = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &gpu);
+            let (mut ours, mut theirs) = (start.clone(), start.clone());
+            let (mut state_ours, mut state_theirs) = (None, None);
+            let mut clipped = 0;
+            for step in 0..4 {
+                // Gradients of norm about 0.1 · √n / 30 and 10 · √n: clipped and not.
+                let scale = if step % 2 == 0 { 0.1 / 30.0 } else { 10.0 };
+                let grad = Tensor::<1>::random([n], Distribution::Normal(0.0, scale), &gpu);
+                let norm = values(grad.clone().powf_scalar(2.0).sum().sqrt())[0];
+                if clip.is_some_and(|c| norm > c) {
+                    clipped += 1;
+                }
+                let lr = 1e-2 * (1 + step) as f64;
+                let (p, st) = fused.step(lr, ours, grad.clone(), state_ours);
+                (ours, state_ours) = (p, st);
+                let grad = match clip {
+                    Some(c) => GradientClipping::Norm(c).clip_gradient(grad),
+                    None => grad,
+                };
+                let (p, st) = burn.step(lr, theirs, grad, state_theirs);
+                (theirs, state_theirs) = (p, st);
+                let what = format!("clip {clip:?}, {n} elements, step {step}");
+                let d = max_abs_diff(&values(ours.clone()), &values(theirs.clone()));
+                let (a, b) = (
+                    state_ours.as_ref().unwrap().momentum.clone(),
+                    state_theirs.as_ref().unwrap().momentum.clone(),
+                );
+                let d1 = max_abs_diff(&values(a.moment_1), &values(b.moment_1));
+                let d2 = max_abs_diff(&values(a.moment_2), &values(b.moment_2));
+                assert!(d <= 1e-5, "{what}: parameters differ by {d}");
+                assert!(
+                    d1 <= 1e-5 && d2 <= 1e-4,
+                    "{what}: moments differ by {d1}, {d2}"
+                );
+            }
+            let moved = max_abs_diff(&values(ours), &values(start));
+            assert!(
+                moved > 1e-3,
+                "the steps moved the parameter by {moved} only"
+            );
+            if clip.is_some() {
+                assert_eq!(clipped, 2, "every other step clipped ({n} elements)");
+            }
+        }
+    }
+}
+
 // 3. Training steps.
 
 /// `recipes/quick.toml` with dropout off (its masks are drawn by each backend's own generator).

@@ -5,10 +5,10 @@
 //! [`ModuleOptimizer`] clips each gradient by its own norm, then burn's `AdamW` steps), keeps
 //! burn's state ([`AdamWState`]: an optimizer record saved from one loads into the other) and
 //! clips inside its step, so the [`ModuleOptimizer`] built from it carries no clipping of its
-//! own. On other devices, or other float types than f32, its step is burn's composition itself.
+//! own. On the CPU backend the step is one CPU operation per tensor, on wgpu one or two kernel
+//! launches; for other float types than f32 it is burn's composition itself.
 
 use crate::models::ops::adamw::{adamw_update, AdamWStep};
-use crate::models::ops::on_flex;
 use burn::grad_clipping::GradientClipping;
 use burn::optim::{
     AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
@@ -75,8 +75,8 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        // ModuleOptimizer hands over inner (non-autodiff) tensors; f32 ones on the CPU backend
-        // take the fused operation, any others burn's clipping and AdamW.
+        // ModuleOptimizer hands over inner (non-autodiff) tensors; f32 ones take the fused
+        // operation (the CPU backend's or wgpu's), any others burn's clipping and AdamW.
         let fused = tensor.dtype() == DType::F32
             && grad.dtype() == DType::F32
             && state.as_ref().is_none_or(|s| {
@@ -84,7 +84,7 @@ impl Optimizer for FusedAdamW {
                     && s.momentum.moment_1.dtype() == DType::F32
                     && s.momentum.moment_2.dtype() == DType::F32
             });
-        if !fused || !on_flex(&tensor.device()) || tensor.device().is_autodiff() {
+        if !fused || tensor.device().is_autodiff() {
             let grad = match self.clip_norm {
                 Some(c) => GradientClipping::Norm(c).clip_gradient(grad),
                 None => grad,

@@ -11,8 +11,13 @@
 //! The arithmetic is burn 0.22's, operation for operation in f32 (burn's `AdamW` with
 //! `GradientClipping::Norm`): the same roundings in the same order, so the results are burn's
 //! to the last bit but for the gradient's norm, whose sum of squares is accumulated in f64 here
-//! (in f32, in another order, by burn). The optimizer that uses it, with burn's composition on
-//! other devices, is `train::adamw` (a layer above this one).
+//! (in f32, in another order, by burn). The optimizer that uses it, with burn's composition where
+//! the tensors are not f32, is `train::adamw` (a layer above this one).
+//!
+//! On the cubecl backend (wgpu) the same update is one kernel launch per tensor, two for a large
+//! one ([`cube`]); fusion takes it as one opaque operation.
+
+mod cube;
 
 use super::kernels::multiversioned;
 use super::{f32s, slice};
@@ -40,10 +45,11 @@ pub struct AdamWStep {
     pub clip_norm: Option<f32>,
 }
 
-#[backend_extension(Flex)]
+#[backend_extension(Flex, Cube, Fusion)]
 pub trait AdamWBackend: Backend {
     /// The parameter, first and second moments after one AdamW `step` with gradient `grad`
     /// (the moments before it are `moment_1` and `moment_2`: zeros at the first step).
+    #[fusion(meta = |p: &burn::backend::fusion::custom::TensorSpec, _g: &burn::backend::fusion::custom::TensorSpec, _m: &burn::backend::fusion::custom::TensorSpec, _v: &burn::backend::fusion::custom::TensorSpec, _s: &AdamWStep| (p.clone(), p.clone(), p.clone()))]
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -54,7 +60,8 @@ pub trait AdamWBackend: Backend {
 }
 
 /// `(param, moment_1, moment_2)` after one AdamW `step` (see [`AdamWBackend::adamw_update`]).
-/// The tensors must be f32 on the CPU backend without autodiff (what an optimizer is given).
+/// The tensors must be f32 on the CPU or the wgpu backend without autodiff (what an optimizer is
+/// given).
 pub fn adamw_update<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,
