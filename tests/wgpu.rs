@@ -423,6 +423,71 @@ fn adamw_kernels_match_burns_adamw_on_wgpu() {
     }
 }
 
+/// Layer normalization on wgpu as kdrun's kernels (one launch forward, two backward) computes
+/// what burn's `LayerNorm::forward` computes on wgpu: the output and the gradients of the input,
+/// γ and β, for a last dimension under a workgroup's 256 units and one over it, with and without
+/// β, and the output without autodiff.
+#[test]
+fn layer_norm_kernels_match_burns_layer_on_wgpu() {
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::Distribution;
+    use kdrun::models::ops::layer_norm::layer_norm;
+    let _serial = serial();
+    let Some(gpu) = gpu() else { return };
+    let ad = gpu.clone().autodiff();
+    ad.seed(9);
+    for (d, bias) in [(20, true), (300, true), (20, false)] {
+        let mut layer = LayerNormConfig::new(d).with_bias(bias).init(&ad);
+        let random = |shift: f64| {
+            let v = Tensor::<1>::random([d], Distribution::Normal(shift, 0.5), &ad);
+            Param::from_tensor(v)
+        };
+        layer.gamma = random(1.0);
+        layer.beta = bias.then(|| random(0.0));
+        let x = Tensor::<3>::random([3, 7, d], Distribution::Normal(0.5, 2.0), &ad).require_grad();
+        let w = Tensor::<3>::random([3, 7, d], Distribution::Normal(0.0, 1.0), &ad);
+        let mut runs = Vec::new();
+        for ours in [true, false] {
+            let y = if ours {
+                layer_norm(&layer, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let mut g = vec![
+                values(x.grad(&grads).unwrap()),
+                values(layer.gamma.val().grad(&grads).unwrap()),
+            ];
+            if let Some(beta) = &layer.beta {
+                g.push(values(beta.val().grad(&grads).unwrap()));
+            }
+            runs.push((values(y), g));
+        }
+        let what = format!("d {d}, bias {bias}");
+        let d_out = max_abs_diff(&runs[0].0, &runs[1].0);
+        assert!(d_out < PASS_TOLERANCE, "{what}: outputs differ by {d_out}");
+        for (k, (a, b)) in runs[0].1.iter().zip(&runs[1].1).enumerate() {
+            let diff = max_abs_diff(a, b);
+            assert!(a.iter().any(|&v| v != 0.0), "{what}: gradient {k} is zero");
+            assert!(
+                diff < PASS_TOLERANCE,
+                "{what}: gradient {k} differs by {diff}"
+            );
+        }
+        let layer = layer.valid();
+        let x = Tensor::<3>::from_data(x.into_data(), &gpu);
+        let diff = max_abs_diff(
+            &values(layer_norm(&layer, x.clone())),
+            &values(layer.forward(x)),
+        );
+        assert!(
+            diff < PASS_TOLERANCE,
+            "{what}, inference: outputs differ by {diff}"
+        );
+    }
+}
+
 // 3. Training steps.
 
 /// `recipes/quick.toml` with dropout off (its masks are drawn by each backend's own generator).

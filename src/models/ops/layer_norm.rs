@@ -17,9 +17,14 @@
 //! the result does not depend on the number of threads (and is near the exact sums: tested in
 //! f64). Sums over a row run in 16 lanes (then added up) so that they vectorize, the same way
 //! on every target.
+//!
+//! On the cubecl backend (wgpu) the operation is one kernel launch forward and two backward
+//! ([`cube`]).
+
+mod cube;
 
 use super::kernels::multiversioned;
-use super::{f32s, on_flex, slice, tensor};
+use super::{f32s, slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -42,11 +47,12 @@ const BLOCK: usize = 8;
 /// Lanes of the row sums.
 const LANES: usize = 16;
 
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait LayerNormBackend: Backend {
     /// `(x − mean) / √(var + epsilon) · gamma + beta` over the last dimension of `x` (biased
     /// variance); `gamma` and `beta` have the last dimension's size. (A layer without β passes
     /// zeros that ask for no gradient: burn's extension macro does not pass optional tensors.)
+    #[fusion(dtype = x, shape = x.clone())]
     fn fused_layer_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -55,12 +61,9 @@ pub trait LayerNormBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `layer` applied to `x` over its last dimension: on the CPU backend this module's operation,
-/// elsewhere burn's [`LayerNorm::forward`].
+/// `layer` applied to `x` over its last dimension as this module's operation (the CPU
+/// backend's, or wgpu's kernels).
 pub fn layer_norm<const D: usize>(layer: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
-    if !on_flex(&x.device()) {
-        return layer.forward(x);
-    }
     let gamma = layer.gamma.val();
     let beta = match &layer.beta {
         Some(beta) => beta.val(),

@@ -24,6 +24,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub(crate) mod cube;
 pub mod dropout;
 pub mod gelu;
 pub mod kernels;

@@ -16,17 +16,12 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::TensorMetadata;
-use burn::tensor::DType;
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
-use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
 use super::{AdamWBackend, AdamWStep};
+use crate::models::ops::cube::{cube_sum, empty, f32_contiguous, UNITS};
 
-/// Units of a workgroup (a power of two, for the tree sums).
-const UNITS: usize = 256;
 /// The largest tensor one workgroup updates alone, in one launch.
 pub const ONE_CUBE: usize = 1 << 16;
 /// Elements a unit updates at least in the two-launch case.
@@ -49,28 +44,6 @@ struct Constants {
     epsilon: f32,
     decay: f32,
     lr: f32,
-}
-
-/// The sum of `value` over the workgroup's `units` units (all of them call it).
-#[cube]
-fn cube_sum(value: f32, #[comptime] units: usize) -> f32 {
-    let mut tree = Shared::<[f32]>::new_slice(units);
-    let unit = UNIT_POS_X as usize;
-    tree[unit] = value;
-    sync_cube();
-    // Runtime values (CUBE_DIM_X is `units`): the loop changes them.
-    let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
-        if unit < stride {
-            let sum = tree[unit] + tree[unit + stride];
-            tree[unit] = sum;
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let total = tree[0];
-    sync_cube();
-    total
 }
 
 /// burn's clipping factor, `clip / (norm + min_positive)` at most 1.
@@ -153,15 +126,6 @@ fn adamw_kernel(
     }
 }
 
-fn f32_contiguous(t: CubeTensor) -> CubeTensor {
-    assert_eq!(t.dtype, DType::F32, "adamw: f32 tensors only");
-    into_contiguous(t)
-}
-
-fn empty_like(t: &CubeTensor) -> CubeTensor {
-    empty_device_dtype(t.client.clone(), t.device.clone(), t.shape(), DType::F32)
-}
-
 impl AdamWBackend for CubeBackend {
     fn adamw_update(
         param: FloatTensor<Self>,
@@ -174,10 +138,13 @@ impl AdamWBackend for CubeBackend {
         for t in [&grad, &moment_1, &moment_2] {
             assert_eq!(t.shape(), shape, "adamw: the shapes differ");
         }
-        let (param, grad) = (f32_contiguous(param), f32_contiguous(grad));
-        let (moment_1, moment_2) = (f32_contiguous(moment_1), f32_contiguous(moment_2));
-        let (param_out, m_out, v_out) =
-            (empty_like(&param), empty_like(&param), empty_like(&param));
+        let c = |t| f32_contiguous(t, "adamw");
+        let (param, grad, moment_1, moment_2) = (c(param), c(grad), c(moment_1), c(moment_2));
+        let (param_out, m_out, v_out) = (
+            empty(&param, shape.clone()),
+            empty(&param, shape.clone()),
+            empty(&param, shape.clone()),
+        );
         let n = shape.num_elements();
         if n == 0 {
             return (param_out, m_out, v_out);
@@ -203,12 +170,7 @@ impl AdamWBackend for CubeBackend {
         let partials = if clipping && !one_cube {
             let blocks = n.div_ceil(UNITS * PER_UNIT).min(MAX_PARTIALS);
             parts = blocks;
-            let partials = empty_device_dtype(
-                client.clone(),
-                param.device.clone(),
-                [blocks].into(),
-                DType::F32,
-            );
+            let partials = empty(&param, [blocks]);
             sum_squares_kernel::launch(
                 &client,
                 CubeCount::Static(blocks as u32, 1, 1),
@@ -222,7 +184,7 @@ impl AdamWBackend for CubeBackend {
             partials
         } else {
             // Not read: one element stands in.
-            empty_device_dtype(client.clone(), param.device.clone(), [1].into(), DType::F32)
+            empty(&param, [1])
         };
         // The update strides over the tensor: a count within the launch limit covers any size.
         let cubes = if one_cube {
