@@ -488,6 +488,99 @@ fn layer_norm_kernels_match_burns_layer_on_wgpu() {
     }
 }
 
+/// Self-attention on wgpu as kdrun's kernels (one launch forward, two backward) computes what
+/// burn's composition computes on wgpu without dropout, and with dropout what the CPU operation
+/// computes from the same key (the same Philox masks): the context and the gradients of q, k and
+/// v, with padded keys, a length that is no power of two and one longer than a workgroup.
+#[test]
+fn attention_kernels_match_the_composition_and_the_cpu_operation() {
+    use burn::nn::DropoutConfig;
+    use burn::tensor::Distribution;
+    use kdrun::models::ops::attention::{attention_composed, AttentionBackend};
+    let _serial = serial();
+    let Some(gpu) = gpu() else { return };
+    let fused = |q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, bias: Vec<f32>, heads, p, key| {
+        Tensor::<3>::from_dispatch(
+            <burn::backend::Dispatch as AttentionBackend>::fused_attention(
+                q.into_dispatch(),
+                k.into_dispatch(),
+                v.into_dispatch(),
+                bias,
+                heads,
+                p,
+                key,
+            ),
+        )
+    };
+    let cpu = Device::flex();
+    cpu.seed(4);
+    for (b, t, hidden, heads) in [(2, 7, 12, 3), (2, 70, 16, 2)] {
+        let data = |shape: [usize; 3]| {
+            Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &cpu).into_data()
+        };
+        let (q, k, v, w) = (
+            data([b, t, hidden]),
+            data([b, t, hidden]),
+            data([b, t, hidden]),
+            data([b, t, hidden]),
+        );
+        // The last three keys of the second sequence are padding.
+        let mut bias = vec![0f32; b * t];
+        for p in t - 3..t {
+            bias[t + p] = -1e4;
+        }
+        let run = |device: &Device, how: &str, p: f64| {
+            let on = |d: &TensorData| Tensor::<3>::from_data(d.clone(), device).require_grad();
+            let (q, k, v) = (on(&q), on(&k), on(&v));
+            let out = match how {
+                "composed" => {
+                    let mask =
+                        Tensor::<4>::from_data(TensorData::new(bias.clone(), [b, 1, 1, t]), device);
+                    let dropout = DropoutConfig::new(0.0).init();
+                    attention_composed(q.clone(), k.clone(), v.clone(), mask, heads, &dropout)
+                }
+                _ => fused(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    bias.clone(),
+                    heads,
+                    p,
+                    0x5eed_1234_abcd,
+                ),
+            };
+            let w = Tensor::<3>::from_data(w.clone(), device);
+            let grads = (out.clone() * w).sum().backward();
+            let g = |x: &Tensor<3>| values(x.grad(&grads).expect("a gradient"));
+            (values(out), [g(&q), g(&k), g(&v)])
+        };
+        let ad = gpu.clone().autodiff();
+        let compare = |what: &str, a: &(Vec<f32>, [Vec<f32>; 3]), z: &(Vec<f32>, [Vec<f32>; 3])| {
+            let d = max_abs_diff(&a.0, &z.0);
+            assert!(d < PASS_TOLERANCE, "{what}: contexts differ by {d}");
+            for (i, (x, y)) in a.1.iter().zip(&z.1).enumerate() {
+                let d = max_abs_diff(x, y);
+                assert!(x.iter().any(|&v| v != 0.0), "{what}: gradient {i} is zero");
+                assert!(d < PASS_TOLERANCE, "{what}: gradient {i} differs by {d}");
+            }
+        };
+        let what = format!("b {b}, t {t}, hidden {hidden}, heads {heads}");
+        compare(&what, &run(&ad, "kernels", 0.0), &run(&ad, "composed", 0.0));
+        let dropped = run(&ad, "kernels", 0.25);
+        compare(
+            &format!("{what}, dropout"),
+            &dropped,
+            &run(&cpu.clone().autodiff(), "cpu", 0.25),
+        );
+        let zeros = |v: &[f32]| v.iter().filter(|&&x| x == 0.0).count();
+        assert!(
+            max_abs_diff(&dropped.0, &run(&ad, "kernels", 0.0).0) > 1e-3,
+            "{what}: dropout changed nothing ({} zeros)",
+            zeros(&dropped.0)
+        );
+    }
+}
+
 // 3. Training steps.
 
 /// `recipes/quick.toml` with dropout off (its masks are drawn by each backend's own generator).

@@ -12,10 +12,15 @@
 //! pass is four products and one pass per task. What it keeps: the softmax's probabilities
 //! (`[batch, heads, time, time]`, as burn keeps them) and the inputs; the dropout mask is drawn
 //! again (Philox, stream = the task, as [`super::dropout`]).
+//!
+//! On the cubecl backend (wgpu) the operation is one kernel launch forward and two backward
+//! ([`cube`]), with the same dropout masks.
+
+mod cube;
 
 use super::kernels::{exp, gemm, multiversioned, Mat};
 use super::philox::Stream;
-use super::{f32s, on_flex, slice, tensor, Shared};
+use super::{f32s, slice, tensor, Shared};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -29,12 +34,13 @@ use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait AttentionBackend: Backend {
     /// The context `[batch, time, hidden]` of queries, keys and values `[batch, time, hidden]`
     /// split into `heads` heads; `bias` `[batch · time]` is added to every score of a key
     /// position (0 on tokens, a large negative number on padding); the probabilities are dropped
     /// with probability `p` from the stream keyed `key` (none where `p` is 0).
+    #[fusion(dtype = q, shape = q.clone())]
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -47,9 +53,9 @@ pub trait AttentionBackend: Backend {
 }
 
 /// Self-attention of the projections `q`, `k`, `v` `[batch, time, hidden]` over `heads` heads
-/// with the additive mask `mask_bias` `[batch, 1, 1, time]` and `dropout` on the probabilities:
-/// on the CPU backend this module's operation, elsewhere the composition it replaces
-/// ([`attention_composed`]).
+/// with the additive mask `mask_bias` `[batch, 1, 1, time]` and `dropout` on the probabilities,
+/// as this module's operation (the CPU backend's, or wgpu's kernels); [`attention_composed`] is
+/// the composition it replaces, which the tests compare it with.
 pub fn attention(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -59,9 +65,6 @@ pub fn attention(
     dropout: &Dropout,
 ) -> Tensor<3> {
     let device = q.device();
-    if !on_flex(&device) {
-        return attention_composed(q, k, v, mask_bias, heads, dropout);
-    }
     let training = dropout.training.is_enabled() && device.is_autodiff() && dropout.prob > 0.0;
     let (p, key) = if training {
         (dropout.prob, super::dropout::draw_key(&device))
@@ -84,7 +87,7 @@ pub fn attention(
     ))
 }
 
-/// [`attention`] composed from burn's tensor operations (what every backend but flex runs).
+/// [`attention`] composed from burn's tensor operations.
 pub fn attention_composed(
     q: Tensor<3>,
     k: Tensor<3>,

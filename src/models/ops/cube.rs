@@ -49,3 +49,61 @@ pub fn empty(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
         DType::F32,
     )
 }
+
+/// The maximum of `value` over the workgroup's `units` units (as [`cube_sum`]).
+#[cube]
+pub fn cube_max(value: f32, #[comptime] units: usize) -> f32 {
+    let mut tree = Shared::<[f32]>::new_slice(units);
+    let unit = UNIT_POS_X as usize;
+    tree[unit] = value;
+    sync_cube();
+    let mut stride = CUBE_DIM_X as usize / 2;
+    while stride > 0 {
+        if unit < stride {
+            let m = f32::max(tree[unit], tree[unit + stride]);
+            tree[unit] = m;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    let total = tree[0];
+    sync_cube();
+    total
+}
+
+/// Word `index % 4` of Philox4x32-10 block `index / 4` of the stream `(key, id)` — the number
+/// [`super::philox::Stream`] gives the CPU operations for element `index` (ids and indices below
+/// 2³²).
+#[cube]
+pub fn philox_word(index: u32, id: u32, key_lo: u32, key_hi: u32) -> u32 {
+    let mut c0 = index / 4;
+    let mut c1 = 0u32;
+    let mut c2 = id;
+    let mut c3 = 0u32;
+    let mut k0 = key_lo;
+    let mut k1 = key_hi;
+    for round in 0..10u32 {
+        if round > 0 {
+            k0 += 0x9E37_79B9u32;
+            k1 += 0xBB67_AE85u32;
+        }
+        let hi0 = u32::mul_hi(0xD251_1F53u32, c0);
+        let lo0 = 0xD251_1F53u32 * c0;
+        let hi1 = u32::mul_hi(0xCD9E_8D57u32, c2);
+        let lo1 = 0xCD9E_8D57u32 * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    let word = index % 4;
+    let mut out = c3;
+    if word == 0 {
+        out = c0;
+    } else if word == 1 {
+        out = c1;
+    } else if word == 2 {
+        out = c2;
+    }
+    out
+}
