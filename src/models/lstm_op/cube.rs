@@ -23,14 +23,13 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Cube, TensorMetadata};
-use burn::tensor::{DType, Shape, Slice, TensorData};
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn::tensor::{Shape, Slice, TensorData};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
 use super::LstmBackend;
+use crate::models::ops::cube::{empty, f32_contiguous};
 
 /// Most units a workgroup gets (wgpu's default limit is 256 invocations).
 const MAX_UNITS: usize = 256;
@@ -234,20 +233,6 @@ fn dims(gates_x: &Shape, w_hh: &Shape, valid: &[bool]) -> (usize, usize, usize) 
     (b, t, h)
 }
 
-fn f32_contiguous(t: CubeTensor) -> CubeTensor {
-    assert_eq!(t.dtype, DType::F32, "lstm: f32 tensors only");
-    into_contiguous(t)
-}
-
-fn empty(like: &CubeTensor, shape: [usize; 3]) -> CubeTensor {
-    empty_device_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        Shape::from(shape),
-        DType::F32,
-    )
-}
-
 fn mask(like: &CubeTensor, valid: &[bool], b: usize, t: usize) -> CubeTensor {
     let values: Vec<f32> = valid.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
     CubeBackend::float_from_data(TensorData::new(values, [b, t]), &like.device)
@@ -274,7 +259,10 @@ fn forward(
     keep_steps: bool,
 ) -> Forward {
     let (b, t, h) = dims(gates_x.meta.shape(), w_hh.meta.shape(), valid);
-    let (gx, w) = (f32_contiguous(gates_x), f32_contiguous(w_hh));
+    let (gx, w) = (
+        f32_contiguous(gates_x, "lstm"),
+        f32_contiguous(w_hh, "lstm"),
+    );
     let valid = mask(&gx, valid, b, t);
     let out = empty(&gx, [b, if keep_steps { t } else { 1 }, 2 * h]);
     // Without `save` the kernel writes neither; one element each stands in.
@@ -359,12 +347,8 @@ impl LstmTrainBackend for CubeBackend {
         valid: Vec<bool>,
     ) -> FloatTensor<Self> {
         let (b, t, h) = dims(acts.meta.shape(), w_hh.meta.shape(), &valid);
-        let acts = f32_contiguous(acts);
-        let (cs, w, grad) = (
-            f32_contiguous(cs),
-            f32_contiguous(w_hh),
-            f32_contiguous(grad),
-        );
+        let c = |t| f32_contiguous(t, "lstm");
+        let (acts, cs, w, grad) = (c(acts), c(cs), c(w_hh), c(grad));
         let valid = mask(&acts, &valid, b, t);
         let dgates = empty(&acts, [b, t, 8 * h]);
         if b > 0 && t > 0 {
