@@ -52,15 +52,34 @@ pub trait AttentionBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// The additive attention bias of the key positions, `[batch · time]` values (0 on tokens, a
+/// large negative number on padding), read from the `[batch, 1, 1, time]` tensor once per forward
+/// pass: every layer's attention takes it from here (on a GPU each read is a wait for the device).
+#[derive(Debug, Clone)]
+pub struct KeyBias(Vec<f32>);
+
+impl KeyBias {
+    /// The values of `mask_bias` `[batch, 1, 1, time]`.
+    pub fn new(mask_bias: Tensor<4>) -> Self {
+        Self(
+            mask_bias
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 mask"),
+        )
+    }
+}
+
 /// Self-attention of the projections `q`, `k`, `v` `[batch, time, hidden]` over `heads` heads
-/// with the additive mask `mask_bias` `[batch, 1, 1, time]` and `dropout` on the probabilities,
-/// as this module's operation (the CPU backend's, or wgpu's kernels); [`attention_composed`] is
-/// the composition it replaces, which the tests compare it with.
+/// with the additive key bias `bias` and `dropout` on the probabilities, as this module's
+/// operation (the CPU backend's, or wgpu's kernels); [`attention_composed`] is the composition it
+/// replaces, which the tests compare it with.
 pub fn attention(
     q: Tensor<3>,
     k: Tensor<3>,
     v: Tensor<3>,
-    mask_bias: Tensor<4>,
+    bias: &KeyBias,
     heads: usize,
     dropout: &Dropout,
 ) -> Tensor<3> {
@@ -71,16 +90,11 @@ pub fn attention(
     } else {
         (0.0, 0)
     };
-    let bias = mask_bias
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 mask");
     Tensor::from_dispatch(<Dispatch as AttentionBackend>::fused_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
-        bias,
+        bias.0.clone(),
         heads,
         p,
         key,

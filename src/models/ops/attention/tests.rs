@@ -67,7 +67,7 @@ fn equals_the_composition_and_its_gradients_without_dropout() {
     let dropout = DropoutConfig::new(0.0).init();
     let device = Device::flex().autodiff();
     compare(
-        &|q, k, v| attention(q, k, v, mask(&device), HEADS, &dropout),
+        &|q, k, v| attention(q, k, v, &KeyBias::new(mask(&device)), HEADS, &dropout),
         &|q, k, v| attention_composed(q, k, v, mask(&device), HEADS, &dropout),
     );
 }
@@ -120,7 +120,7 @@ fn inference_equals_the_composition() {
         q.clone(),
         k.clone(),
         v.clone(),
-        mask(&device),
+        &KeyBias::new(mask(&device)),
         HEADS,
         &dropout,
     );
