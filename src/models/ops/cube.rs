@@ -1,5 +1,5 @@
-//! What the cubecl (wgpu) kernels of these operations share: a workgroup's sum, and contiguous
-//! f32 inputs and fresh outputs on the inputs' device.
+//! What the cubecl (wgpu) kernels of these operations share: a workgroup's sum and maximum,
+//! Philox's numbers, and contiguous f32 inputs and fresh outputs on the inputs' device.
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
@@ -15,6 +15,18 @@ pub const UNITS: usize = 256;
 /// `CUBE_DIM_X`, a power of two).
 #[cube]
 pub fn cube_sum(value: f32, #[comptime] units: usize) -> f32 {
+    cube_reduce(value, units, false)
+}
+
+/// The maximum of `value` over the workgroup's `units` units (as [`cube_sum`]).
+#[cube]
+pub fn cube_max(value: f32, #[comptime] units: usize) -> f32 {
+    cube_reduce(value, units, true)
+}
+
+/// A tree in shared memory over the workgroup: the maximum or the sum.
+#[cube]
+fn cube_reduce(value: f32, #[comptime] units: usize, #[comptime] max: bool) -> f32 {
     let mut tree = Shared::<[f32]>::new_slice(units);
     let unit = UNIT_POS_X as usize;
     tree[unit] = value;
@@ -23,8 +35,13 @@ pub fn cube_sum(value: f32, #[comptime] units: usize) -> f32 {
     let mut stride = CUBE_DIM_X as usize / 2;
     while stride > 0 {
         if unit < stride {
-            let sum = tree[unit] + tree[unit + stride];
-            tree[unit] = sum;
+            let a = tree[unit];
+            let b = tree[unit + stride];
+            if comptime![max] {
+                tree[unit] = f32::max(a, b);
+            } else {
+                tree[unit] = a + b;
+            }
         }
         sync_cube();
         stride /= 2;
@@ -48,27 +65,6 @@ pub fn empty(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
         shape.into(),
         DType::F32,
     )
-}
-
-/// The maximum of `value` over the workgroup's `units` units (as [`cube_sum`]).
-#[cube]
-pub fn cube_max(value: f32, #[comptime] units: usize) -> f32 {
-    let mut tree = Shared::<[f32]>::new_slice(units);
-    let unit = UNIT_POS_X as usize;
-    tree[unit] = value;
-    sync_cube();
-    let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
-        if unit < stride {
-            let m = f32::max(tree[unit], tree[unit + stride]);
-            tree[unit] = m;
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let total = tree[0];
-    sync_cube();
-    total
 }
 
 /// Word `index % 4` of Philox4x32-10 block `index / 4` of the stream `(key, id)` — the number

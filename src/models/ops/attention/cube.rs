@@ -57,8 +57,41 @@ fn keep(index: u32, task: u32, l: &Layout) -> f32 {
     factor
 }
 
-/// Workgroup `task · t + i`: query `i` of task `task` (sequence `task / heads`, head
-/// `task % heads`).
+/// Where a workgroup's row is: workgroup `task · t + pos` is position `pos` of task `task`
+/// (sequence `task / heads`, head `task % heads`, whose columns start at `col`).
+#[derive(CubeType)]
+struct Place {
+    t: usize,
+    hidden: usize,
+    d: usize,
+    row: usize,
+    task: usize,
+    pos: usize,
+    seq: usize,
+    col: usize,
+}
+
+#[cube]
+fn place(l: &Layout) -> Place {
+    let t = l.t as usize;
+    let hidden = l.hidden as usize;
+    let heads = l.heads as usize;
+    let d = hidden / heads;
+    let row = CUBE_POS_X as usize;
+    let task = row / t;
+    Place {
+        t,
+        hidden,
+        d,
+        row,
+        task,
+        pos: row % t,
+        seq: task / heads,
+        col: (task % heads) * d,
+    }
+}
+
+/// Workgroup `task · t + i`: query `i` of task `task`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 fn attention_kernel(
@@ -73,15 +106,9 @@ fn attention_kernel(
     #[comptime] save: bool,
     #[comptime] dropping: bool,
 ) {
-    let t = l.t as usize;
-    let hidden = l.hidden as usize;
-    let heads = l.heads as usize;
-    let d = hidden / heads;
-    let row = CUBE_POS_X as usize;
-    let task = row / t;
-    let i = row % t;
-    let seq = task / heads;
-    let col = (task % heads) * d;
+    let at = place(&l);
+    let (t, hidden, d, row) = (at.t, at.hidden, at.d, at.row);
+    let (task, i, seq, col) = (at.task, at.pos, at.seq, at.col);
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let mut p = Shared::<[f32]>::new_slice(max_t);
@@ -141,15 +168,9 @@ fn attention_dq_kernel(
     #[comptime] max_t: usize,
     #[comptime] dropping: bool,
 ) {
-    let t = l.t as usize;
-    let hidden = l.hidden as usize;
-    let heads = l.heads as usize;
-    let d = hidden / heads;
-    let row = CUBE_POS_X as usize;
-    let task = row / t;
-    let i = row % t;
-    let seq = task / heads;
-    let col = (task % heads) * d;
+    let at = place(&l);
+    let (t, hidden, d, row) = (at.t, at.hidden, at.d, at.row);
+    let (task, i, seq, col) = (at.task, at.pos, at.seq, at.col);
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let mut dp = Shared::<[f32]>::new_slice(max_t);
@@ -198,15 +219,9 @@ fn attention_dkv_kernel(
     #[comptime] max_t: usize,
     #[comptime] dropping: bool,
 ) {
-    let t = l.t as usize;
-    let hidden = l.hidden as usize;
-    let heads = l.heads as usize;
-    let d = hidden / heads;
-    let row = CUBE_POS_X as usize;
-    let task = row / t;
-    let j = row % t;
-    let seq = task / heads;
-    let col = (task % heads) * d;
+    let at = place(&l);
+    let (t, hidden, d) = (at.t, at.hidden, at.d);
+    let (task, j, seq, col) = (at.task, at.pos, at.seq, at.col);
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     // Column j of the dropped probabilities and of the scores' gradient.
