@@ -1,5 +1,6 @@
-//! The BiLSTM recurrence as one operation on the CPU backend (burn flex), with a handwritten
-//! backward pass (backpropagation through time) for autodiff.
+//! The BiLSTM recurrence as one operation — on the CPU backend (burn flex) and, as two kernels,
+//! on wgpu ([`cube`]) — with a handwritten backward pass (backpropagation through time) for
+//! autodiff.
 //!
 //! Composed from tensor operations, an LSTM step is about fifteen small operations per time step,
 //! each paying flex's per-operation cost (and autodiff's per-node cost twice). Here a step is, per

@@ -1,5 +1,6 @@
 //! The transformer's and the student's hot paths as CPU operations of their own (burn backend
-//! extensions for `Flex` and `Autodiff<Flex>`, each with a handwritten backward pass), as the
+//! extensions for `Flex` and `Autodiff<Flex>`, each with a handwritten backward pass; some also as
+//! wgpu kernels, below), as the
 //! LSTM recurrence already is ([`super::lstm_op`]): one pass over the data where burn composes
 //! several operations, each allocating its output (and autodiff recording each).
 //!
@@ -16,11 +17,14 @@
 //!   `erff`); [`activation`] takes it for burn's exact-GELU activation.
 //! - [`adamw`]: one AdamW update of one parameter tensor (clipping, moments, decay) in two passes,
 //!   for the optimizer `train::adamw::FusedAdamW`; no autodiff (an optimizer steps the
-//!   inner tensors), and the fallback elsewhere is the optimizer's (burn's AdamW).
+//!   inner tensors), and the fallback for other float types is the optimizer's (burn's AdamW).
 //!
-//! Every operation is called through a function that checks the device: on flex (with or without
-//! autodiff) it runs the operation, elsewhere (wgpu) the composition of burn's tensor operations
-//! it replaces, which the tests also compare it against.
+//! On wgpu, attention, layer normalization and AdamW are cubecl kernels of their own (the `cube`
+//! module of each, sharing [`cube`]'s workgroup sums and Philox): one launch forward, two
+//! backward, one per parameter tensor — through the same extensions (`Cube`, `Fusion`, and an
+//! autodiff implementation on `Cube`). Dropout, linear layers and GELU are burn's there (its
+//! fusion puts their element-wise parts into neighbouring kernels). The tests compare every
+//! operation with the composition of burn's tensor operations it replaces, on each backend.
 
 pub mod adamw;
 pub mod attention;
