@@ -28,7 +28,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
-use super::LstmBackend;
+use super::{Dims, LstmBackend};
 use crate::models::ops::cube::{empty, f32_contiguous};
 
 /// Most units a workgroup gets (wgpu's default limit is 256 invocations).
@@ -219,20 +219,6 @@ fn lstm_backward_kernel(
     }
 }
 
-/// Sizes of the recurrence's tensors: batch rows, time steps, hidden units per direction.
-fn dims(gates_x: &Shape, w_hh: &Shape, valid: &[bool]) -> (usize, usize, usize) {
-    assert_eq!(gates_x.num_dims(), 3, "lstm: gates_x is [batch, time, 8H]");
-    assert_eq!(w_hh.num_dims(), 3, "lstm: w_hh is [2, H, 4H]");
-    let (b, t, h) = (gates_x[0], gates_x[1], w_hh[1]);
-    assert_eq!(
-        (gates_x[2], w_hh[0], w_hh[2]),
-        (8 * h, 2, 4 * h),
-        "lstm: gates_x {gates_x:?} and w_hh {w_hh:?} disagree"
-    );
-    assert_eq!(valid.len(), b * t, "lstm: one mask value a position");
-    (b, t, h)
-}
-
 fn mask(like: &CubeTensor, valid: &[bool], b: usize, t: usize) -> CubeTensor {
     let values: Vec<f32> = valid.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
     CubeBackend::float_from_data(TensorData::new(values, [b, t]), &like.device)
@@ -258,7 +244,7 @@ fn forward(
     save: bool,
     keep_steps: bool,
 ) -> Forward {
-    let (b, t, h) = dims(gates_x.meta.shape(), w_hh.meta.shape(), valid);
+    let Dims { b, t, h } = Dims::of(gates_x.meta.shape(), w_hh.meta.shape(), valid);
     let (gx, w) = (
         f32_contiguous(gates_x, "lstm"),
         f32_contiguous(w_hh, "lstm"),
@@ -346,7 +332,7 @@ impl LstmTrainBackend for CubeBackend {
         grad: FloatTensor<Self>,
         valid: Vec<bool>,
     ) -> FloatTensor<Self> {
-        let (b, t, h) = dims(acts.meta.shape(), w_hh.meta.shape(), &valid);
+        let Dims { b, t, h } = Dims::of(acts.meta.shape(), w_hh.meta.shape(), &valid);
         let c = |t| f32_contiguous(t, "lstm");
         let (acts, cs, w, grad) = (c(acts), c(cs), c(w_hh), c(grad));
         let valid = mask(&acts, &valid, b, t);

@@ -119,7 +119,7 @@ impl LstmBackend for Flex {
         w_hh: FloatTensor<Self>,
         valid: Vec<bool>,
     ) -> FloatTensor<Self> {
-        let dims = Dims::of(&gates_x, &w_hh, &valid);
+        let dims = Dims::of(gates_x.layout().shape(), w_hh.layout().shape(), &valid);
         let (gx, w) = (f32s(gates_x), f32s(w_hh));
         let (hs, _) = forward(
             dims,
@@ -177,7 +177,7 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let (gx, gx_node) = gates_x.into_parts();
         let (w, w_node) = w_hh.into_parts();
-        let dims = Dims::of(&gx, &w, &valid);
+        let dims = Dims::of(gx.layout().shape(), w.layout().shape(), &valid);
         let (gx, w) = (f32s(gx), f32s(w));
         let threads = rayon::current_num_threads();
         match LstmBackward
@@ -291,9 +291,9 @@ pub struct Dims {
 }
 
 impl Dims {
-    fn of(gates_x: &FlexTensor, w_hh: &FlexTensor, valid: &[bool]) -> Self {
-        let g = gates_x.layout().shape();
-        let w = w_hh.layout().shape();
+    /// The sizes of `gates_x` `[b, t, 8H]` and `w_hh` `[2, H, 4H]` (checked against each other
+    /// and `valid`), on any backend.
+    fn of(g: &Shape, w: &Shape, valid: &[bool]) -> Self {
         assert_eq!(
             g.num_dims(),
             3,

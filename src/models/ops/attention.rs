@@ -131,17 +131,18 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &[f32], heads: usize) -> Self {
-        let s = q.layout().shape();
+    /// The sizes of `q`, `k`, `v` `[batch, time, hidden]` with `heads` heads and `bias` values of
+    /// the key positions, checked, on any backend.
+    fn of(s: &Shape, k: &Shape, v: &Shape, bias: usize, heads: usize) -> Self {
         assert_eq!(s.num_dims(), 3, "attention: q is [batch, time, hidden]");
         let (b, t, h) = (s[0], s[1], s[2]);
         assert!(
             heads > 0 && h.is_multiple_of(heads),
             "attention: {h} hidden units in {heads} heads"
         );
-        assert_eq!(k.layout().shape(), s, "attention: k is shaped as q");
-        assert_eq!(v.layout().shape(), s, "attention: v is shaped as q");
-        assert_eq!(bias.len(), b * t, "attention: one bias a key position");
+        assert_eq!(k, s, "attention: k is shaped as q");
+        assert_eq!(v, s, "attention: v is shaped as q");
+        assert_eq!(bias, b * t, "attention: one bias a key position");
         Self { b, t, h, heads }
     }
 
@@ -434,7 +435,7 @@ impl AttentionBackend for Flex {
             f32s(k, "attention"),
             f32s(v, "attention"),
         );
-        let dims = Dims::of(&q, &k, &v, &bias, heads);
+        let dims = Dims::of(&q.shape(), &k.shape(), &v.shape(), bias.len(), heads);
         let (q, k, v) = (slice(&q), slice(&k), slice(&v));
         let (out, _) = forward(dims, q, k, v, &bias, drop_of(p, key), false);
         tensor(out, shape)
@@ -460,7 +461,7 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
             f32s(k, "attention"),
             f32s(v, "attention"),
         );
-        let dims = Dims::of(&q, &k, &v, &bias, heads);
+        let dims = Dims::of(&q.shape(), &k.shape(), &v.shape(), bias.len(), heads);
         let drop = drop_of(p, key);
         let prep = AttentionBackward
             .prepare::<C>([q_node, k_node, v_node])

@@ -34,7 +34,7 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::LayerNorm;
-use burn::tensor::Tensor;
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -88,6 +88,19 @@ fn epsilon(layer: &LayerNorm) -> f64 {
         .unwrap_or_else(|| panic!("layer_norm: no epsilon in `{shown}`"))
 }
 
+/// The rows and the last dimension of `x`, checked against γ's and β's shapes (on any backend).
+fn sizes(x: &Shape, gamma: &Shape, beta: &Shape) -> (usize, usize) {
+    let d = x[x.num_dims() - 1];
+    assert!(d > 0, "layer_norm: an empty last dimension");
+    for (name, s) in [("gamma", gamma), ("beta", beta)] {
+        assert!(
+            s.num_dims() == 1 && s[0] == d,
+            "layer_norm: {name} is [{d}], not {s:?}"
+        );
+    }
+    (x.num_elements() / d, d)
+}
+
 /// The operation's inputs as slices, checked.
 struct Inputs<'a> {
     x: &'a [f32],
@@ -98,16 +111,7 @@ struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     fn of(x: &'a FlexTensor, gamma: &'a FlexTensor, beta: &'a FlexTensor, eps: f64) -> Self {
-        let shape = x.shape();
-        let d = shape[shape.num_dims() - 1];
-        assert!(d > 0, "layer_norm: an empty last dimension");
-        for (name, t) in [("gamma", gamma), ("beta", beta)] {
-            let s = t.shape();
-            assert!(
-                s.num_dims() == 1 && s[0] == d,
-                "layer_norm: {name} is [{d}], not {s:?}"
-            );
-        }
+        sizes(&x.shape(), &gamma.shape(), &beta.shape());
         Self {
             x: slice(x),
             gamma: slice(gamma),

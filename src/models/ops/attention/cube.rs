@@ -24,7 +24,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
-use super::AttentionBackend;
+use super::{AttentionBackend, Dims};
 use crate::models::ops::cube::{cube_max, cube_sum, empty, f32_contiguous, philox_word};
 
 /// Units of a workgroup (a power of two, for the tree reductions).
@@ -251,20 +251,6 @@ fn attention_dkv_kernel(
     }
 }
 
-/// Sizes `(b, t, hidden)`, checked.
-fn sizes(q: &Shape, k: &Shape, v: &Shape, bias: usize, heads: usize) -> (usize, usize, usize) {
-    assert_eq!(q.num_dims(), 3, "attention: q is [batch, time, hidden]");
-    let (b, t, h) = (q[0], q[1], q[2]);
-    assert!(
-        heads > 0 && h.is_multiple_of(heads),
-        "attention: {h} hidden units in {heads} heads"
-    );
-    assert_eq!(k, q, "attention: k is shaped as q");
-    assert_eq!(v, q, "attention: v is shaped as q");
-    assert_eq!(bias, b * t, "attention: one bias a key position");
-    (b, t, h)
-}
-
 fn layout(t: usize, h: usize, heads: usize, p: f64, key: u64) -> LayoutLaunch {
     LayoutLaunch::new(
         t as u32,
@@ -296,7 +282,7 @@ fn forward(
     save: bool,
 ) -> (CubeTensor, CubeTensor) {
     let shape = q.shape();
-    let (b, t, h) = sizes(&shape, &k.shape(), &v.shape(), bias.len(), heads);
+    let Dims { b, t, h, .. } = Dims::of(&shape, &k.shape(), &v.shape(), bias.len(), heads);
     let c = |x| f32_contiguous(x, "attention");
     let (q, k, v) = (c(q), c(k), c(v));
     let bias = CubeBackend::float_from_data(TensorData::new(bias.to_vec(), [b * t]), &q.device);
@@ -397,7 +383,8 @@ impl AttentionTrainBackend for CubeBackend {
         key: u64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = q.shape();
-        let (b, t, h) = sizes(&shape, &k.shape(), &v.shape(), shape[0] * shape[1], heads);
+        let bias = shape[0] * shape[1];
+        let Dims { b, t, h, .. } = Dims::of(&shape, &k.shape(), &v.shape(), bias, heads);
         let c = |x| f32_contiguous(x, "attention");
         let (q, k, v, probs, grad) = (c(q), c(k), c(v), c(probs), c(grad));
         let (dq, dk, dv) = (

@@ -19,7 +19,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
-use super::LayerNormBackend;
+use super::{sizes, LayerNormBackend};
 use crate::models::ops::cube::{cube_sum, empty, f32_contiguous, UNITS};
 
 /// One row per workgroup: `out` and, with `save`, the row's mean and rstd in `stats` `[rows, 2]`.
@@ -123,17 +123,6 @@ fn layer_norm_params_kernel(
     }
 }
 
-/// Rows and the last dimension of `x`, checked against γ and β.
-fn sizes(x: &Shape, gamma: &Shape) -> (usize, usize) {
-    let d = x[x.num_dims() - 1];
-    assert!(d > 0, "layer_norm: an empty last dimension");
-    assert!(
-        gamma.num_dims() == 1 && gamma[0] == d,
-        "layer_norm: gamma is [{d}], not {gamma:?}"
-    );
-    (x.num_elements() / d, d)
-}
-
 /// The output and, with `save`, the rows' stats `[rows, 2]`.
 fn forward(
     x: CubeTensor,
@@ -143,7 +132,7 @@ fn forward(
     save: bool,
 ) -> (CubeTensor, CubeTensor) {
     let shape = x.shape();
-    let (rows, d) = sizes(&shape, &gamma.shape());
+    let (rows, d) = sizes(&shape, &gamma.shape(), &beta.shape());
     let c = |t| f32_contiguous(t, "layer_norm");
     let (x, gamma, beta) = (c(x), c(gamma), c(beta));
     let out = empty(&x, shape);
@@ -223,7 +212,7 @@ impl LayerNormTrainBackend for CubeBackend {
         gamma: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
-        let (rows, d) = sizes(&shape, &gamma.shape());
+        let (rows, d) = sizes(&shape, &gamma.shape(), &gamma.shape());
         let c = |t| f32_contiguous(t, "layer_norm");
         let (x, grad, stats, gamma) = (c(x), c(grad), c(stats), c(gamma));
         let dx = empty(&x, shape);
