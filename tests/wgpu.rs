@@ -499,13 +499,13 @@ fn attention_kernels_match_the_composition_and_the_cpu_operation() {
     use kdrun::models::ops::attention::{attention_composed, AttentionBackend};
     let _serial = serial();
     let Some(gpu) = gpu() else { return };
-    let fused = |q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, bias: Vec<f32>, heads, p, key| {
+    let fused = |q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, bias: Tensor<4>, heads, p, key| {
         Tensor::<3>::from_dispatch(
             <burn::backend::Dispatch as AttentionBackend>::fused_attention(
                 q.into_dispatch(),
                 k.into_dispatch(),
                 v.into_dispatch(),
-                bias,
+                bias.into_dispatch(),
                 heads,
                 p,
                 key,
@@ -532,10 +532,9 @@ fn attention_kernels_match_the_composition_and_the_cpu_operation() {
         let run = |device: &Device, how: &str, p: f64| {
             let on = |d: &TensorData| Tensor::<3>::from_data(d.clone(), device).require_grad();
             let (q, k, v) = (on(&q), on(&k), on(&v));
+            let mask = Tensor::<4>::from_data(TensorData::new(bias.clone(), [b, 1, 1, t]), device);
             let out = match how {
                 "composed" => {
-                    let mask =
-                        Tensor::<4>::from_data(TensorData::new(bias.clone(), [b, 1, 1, t]), device);
                     let dropout = DropoutConfig::new(0.0).init();
                     attention_composed(q.clone(), k.clone(), v.clone(), mask, heads, &dropout)
                 }
@@ -543,7 +542,7 @@ fn attention_kernels_match_the_composition_and_the_cpu_operation() {
                     q.clone(),
                     k.clone(),
                     v.clone(),
-                    bias.clone(),
+                    mask,
                     heads,
                     p,
                     0x5eed_1234_abcd,

@@ -10,7 +10,6 @@ pub mod family;
 pub mod load;
 pub mod mlm;
 
-use crate::models::ops::attention::KeyBias;
 use crate::models::ops::{activation, attention, dropout, layer_norm, linear};
 use burn::module::Module;
 use burn::nn::activation::{Activation, ActivationConfig};
@@ -304,14 +303,14 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// `x`: `[batch, time, hidden]`; `bias`: the key positions' additive bias, 0 on tokens and a
-    /// large negative number on padding.
-    pub fn forward(&self, x: Tensor<3>, bias: &KeyBias) -> Tensor<3> {
+    /// `x`: `[batch, time, hidden]`; `mask_bias`: `[batch, 1, 1, time]`, 0 on tokens and a large
+    /// negative number on padding.
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         attention(
             linear(&self.query, x.clone()),
             linear(&self.key, x.clone()),
             linear(&self.value, x),
-            bias,
+            mask_bias,
             self.num_heads,
             &self.dropout,
         )
@@ -362,8 +361,8 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    pub fn forward(&self, x: Tensor<3>, bias: &KeyBias) -> Tensor<3> {
-        let attn = self.attention.self_attn.forward(x.clone(), bias);
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let attn = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(attn, x);
         let inter = activation(
             &self.intermediate.activation,
@@ -432,10 +431,10 @@ impl BertModel {
         attention_mask: Tensor<2>,
     ) -> BertForward {
         let embedding_output = self.embeddings.forward(input_ids, token_type_ids);
-        let bias = KeyBias::new(mask_bias(attention_mask));
+        let bias = mask_bias(attention_mask);
         let mut x = embedding_output.clone();
         for layer in &self.encoder.layer {
-            x = layer.forward(x, &bias);
+            x = layer.forward(x, bias.clone());
         }
         BertForward {
             embedding_output,

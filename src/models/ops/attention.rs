@@ -37,49 +37,31 @@ use std::sync::Arc;
 #[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait AttentionBackend: Backend {
     /// The context `[batch, time, hidden]` of queries, keys and values `[batch, time, hidden]`
-    /// split into `heads` heads; `bias` `[batch · time]` is added to every score of a key
-    /// position (0 on tokens, a large negative number on padding); the probabilities are dropped
-    /// with probability `p` from the stream keyed `key` (none where `p` is 0).
+    /// split into `heads` heads; `bias` (`batch · time` values, e.g. `[batch, 1, 1, time]`) is
+    /// added to every score of a key position (0 on tokens, a large negative number on padding)
+    /// and gets no gradient; the probabilities are dropped with probability `p` from the stream
+    /// keyed `key` (none where `p` is 0).
     #[fusion(dtype = q, shape = q.clone())]
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
     ) -> FloatTensor<Self>;
 }
 
-/// The additive attention bias of the key positions, `[batch · time]` values (0 on tokens, a
-/// large negative number on padding), read from the `[batch, 1, 1, time]` tensor once per forward
-/// pass: every layer's attention takes it from here (on a GPU each read is a wait for the device).
-#[derive(Debug, Clone)]
-pub struct KeyBias(Vec<f32>);
-
-impl KeyBias {
-    /// The values of `mask_bias` `[batch, 1, 1, time]`.
-    pub fn new(mask_bias: Tensor<4>) -> Self {
-        Self(
-            mask_bias
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 mask"),
-        )
-    }
-}
-
 /// Self-attention of the projections `q`, `k`, `v` `[batch, time, hidden]` over `heads` heads
-/// with the additive key bias `bias` and `dropout` on the probabilities, as this module's
-/// operation (the CPU backend's, or wgpu's kernels); [`attention_composed`] is the composition it
-/// replaces, which the tests compare it with.
+/// with the additive mask `mask_bias` `[batch, 1, 1, time]` and `dropout` on the probabilities,
+/// as this module's operation (the CPU backend's, or wgpu's kernels, which read the mask where it
+/// is); [`attention_composed`] is the composition it replaces, which the tests compare it with.
 pub fn attention(
     q: Tensor<3>,
     k: Tensor<3>,
     v: Tensor<3>,
-    bias: &KeyBias,
+    mask_bias: Tensor<4>,
     heads: usize,
     dropout: &Dropout,
 ) -> Tensor<3> {
@@ -94,7 +76,7 @@ pub fn attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
-        bias.0.clone(),
+        mask_bias.into_dispatch(),
         heads,
         p,
         key,
@@ -424,7 +406,7 @@ impl AttentionBackend for Flex {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
@@ -435,9 +417,11 @@ impl AttentionBackend for Flex {
             f32s(k, "attention"),
             f32s(v, "attention"),
         );
+        let bias = f32s(bias, "attention");
+        let bias = slice(&bias);
         let dims = Dims::of(&q.shape(), &k.shape(), &v.shape(), bias.len(), heads);
         let (q, k, v) = (slice(&q), slice(&k), slice(&v));
-        let (out, _) = forward(dims, q, k, v, &bias, drop_of(p, key), false);
+        let (out, _) = forward(dims, q, k, v, bias, drop_of(p, key), false);
         tensor(out, shape)
     }
 }
@@ -447,7 +431,7 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
@@ -455,6 +439,10 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
         let (q, q_node) = q.into_parts();
         let (k, k_node) = k.into_parts();
         let (v, v_node) = v.into_parts();
+        // The mask's bias is a constant: no gradient.
+        let (bias, _) = bias.into_parts();
+        let bias = f32s(bias, "attention");
+        let bias = slice(&bias);
         let shape = q.shape();
         let (q, k, v) = (
             f32s(q, "attention"),
@@ -469,7 +457,7 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
             .stateful();
         // The probabilities are kept only where a backward pass will read them.
         let keep = matches!(prep, OpsKind::Tracked(_));
-        let (out, probs) = forward(dims, slice(&q), slice(&k), slice(&v), &bias, drop, keep);
+        let (out, probs) = forward(dims, slice(&q), slice(&k), slice(&v), bias, drop, keep);
         let out = tensor(out, shape);
         match prep {
             OpsKind::Tracked(prep) => {

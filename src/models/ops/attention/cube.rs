@@ -16,10 +16,10 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::FloatTensorOps;
+
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Cube, TensorMetadata};
-use burn::tensor::{Shape, TensorData};
+use burn::tensor::Shape;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
@@ -275,17 +275,18 @@ fn forward(
     q: CubeTensor,
     k: CubeTensor,
     v: CubeTensor,
-    bias: &[f32],
+    bias: CubeTensor,
     heads: usize,
     p: f64,
     key: u64,
     save: bool,
 ) -> (CubeTensor, CubeTensor) {
     let shape = q.shape();
-    let Dims { b, t, h, .. } = Dims::of(&shape, &k.shape(), &v.shape(), bias.len(), heads);
+    let biases = bias.shape().num_elements();
+    let Dims { b, t, h, .. } = Dims::of(&shape, &k.shape(), &v.shape(), biases, heads);
     let c = |x| f32_contiguous(x, "attention");
     let (q, k, v) = (c(q), c(k), c(v));
-    let bias = CubeBackend::float_from_data(TensorData::new(bias.to_vec(), [b * t]), &q.device);
+    let bias = c(bias);
     let out = empty(&q, shape);
     let probs = empty(&q, if save { [b * heads, t, t] } else { [1, 1, 1] });
     let rows = b * heads * t;
@@ -314,12 +315,12 @@ impl AttentionBackend for CubeBackend {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
     ) -> FloatTensor<Self> {
-        forward(q, k, v, &bias, heads, p, key, false).0
+        forward(q, k, v, bias, heads, p, key, false).0
     }
 }
 
@@ -329,7 +330,7 @@ impl AttentionBackend for CubeBackend {
 #[backend_extension(Cube, Fusion)]
 pub trait AttentionTrainBackend: Backend {
     /// The context and the probabilities before dropout `[batch · heads, t, t]`.
-    #[fusion(meta = |q: &burn::backend::fusion::custom::TensorSpec, _k: &burn::backend::fusion::custom::TensorSpec, _v: &burn::backend::fusion::custom::TensorSpec, _b: &Vec<f32>, heads: &usize, _p: &f64, _key: &u64| {
+    #[fusion(meta = |q: &burn::backend::fusion::custom::TensorSpec, _k: &burn::backend::fusion::custom::TensorSpec, _v: &burn::backend::fusion::custom::TensorSpec, _b: &burn::backend::fusion::custom::TensorSpec, heads: &usize, _p: &f64, _key: &u64| {
         let s = &q.shape;
         let probs = Shape::from([s[0] * *heads, s[1], s[1]]);
         (q.clone(), burn::backend::fusion::custom::TensorSpec::new(probs, q.dtype))
@@ -338,7 +339,7 @@ pub trait AttentionTrainBackend: Backend {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
@@ -364,12 +365,12 @@ impl AttentionTrainBackend for CubeBackend {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        forward(q, k, v, &bias, heads, p, key, true)
+        forward(q, k, v, bias, heads, p, key, true)
     }
 
     fn attention_grad(
@@ -436,7 +437,7 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Cube, C> {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        bias: Vec<f32>,
+        bias: FloatTensor<Self>,
         heads: usize,
         p: f64,
         key: u64,
@@ -444,6 +445,8 @@ impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Cube, C> {
         let (q, q_node) = q.into_parts();
         let (k, k_node) = k.into_parts();
         let (v, v_node) = v.into_parts();
+        // The mask's bias is a constant: no gradient.
+        let (bias, _) = bias.into_parts();
         match AttentionCubeBackward
             .prepare::<C>([q_node, k_node, v_node])
             .compute_bound()
