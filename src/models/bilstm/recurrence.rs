@@ -155,16 +155,8 @@ fn bilstm_op(
     let w_hh = Tensor::stack::<3>(vec![w_hh_f, w_hh_b], 0);
     // One step has no recurrent term: the recurrent weights get no gradient (as when composed).
     let w_hh = if t == 1 { w_hh.detach() } else { w_hh };
-    let valid: Vec<bool> = mask
-        .to_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("mask values")
-        .into_iter()
-        .map(|v| v > 0.5)
-        .collect();
     // [b, t, 2H], or [b, 1, 2H]: the final states (inference without keep_steps).
-    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, valid, keep_steps);
+    let states = lstm_op::lstm_projected(x, w_ih, b_ih, w_hh, mask, keep_steps);
     let [_, steps, _] = states.dims();
     if steps == 1 {
         return (

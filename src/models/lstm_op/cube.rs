@@ -14,7 +14,7 @@
 //!
 //! Layout as in [`super`]: `gates_x` `[b, t, 8H]` (forward direction's gates i, f, g, o, then the
 //! backward direction's), `w_hh` `[2, H, 4H]`, the output `[b, t, 2H]` (each direction's state
-//! after reading the position; a padded position keeps the state), `valid` 1.0 on tokens.
+//! after reading the position; a padded position keeps the state), `valid` `[b, t]` 1.0 on tokens.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -23,7 +23,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Cube, TensorMetadata};
-use burn::tensor::{Shape, Slice, TensorData};
+use burn::tensor::{Shape, Slice};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
@@ -219,11 +219,6 @@ fn lstm_backward_kernel(
     }
 }
 
-fn mask(like: &CubeTensor, valid: &[bool], b: usize, t: usize) -> CubeTensor {
-    let values: Vec<f32> = valid.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-    CubeBackend::float_from_data(TensorData::new(values, [b, t]), &like.device)
-}
-
 fn cube_for(b: usize, h: usize) -> (CubeCount, CubeDim) {
     (
         CubeCount::Static(b as u32, 2, 1),
@@ -240,16 +235,17 @@ struct Forward {
 fn forward(
     gates_x: CubeTensor,
     w_hh: CubeTensor,
-    valid: &[bool],
+    valid: CubeTensor,
     save: bool,
     keep_steps: bool,
 ) -> Forward {
-    let Dims { b, t, h } = Dims::of(gates_x.meta.shape(), w_hh.meta.shape(), valid);
+    let mask_values = valid.meta.shape().num_elements();
+    let Dims { b, t, h } = Dims::of(gates_x.meta.shape(), w_hh.meta.shape(), mask_values);
     let (gx, w) = (
         f32_contiguous(gates_x, "lstm"),
         f32_contiguous(w_hh, "lstm"),
     );
-    let valid = mask(&gx, valid, b, t);
+    let valid = f32_contiguous(valid, "lstm");
     let out = empty(&gx, [b, if keep_steps { t } else { 1 }, 2 * h]);
     // Without `save` the kernel writes neither; one element each stands in.
     let (acts, cs) = if save {
@@ -288,7 +284,7 @@ fn forward(
 pub trait LstmTrainBackend: Backend {
     /// The states `[b, t, 2H]`, the gate activations `[b, t, 8H]` and the cell states
     /// `[b, t, 2H]`.
-    #[fusion(meta = |g: &burn::backend::fusion::custom::TensorSpec, _w: &burn::backend::fusion::custom::TensorSpec, _v: &Vec<bool>| {
+    #[fusion(meta = |g: &burn::backend::fusion::custom::TensorSpec, _w: &burn::backend::fusion::custom::TensorSpec, _v: &burn::backend::fusion::custom::TensorSpec| {
         let s = &g.shape;
         let states = Shape::from([s[0], s[1], s[2] / 4]);
         (
@@ -300,7 +296,7 @@ pub trait LstmTrainBackend: Backend {
     fn lstm_train(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of `gates_x` `[b, t, 8H]` from that of the states `grad` `[b, t, 2H]`.
@@ -310,7 +306,7 @@ pub trait LstmTrainBackend: Backend {
         cs: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
@@ -318,9 +314,9 @@ impl LstmTrainBackend for CubeBackend {
     fn lstm_train(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let Forward { out, saved } = forward(gates_x, w_hh, &valid, true, true);
+        let Forward { out, saved } = forward(gates_x, w_hh, valid, true, true);
         let (acts, cs) = saved.expect("saved for training");
         (out, acts, cs)
     }
@@ -330,12 +326,13 @@ impl LstmTrainBackend for CubeBackend {
         cs: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let Dims { b, t, h } = Dims::of(acts.meta.shape(), w_hh.meta.shape(), &valid);
+        let mask_values = valid.meta.shape().num_elements();
+        let Dims { b, t, h } = Dims::of(acts.meta.shape(), w_hh.meta.shape(), mask_values);
         let c = |t| f32_contiguous(t, "lstm");
         let (acts, cs, w, grad) = (c(acts), c(cs), c(w_hh), c(grad));
-        let valid = mask(&acts, &valid, b, t);
+        let valid = f32_contiguous(valid, "lstm");
         let dgates = empty(&acts, [b, t, 8 * h]);
         if b > 0 && t > 0 {
             let (count, dim) = cube_for(b, h);
@@ -361,9 +358,9 @@ impl LstmBackend for CubeBackend {
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        forward(gates_x, w_hh, &valid, false, true).out
+        forward(gates_x, w_hh, valid, false, true).out
     }
 
     fn lstm_projected(
@@ -371,11 +368,11 @@ impl LstmBackend for CubeBackend {
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
         keep_steps: bool,
     ) -> FloatTensor<Self> {
         let gates = super::project::<Self>(x, w_ih, b_ih);
-        forward(gates, w_hh, &valid, false, keep_steps).out
+        forward(gates, w_hh, valid, false, keep_steps).out
     }
 }
 
@@ -383,10 +380,12 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Cube, C> {
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (gx, gx_node) = gates_x.into_parts();
         let (w, w_node) = w_hh.into_parts();
+        // The mask is a constant: no gradient.
+        let (valid, _) = valid.into_parts();
         match LstmCubeBackward
             .prepare::<C>([gx_node, w_node])
             .compute_bound()
@@ -412,7 +411,7 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Cube, C> {
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
         _keep_steps: bool,
     ) -> FloatTensor<Self> {
         // One product, differentiated by burn, then the recurrence (every step's states).
@@ -431,7 +430,7 @@ struct CubeSaved {
     acts: FloatTensor<Cube>,
     cs: FloatTensor<Cube>,
     w: FloatTensor<Cube>,
-    valid: Vec<bool>,
+    valid: FloatTensor<Cube>,
 }
 
 impl Backward<Cube, 2> for LstmCubeBackward {

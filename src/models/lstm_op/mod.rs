@@ -23,8 +23,8 @@
 //!
 //! Layout. `gates_x` `[batch, time, 2 · 4H]`: each position's input projection with its bias, the
 //! forward direction's four gates (PyTorch's order i, f, g, o) then the backward direction's.
-//! `w_hh` `[2, H, 4H]`: the directions' recurrent weights (`h · w_hh[d]`). `valid` `[batch · time]`
-//! (row-major): true on tokens. The output `[batch, time, 2H]` holds, at each position, each
+//! `w_hh` `[2, H, 4H]`: the directions' recurrent weights (`h · w_hh[d]`). `valid` `[batch, time]`:
+//! 1 on tokens, 0 on padding (the batch's mask, a constant: no gradient). The output `[batch, time, 2H]` holds, at each position, each
 //! direction's state after reading it (the forward direction reads positions 0, 1, …, the backward
 //! one t − 1, t − 2, …); on a padded position a direction keeps its state. The forward direction's
 //! final state is therefore at position t − 1 and the backward one's at position 0.
@@ -57,7 +57,7 @@ pub trait LstmBackend: Backend {
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
     /// [`Self::lstm_recurrence`] of `x` `[batch, time, in]`'s projection by `w_ih` `[in, 8H]`
@@ -73,7 +73,7 @@ pub trait LstmBackend: Backend {
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
         keep_steps: bool,
     ) -> FloatTensor<Self>;
 }
@@ -87,7 +87,7 @@ pub fn lstm_projected(
     w_ih: Tensor<2>,
     b_ih: Tensor<1>,
     w_hh: Tensor<3>,
-    valid: Vec<bool>,
+    valid: Tensor<2>,
     keep_steps: bool,
 ) -> Tensor<3> {
     let out = <Dispatch as LstmBackend>::lstm_projected(
@@ -95,20 +95,20 @@ pub fn lstm_projected(
         w_ih.into_dispatch(),
         b_ih.into_dispatch(),
         w_hh.into_dispatch(),
-        valid,
+        valid.into_dispatch(),
         keep_steps,
     );
     Tensor::from_dispatch(out)
 }
 
 /// Both directions' states `[batch, time, 2H]` of `gates_x` `[batch, time, 8H]` with `w_hh`
-/// `[2, H, 4H]` and `valid` `[batch · time]`, on the flex or the wgpu device (with or without
+/// `[2, H, 4H]` and `valid` `[batch, time]`, on the flex or the wgpu device (with or without
 /// autodiff).
-pub fn lstm_recurrence(gates_x: Tensor<3>, w_hh: Tensor<3>, valid: Vec<bool>) -> Tensor<3> {
+pub fn lstm_recurrence(gates_x: Tensor<3>, w_hh: Tensor<3>, valid: Tensor<2>) -> Tensor<3> {
     let out = <Dispatch as LstmBackend>::lstm_recurrence(
         gates_x.into_dispatch(),
         w_hh.into_dispatch(),
-        valid,
+        valid.into_dispatch(),
     );
     Tensor::from_dispatch(out)
 }
@@ -117,9 +117,10 @@ impl LstmBackend for Flex {
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let dims = Dims::of(gates_x.layout().shape(), w_hh.layout().shape(), &valid);
+        let valid = tokens(valid);
+        let dims = Dims::of(gates_x.layout().shape(), w_hh.layout().shape(), valid.len());
         let (gx, w) = (f32s(gates_x), f32s(w_hh));
         let (hs, _) = forward(
             dims,
@@ -137,9 +138,10 @@ impl LstmBackend for Flex {
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
         keep_steps: bool,
     ) -> FloatTensor<Self> {
+        let valid = tokens(valid);
         let xs = x.layout().shape();
         assert_eq!(xs.num_dims(), 3, "lstm_projected: x is [batch, time, in]");
         let (b, t, d) = (xs[0], xs[1], xs[2]);
@@ -152,6 +154,11 @@ impl LstmBackend for Flex {
             ),
             (d, 8 * h, 8 * h),
             "lstm_projected: w_ih is [in, 8H], b_ih [8H]"
+        );
+        assert_eq!(
+            valid.len(),
+            b * t,
+            "lstm_projected: one mask value a position"
         );
         let dims = Dims { b, t, h };
         let (x, w_ih, b_ih, w) = (f32s(x), f32s(w_ih), f32s(b_ih), f32s(w_hh));
@@ -173,11 +180,12 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
     fn lstm_recurrence(
         gates_x: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (gx, gx_node) = gates_x.into_parts();
         let (w, w_node) = w_hh.into_parts();
-        let dims = Dims::of(gx.layout().shape(), w.layout().shape(), &valid);
+        let valid = tokens(valid.into_parts().0);
+        let dims = Dims::of(gx.layout().shape(), w.layout().shape(), valid.len());
         let (gx, w) = (f32s(gx), f32s(w));
         let threads = rayon::current_num_threads();
         match LstmBackward
@@ -213,7 +221,7 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
         w_ih: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
-        valid: Vec<bool>,
+        valid: FloatTensor<Self>,
         _keep_steps: bool,
     ) -> FloatTensor<Self> {
         // One product, differentiated by burn, then the recurrence (every step's states).
@@ -292,8 +300,8 @@ pub struct Dims {
 
 impl Dims {
     /// The sizes of `gates_x` `[b, t, 8H]` and `w_hh` `[2, H, 4H]` (checked against each other
-    /// and `valid`), on any backend.
-    fn of(g: &Shape, w: &Shape, valid: &[bool]) -> Self {
+    /// and the mask's number of values), on any backend.
+    fn of(g: &Shape, w: &Shape, mask_values: usize) -> Self {
         assert_eq!(
             g.num_dims(),
             3,
@@ -307,12 +315,17 @@ impl Dims {
             "lstm_recurrence: gates_x {g:?} and w_hh {w:?} disagree"
         );
         assert_eq!(
-            valid.len(),
+            mask_values,
             b * t,
             "lstm_recurrence: one mask value a position"
         );
         Self { b, t, h }
     }
+}
+
+/// Which positions of the mask `[batch, time]` are tokens, row-major.
+fn tokens(mask: FlexTensor) -> Vec<bool> {
+    slice(&f32s(mask)).iter().map(|&v| v > 0.5).collect()
 }
 
 /// A contiguous f32 tensor.
